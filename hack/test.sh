@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# test.sh installs what the tests need on a fresh machine (redis-server,
+# controller-gen) and runs lint, the generated-files check and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+if ((${#need_apt[@]})); then
+	echo "installing ${need_apt[*]} with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Tests start their own redis-server processes; the packaged service is not needed.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
+
+make --no-print-directory lint
+make --no-print-directory verify-generated
+go test -p 2 -count=1 -timeout 20m ./...
