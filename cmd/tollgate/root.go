@@ -23,6 +23,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCommand(),
+		newValidateCommand(),
 	)
 	return root
 }

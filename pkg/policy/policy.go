@@ -1,0 +1,203 @@
+// Package policy compiles AuthPolicy objects into an immutable form that the
+// decision engine evaluates without parsing or allocating: host matchers,
+// path templates, owner rules, limits and token settings.
+//
+// The same compiler serves policy files, `tollgate check`, `tollgate
+// validate` and the Kubernetes controller, so it re-checks everything the
+// CRD schema checks at admission (files never meet an API server) and the
+// cross-field rules a schema cannot express.
+package policy
+
+import (
+	"time"
+)
+
+// A Policy is a compiled AuthPolicy. It is immutable once returned by
+// Compile and safe for concurrent use.
+type Policy struct {
+	Namespace  string
+	Name       string
+	Generation int64
+
+	// Hosts are the host matchers; empty means any host.
+	Hosts []Host
+	// PathPrefix is matched segment-wise: "/api" governs "/api" and
+	// "/api/x" but not "/apix".
+	PathPrefix string
+
+	// JWT is nil when every rule is anonymous.
+	JWT *JWT
+	// DryRun decides, logs and counts, but allows.
+	DryRun bool
+	// Limits apply to every rule.
+	Limits []Limit
+	// Rules are tried in order; the first match decides.
+	Rules []Rule
+}
+
+// Key returns "namespace/name", the identity used by context_extensions,
+// metrics and counter keys.
+func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
+
+// JWT is the compiled jwt block. Presets are resolved: betterAuth has
+// become Issuer, Audiences, JWKSURI and Algorithms.
+type JWT struct {
+	Issuer     string
+	Audiences  []string
+	JWKSURI    string
+	InlineJWKS string
+	Secret     *SecretRef
+	Discovery  bool
+	// Algorithms are canonical JWA names ("Ed25519" is stored as "EdDSA");
+	// never empty after compilation.
+	Algorithms []string
+	ClockSkew  time.Duration
+
+	TokenFrom []TokenSource
+	// ForwardClaims are sorted by header name; header names are lower case.
+	ForwardClaims []ForwardClaim
+	StripToken    bool
+}
+
+// SecretRef names a key of a Secret in the policy's namespace.
+type SecretRef struct {
+	Namespace string
+	Name      string
+	Key       string
+}
+
+// A TokenSource is one place a token is read from; exactly one of Header,
+// Cookie and Query is set. Header is lower case.
+type TokenSource struct {
+	Header string
+	Prefix string
+	Cookie string
+	Query  string
+}
+
+// A ForwardClaim sets the upstream request header Header (lower case) from
+// the token's claim Claim.
+type ForwardClaim struct {
+	Header string
+	Claim  string
+}
+
+// A Rule is a compiled rule.
+type Rule struct {
+	Name string
+	// Methods is nil for any method.
+	Methods []string
+	// Path is nil when the rule matches any path under the policy's prefix.
+	Path      *Template
+	Owner     *Owner
+	Anonymous bool
+	Limits    []Limit
+}
+
+// MatchMethod reports whether the rule applies to method.
+func (r *Rule) MatchMethod(method string) bool {
+	if r.Methods == nil {
+		return true
+	}
+	for _, m := range r.Methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// OwnerSource says where the owner value is read from.
+type OwnerSource int
+
+// Owner sources.
+const (
+	OwnerFromPath OwnerSource = iota + 1
+	OwnerFromQuery
+	OwnerFromHeader
+)
+
+// An Owner requires that a value naming a user equal a claim of the token.
+type Owner struct {
+	Claim  string
+	Source OwnerSource
+	// Name is the template variable, query parameter or (lower-case)
+	// header that holds the owner value.
+	Name string
+	// PathIndex is the index of Name among the rule template's variables
+	// when Source is OwnerFromPath.
+	PathIndex int
+	// AllowIf bypasses the check; nil when absent.
+	AllowIf *ClaimValues
+}
+
+// ClaimValues matches a claim against a set of values.
+type ClaimValues struct {
+	Claim  string
+	Values []string
+}
+
+// Match reports whether any of values is in the set.
+func (c *ClaimValues) Match(values []string) bool {
+	for _, v := range values {
+		for _, want := range c.Values {
+			if v == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// KeyKind says what a limit counts by.
+type KeyKind int
+
+// Limit key kinds.
+const (
+	ByUser KeyKind = iota + 1
+	ByIP
+	ByUserIP
+	ByClaim
+	ByHeader
+)
+
+// NeedsIdentity reports whether the key is built from the token.
+func (k KeyKind) NeedsIdentity() bool { return k == ByUser || k == ByUserIP || k == ByClaim }
+
+// A Limit is a compiled quota.
+type Limit struct {
+	Name     string
+	Requests int64
+	Period   time.Duration
+	By       KeyKind
+	// ByName is the claim (ByClaim) or lower-case header (ByHeader).
+	ByName string
+	// Tiers is nil when the limit has none.
+	Tiers *Tiers
+	// CounterPrefix identifies the counter family: "<ns>/<name>:<limit>"
+	// for policy limits, "<ns>/<name>:<rule>:<limit>" for rule limits. The
+	// caller appends the key value.
+	CounterPrefix string
+}
+
+// Tiers selects a limit by the value of a claim.
+type Tiers struct {
+	Claim  string
+	Values map[string]Tier
+}
+
+// A Tier overrides a limit's requests and period.
+type Tier struct {
+	Requests int64
+	Period   time.Duration
+}
+
+// For returns the requests and period that apply for a tier claim value.
+func (l *Limit) For(tierValue string, ok bool) (int64, time.Duration) {
+	if ok && l.Tiers != nil {
+		if t, found := l.Tiers.Values[tierValue]; found {
+			return t.Requests, t.Period
+		}
+	}
+	return l.Requests, l.Period
+}

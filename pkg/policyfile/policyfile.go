@@ -1,0 +1,203 @@
+// Package policyfile reads AuthPolicy objects from YAML or JSON files:
+// multi-document, strict (unknown and duplicate fields are errors), with a
+// size cap, from files or directory trees.
+package policyfile
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+)
+
+// MaxFileSize is the largest policy file read; larger files are refused.
+const MaxFileSize = 5 << 20
+
+// ErrTooLarge reports a file over MaxFileSize.
+var ErrTooLarge = errors.New("policyfile: file is larger than 5 MiB")
+
+// A Document is one AuthPolicy read from a file, or the error that kept it
+// from being read.
+type Document struct {
+	File string
+	// Index is the document's position in its file, from 0.
+	Index  int
+	Policy *v1alpha1.AuthPolicy
+	// Err is set when the document could not be decoded; Policy is then nil
+	// or holds what could be read of its metadata.
+	Err error
+}
+
+// Object names the document for messages: "namespace/name", or
+// "document N" when it has no name.
+func (d *Document) Object() string {
+	if d.Policy != nil && d.Policy.Name != "" {
+		ns := d.Policy.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		return ns + "/" + d.Policy.Name
+	}
+	return fmt.Sprintf("document %d", d.Index+1)
+}
+
+// Files expands paths into the policy files they name: a file is taken as
+// is; a directory contributes its *.yaml, *.yml and *.json files, walked
+// recursively in lexical order, skipping hidden entries (such as the
+// ..data links of a mounted ConfigMap) and kustomization files.
+func Files(paths ...string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("policy path: %w", err)
+		}
+		if !info.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			name := d.Name()
+			if path != p && strings.HasPrefix(name, ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.IsDir() || !isPolicyFileName(name) {
+				return nil
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+					return nil
+				}
+			}
+			found = append(found, path)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("policy directory %s: %w", p, err)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+func isPolicyFileName(name string) bool {
+	switch strings.ToLower(name) {
+	case "kustomization.yaml", "kustomization.yml", "kustomization":
+		return false
+	}
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".yaml" || ext == ".yml" || ext == ".json"
+}
+
+// ReadFile reads every document of a file. The error is for the file as a
+// whole (missing, unreadable, too large); problems of one document are in
+// that Document's Err.
+func ReadFile(path string) ([]Document, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: %w", path, ErrTooLarge)
+	}
+	docs, err := Parse(data)
+	for i := range docs {
+		docs[i].File = path
+	}
+	if err != nil {
+		return docs, fmt.Errorf("%s: %w", path, err)
+	}
+	return docs, nil
+}
+
+// Parse decodes the AuthPolicy documents of a multi-document YAML (or JSON)
+// stream. Empty documents are skipped. The error is set when the stream
+// itself cannot be split into documents.
+func Parse(data []byte) ([]Document, error) {
+	if len(data) > MaxFileSize {
+		return nil, ErrTooLarge
+	}
+	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(data), 64<<10))
+	var docs []Document
+	for index := 0; ; index++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return docs, fmt.Errorf("document %d: %w", index+1, err)
+		}
+		if isEmptyDocument(raw) {
+			index--
+			continue
+		}
+		ap, err := decode(raw)
+		docs = append(docs, Document{Index: index, Policy: ap, Err: err})
+	}
+}
+
+func isEmptyDocument(raw []byte) bool {
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) > 0 && line[0] != '#' && !bytes.Equal(line, []byte("---")) {
+			return false
+		}
+	}
+	return true
+}
+
+// decode converts one YAML document strictly. Unknown and duplicate fields
+// are all reported, each with its path.
+func decode(raw []byte) (*v1alpha1.AuthPolicy, error) {
+	js, err := yaml.YAMLToJSONStrict(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	var meta struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &meta); err != nil {
+		return nil, fmt.Errorf("not an object: %w", err)
+	}
+	if meta.Kind != "AuthPolicy" || meta.APIVersion != v1alpha1.GroupVersion.String() {
+		return nil, fmt.Errorf("unsupported object %q %q: want apiVersion %q, kind \"AuthPolicy\"", meta.APIVersion, meta.Kind, v1alpha1.GroupVersion.String())
+	}
+	ap := &v1alpha1.AuthPolicy{}
+	strict, err := sigsjson.UnmarshalStrict(js, ap, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return ap, fmt.Errorf("decode: %w", err)
+	}
+	if len(strict) > 0 {
+		return ap, errors.Join(strict...)
+	}
+	if ap.Name == "" {
+		return ap, errors.New("metadata.name: Required value")
+	}
+	return ap, nil
+}
