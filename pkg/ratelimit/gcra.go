@@ -1,0 +1,58 @@
+package ratelimit
+
+import "time"
+
+// gcra is one Limit in the generic cell rate algorithm, in integer time units
+// of the store (nanoseconds in Memory, microseconds in the Redis script).
+//
+// A counter is a single number, its theoretical arrival time (TAT): the time
+// at which the counter is full again. A request at now is allowed when
+// max(TAT, now) + interval - now <= window, and charging it moves TAT to
+// max(TAT, now) + interval. This refills smoothly, one request per interval,
+// so unlike a fixed window it never lets 2× the limit through around a window
+// boundary. A TAT in the past is the same as a fresh counter, so idle
+// counters can be dropped.
+//
+// A changed Requests or Period for an existing key (a tier change) is applied
+// to the stored TAT as is: the counter keeps its fill level measured in time
+// ("full again in 40s"), and TAT is clamped to now + window so that a lowered
+// limit never makes a client wait more than one new Period. Lowering the limit
+// can therefore deny at once, raising it allows at the new rate; neither
+// needs more state than the TAT.
+type gcra struct {
+	interval int64 // emission interval: Period / Requests, >= 1
+	window   int64 // interval * Requests: the burst tolerance plus one interval
+}
+
+func newGCRA(l Limit, unit time.Duration) gcra {
+	interval := max(int64(l.Period/unit)/l.Requests, 1)
+	// window is a whole number of intervals so that exactly Requests fit in
+	// a burst even when Period / Requests is rounded down.
+	return gcra{interval: interval, window: interval * l.Requests}
+}
+
+// clamp returns the TAT of a counter at now, given the stored TAT (0 or any
+// past value for a missing counter).
+func (g gcra) clamp(tat, now int64) int64 {
+	return min(max(tat, now), now+g.window)
+}
+
+// allows reports whether one more request fits a counter with the clamped TAT.
+func (g gcra) allows(tat, now int64) bool {
+	return tat+g.interval-now <= g.window
+}
+
+// status describes a counter with the clamped TAT at now, after charging one
+// request when charged is true.
+func (g gcra) status(l Limit, tat, now int64, charged bool, unit time.Duration) Status {
+	s := Status{Limit: l.Requests, Allowed: g.allows(tat, now)}
+	if charged {
+		tat += g.interval
+	}
+	s.Remaining = max((g.window-(tat-now))/g.interval, 0)
+	s.Reset = time.Duration(tat-now) * unit
+	if !s.Allowed {
+		s.RetryAfter = time.Duration(tat+g.interval-now-g.window) * unit
+	}
+	return s
+}

@@ -1,0 +1,223 @@
+package ratelimit
+
+import (
+	"context"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MemoryOptions configures a Memory store.
+type MemoryOptions struct {
+	// Shards is the number of independently locked maps, rounded up to a
+	// power of two. Default 64.
+	Shards int
+	// SweepInterval is how often a background goroutine drops idle counters
+	// (those whose TAT has passed). Default 1m; negative disables the
+	// goroutine (call Sweep yourself).
+	SweepInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Memory is a Store that counts in this process only. It is exact under
+// concurrency: every Take locks the shards of all its keys, in ascending shard
+// order so that two Takes never deadlock, decides and charges, and unlocks.
+// Idle counters are dropped by Sweep, so memory is bounded by the number of
+// counters active within one Period.
+type Memory struct {
+	shards []memoryShard
+	mask   uint64
+	seed   maphash.Seed
+	now    func() time.Time
+	base   time.Time // TATs are nanoseconds since base, on the monotonic clock
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+var _ Store = (*Memory)(nil)
+
+// memoryShard is one locked map of counters.
+type memoryShard struct {
+	// mu guards tats and peak.
+	mu sync.Mutex
+	// tats maps a Limit.Key to its TAT in nanoseconds since Memory.base.
+	tats map[string]int64
+	// peak is the largest len(tats) since the map was last rebuilt; Go maps
+	// never shrink, so Sweep rebuilds a map that has emptied out.
+	peak int
+	_    [40]byte // keep shards on separate cache lines
+}
+
+// NewMemory returns a Memory store. Call Close to stop its sweeper.
+func NewMemory(opts MemoryOptions) *Memory {
+	n := 64
+	if opts.Shards > 0 {
+		n = 1
+		for n < opts.Shards {
+			n <<= 1
+		}
+	}
+	m := &Memory{
+		shards: make([]memoryShard, n),
+		mask:   uint64(n - 1),
+		seed:   maphash.MakeSeed(),
+		now:    opts.Now,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	m.base = m.now()
+	for i := range m.shards {
+		m.shards[i].tats = make(map[string]int64)
+	}
+	interval := opts.SweepInterval
+	if interval == 0 {
+		interval = time.Minute
+	}
+	if interval < 0 {
+		close(m.done)
+		return m
+	}
+	go m.sweepLoop(interval)
+	return m
+}
+
+// Close stops the background sweeper. Take keeps working after Close.
+func (m *Memory) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	<-m.done
+	return nil
+}
+
+func (m *Memory) sweepLoop(interval time.Duration) {
+	defer close(m.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.Sweep()
+		}
+	}
+}
+
+// Sweep drops every counter whose TAT has passed (such a counter equals a
+// fresh one) and rebuilds maps that shrank to a quarter of their peak.
+func (m *Memory) Sweep() {
+	for i := range m.shards {
+		s := &m.shards[i]
+		// Read the clock per shard: a long sweep must not drop a counter
+		// charged after it started.
+		now := m.nanos()
+		s.mu.Lock()
+		for k, tat := range s.tats {
+			if tat <= now {
+				delete(s.tats, k)
+			}
+		}
+		if n := len(s.tats); s.peak > 1024 && n < s.peak/4 {
+			s.tats = maps.Clone(s.tats)
+			s.peak = n
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Len returns the number of tracked counters.
+func (m *Memory) Len() int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		n += len(s.tats)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (m *Memory) nanos() int64 {
+	return int64(m.now().Sub(m.base))
+}
+
+func (m *Memory) shard(key string) int {
+	return int(maphash.String(m.seed, key) & m.mask)
+}
+
+// Take implements Store. It never returns an error other than
+// ErrInvalidLimit; ctx is not consulted because Take does not wait on I/O.
+func (m *Memory) Take(_ context.Context, limits []Limit) (Result, error) {
+	if err := validate(limits); err != nil {
+		return Result{}, err
+	}
+	if len(limits) == 0 {
+		return Result{Allowed: true}, nil
+	}
+	// Lock the shards of all keys in ascending order; a fixed order means
+	// concurrent Takes over the same shards cannot deadlock.
+	var buf [8]int
+	idx := buf[:0]
+	for _, l := range limits {
+		idx = append(idx, m.shard(l.Key))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		m.shards[i].mu.Lock()
+	}
+	res := m.takeLocked(limits)
+	for _, i := range slices.Backward(idx) {
+		m.shards[i].mu.Unlock()
+	}
+	return res, nil
+}
+
+// takeLocked decides and charges; the shards of all keys must be locked.
+func (m *Memory) takeLocked(limits []Limit) Result {
+	now := m.nanos()
+	var buf [8]int64
+	tats := buf[:0] // clamped TAT of each limit before this request
+	allowed := true
+	for i, l := range limits {
+		g := newGCRA(l, time.Nanosecond)
+		tat, ok := m.shards[m.shard(l.Key)].tats[l.Key]
+		// A key listed twice is charged twice: see the earlier charge.
+		for j := range i {
+			if limits[j].Key == l.Key {
+				tat, ok = tats[j]+newGCRA(limits[j], time.Nanosecond).interval, true
+			}
+		}
+		if !ok {
+			tat = now
+		}
+		tat = g.clamp(tat, now)
+		tats = append(tats, tat)
+		allowed = allowed && g.allows(tat, now)
+	}
+	res := Result{Allowed: allowed, Statuses: make([]Status, len(limits))}
+	for i, l := range limits {
+		g := newGCRA(l, time.Nanosecond)
+		res.Statuses[i] = g.status(l, tats[i], now, allowed, time.Nanosecond)
+		if !allowed {
+			continue
+		}
+		s := &m.shards[m.shard(l.Key)]
+		if _, ok := s.tats[l.Key]; ok {
+			s.tats[l.Key] = tats[i] + g.interval
+			continue
+		}
+		// Clone: the caller's key may share memory with a request buffer.
+		s.tats[strings.Clone(l.Key)] = tats[i] + g.interval
+		s.peak = max(s.peak, len(s.tats))
+	}
+	return res
+}

@@ -1,0 +1,286 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// step is one Take in a GCRA scenario, after moving the clock by advance.
+type step struct {
+	advance time.Duration
+	limits  []Limit
+	want    Result
+}
+
+// burst returns n steps that take limits at once, expecting each to be
+// allowed with the remaining count going down from first.
+func burst(l Limit, n int, first int64, reset time.Duration) []step {
+	steps := make([]step, n)
+	interval := l.Period / time.Duration(l.Requests)
+	for i := range steps {
+		steps[i] = step{limits: []Limit{l}, want: allow(status(l.Requests, first-int64(i), reset+time.Duration(i)*interval))}
+	}
+	return steps
+}
+
+func status(limit, remaining int64, reset time.Duration) Status {
+	return Status{Limit: limit, Remaining: remaining, Reset: reset, Allowed: true}
+}
+
+func denied(limit int64, reset, retry time.Duration) Status {
+	return Status{Limit: limit, Reset: reset, RetryAfter: retry}
+}
+
+func allow(s ...Status) Result { return Result{Allowed: true, Statuses: s} }
+func deny(s ...Status) Result  { return Result{Allowed: false, Statuses: s} }
+
+func steps(groups ...[]step) []step {
+	var out []step
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+func TestMemoryGCRA(t *testing.T) {
+	three := Limit{Key: "k", Requests: 3, Period: 3 * time.Second}
+	ten := Limit{Key: "k", Requests: 10, Period: 10 * time.Second}
+	big := Limit{Key: "b", Requests: 5, Period: 5 * time.Second}
+	tests := map[string][]step{
+		"a burst of Requests is allowed and the next request is denied": steps(
+			burst(three, 3, 2, time.Second),
+			[]step{{limits: []Limit{three}, want: deny(denied(3, 3*time.Second, time.Second))}},
+		),
+		"a drained counter refills one request per interval": steps(
+			burst(three, 3, 2, time.Second),
+			[]step{
+				{advance: 999 * time.Millisecond, limits: []Limit{three}, want: deny(denied(3, 2001*time.Millisecond, time.Millisecond))},
+				{advance: time.Millisecond, limits: []Limit{three}, want: allow(status(3, 0, 3*time.Second))},
+				{advance: 3 * time.Second, limits: []Limit{three}, want: allow(status(3, 2, time.Second))},
+			},
+		),
+		"a full burst just before and after a window boundary is not let through twice": steps(
+			[]step{{advance: 9900 * time.Millisecond, limits: []Limit{ten}, want: allow(status(10, 9, time.Second))}},
+			burst(ten, 9, 8, 2*time.Second)[:9],
+			[]step{{advance: 200 * time.Millisecond, limits: []Limit{ten}, want: deny(denied(10, 9800*time.Millisecond, 800*time.Millisecond))}},
+		),
+		"denied requests consume nothing": steps(
+			burst(three, 3, 2, time.Second),
+			[]step{
+				{limits: []Limit{three}, want: deny(denied(3, 3*time.Second, time.Second))},
+				{limits: []Limit{three}, want: deny(denied(3, 3*time.Second, time.Second))},
+				{advance: time.Second, limits: []Limit{three}, want: allow(status(3, 0, 3*time.Second))},
+			},
+		),
+		"a denial by one limit charges none of the others": steps(
+			burst(three, 3, 2, time.Second),
+			[]step{
+				{limits: []Limit{big, three}, want: deny(status(5, 5, 0), denied(3, 3*time.Second, time.Second))},
+				{limits: []Limit{big}, want: allow(status(5, 4, time.Second))},
+			},
+		),
+		"every limit of an allowed request is charged": {
+			{limits: []Limit{big, three}, want: allow(status(5, 4, time.Second), status(3, 2, time.Second))},
+			{limits: []Limit{big}, want: allow(status(5, 3, 2*time.Second))},
+		},
+		"a key listed twice is charged twice": {
+			{limits: []Limit{three, three}, want: allow(status(3, 2, time.Second), status(3, 1, 2*time.Second))},
+			{limits: []Limit{three, three}, want: deny(status(3, 1, 2*time.Second), denied(3, 3*time.Second, time.Second))},
+			{limits: []Limit{three}, want: allow(status(3, 0, 3*time.Second))},
+		},
+		"a lowered limit waits at most one interval of the new limit": steps(
+			burst(Limit{Key: "k", Requests: 100, Period: 100 * time.Second}, 100, 99, time.Second),
+			[]step{{limits: []Limit{three}, want: deny(denied(3, 3*time.Second, time.Second))}},
+		),
+		"a raised limit keeps the fill level and refills at the new rate": steps(
+			burst(ten, 5, 9, time.Second),
+			[]step{{limits: []Limit{{Key: "k", Requests: 100, Period: 10 * time.Second}}, want: allow(status(100, 49, 5100*time.Millisecond))}},
+		),
+		"a counter idle for a Period is full again": steps(
+			burst(three, 3, 2, time.Second),
+			[]step{{advance: 3 * time.Second, limits: []Limit{three}, want: allow(status(3, 2, time.Second))}},
+		),
+		"no limits allow": {{want: Result{Allowed: true}}},
+	}
+	for name, steps := range tests {
+		t.Run(name, func(t *testing.T) {
+			clock := newFakeClock()
+			m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1})
+			for i, s := range steps {
+				clock.Advance(s.advance)
+				got, err := m.Take(context.Background(), s.limits)
+				if err != nil {
+					t.Fatalf("step %d: Take: %v", i, err)
+				}
+				if !reflect.DeepEqual(got, s.want) {
+					t.Fatalf("step %d:\n got %+v\nwant %+v", i, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+func TestTakeRejectsInvalidLimits(t *testing.T) {
+	tests := map[string]Limit{
+		"zero requests":                {Key: "k", Requests: 0, Period: time.Second},
+		"a period under a second":      {Key: "k", Requests: 1, Period: 999 * time.Millisecond},
+		"more than one request per µs": {Key: "k", Requests: 2_000_000, Period: time.Second},
+		"negative requests":            {Key: "k", Requests: -1, Period: time.Minute},
+	}
+	m := NewMemory(MemoryOptions{SweepInterval: -1})
+	for name, l := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := m.Take(context.Background(), []Limit{{Key: "ok", Requests: 1, Period: time.Second}, l})
+			if !errors.Is(err, ErrInvalidLimit) {
+				t.Fatalf("Take: got %v, want ErrInvalidLimit", err)
+			}
+			if m.Len() != 0 {
+				t.Fatalf("an invalid Take charged %d counters", m.Len())
+			}
+		})
+	}
+}
+
+// takeConcurrently runs n Takes of limits at once and returns how many were
+// allowed.
+func takeConcurrently(t *testing.T, stores []Store, n int, limits []Limit) int {
+	t.Helper()
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			res, err := stores[i%len(stores)].Take(context.Background(), limits)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if res.Allowed {
+				allowed.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Take: %v", err)
+	}
+	return int(allowed.Load())
+}
+
+func TestMemoryExactUnderConcurrency(t *testing.T) {
+	m := NewMemory(MemoryOptions{Now: newFakeClock().Now, SweepInterval: -1})
+	limit := Limit{Key: "shop/tasks-api:per-user:u:iss|alice", Requests: 20, Period: time.Hour}
+	if got := takeConcurrently(t, []Store{m}, 90, []Limit{limit}); got != 20 {
+		t.Fatalf("allowed %d of 90, want exactly 20", got)
+	}
+}
+
+func TestMemoryMultiLimitExactAndDeadlockFree(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1, Shards: 2})
+	// Keys in both orders and over both shards: a lock order that depends on
+	// the argument order would deadlock here.
+	var keys []string
+	for i := 0; len(keys) < 4; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if m.shard(k) == len(keys)%2 {
+			keys = append(keys, k)
+		}
+	}
+	tight := Limit{Key: keys[0], Requests: 50, Period: time.Hour}
+	loose := Limit{Key: keys[1], Requests: 1000, Period: time.Hour}
+	other := Limit{Key: keys[2], Requests: 1000, Period: time.Hour}
+	stores := []Store{m}
+	var wg sync.WaitGroup
+	var ab, ba int
+	wg.Go(func() { ab = takeConcurrently(t, stores, 200, []Limit{tight, loose}) })
+	wg.Go(func() { ba = takeConcurrently(t, stores, 200, []Limit{loose, tight, other}) })
+	wg.Wait()
+	if ab+ba != 50 {
+		t.Fatalf("allowed %d+%d, want exactly 50 (the tight limit)", ab, ba)
+	}
+	res, err := m.Take(context.Background(), []Limit{loose, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.Statuses[0].Remaining, int64(1000-50-1); got != want {
+		t.Errorf("loose remaining %d, want %d: denied requests were charged", got, want)
+	}
+	if got, want := res.Statuses[1].Remaining, int64(1000-ba-1); got != want {
+		t.Errorf("other remaining %d, want %d", got, want)
+	}
+}
+
+func TestMemorySweepDropsIdleCounters(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1})
+	short := Limit{Key: "short", Requests: 2, Period: time.Second}
+	long := Limit{Key: "long", Requests: 2, Period: time.Minute}
+	for _, l := range []Limit{short, long} {
+		if _, err := m.Take(context.Background(), []Limit{l}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(499 * time.Millisecond)
+	m.Sweep()
+	if got := m.Len(); got != 2 {
+		t.Fatalf("after 499ms: %d counters, want 2", got)
+	}
+	clock.Advance(time.Millisecond)
+	m.Sweep()
+	if got := m.Len(); got != 1 {
+		t.Fatalf("after 500ms: %d counters, want 1 (short is full again)", got)
+	}
+	res, err := m.Take(context.Background(), []Limit{short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := allow(status(2, 1, 500*time.Millisecond)); !reflect.DeepEqual(res, want) {
+		t.Fatalf("a swept counter is not fresh: got %+v, want %+v", res, want)
+	}
+}
+
+func TestMemorySweepShrinksMaps(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1, Shards: 1})
+	for i := range 4096 {
+		if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Sprint(i), Requests: 1, Period: time.Second}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Second)
+	m.Sweep()
+	if got := m.shards[0].peak; got != 0 {
+		t.Fatalf("peak after emptying sweep = %d, want 0 (map rebuilt)", got)
+	}
+}
+
+func TestMemoryBackgroundSweep(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: time.Millisecond})
+	defer m.Close()
+	if _, err := m.Take(context.Background(), []Limit{{Key: "k", Requests: 1, Period: time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the background sweeper did not drop an idle counter within 5s")
+		}
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
