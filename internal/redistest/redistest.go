@@ -1,0 +1,295 @@
+// Package redistest starts real redis-server processes for tests: a single
+// server on a free loopback port, and a Redis Cluster made with
+// redis-cli --cluster create. Processes are stopped by t.Cleanup.
+//
+// When redis-server or redis-cli is missing the test is skipped, or fails
+// when the CI environment variable is set, so that CI never silently skips
+// the Redis tests.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startTimeout bounds how long a server or cluster may take to come up.
+const startTimeout = 20 * time.Second
+
+// Server is one redis-server child process.
+type Server struct {
+	// Addr is host:port of the server; it stays the same across Restart.
+	Addr string
+
+	t    testing.TB
+	bin  string
+	args []string
+	dir  string
+
+	mu  sync.Mutex // guards cmd and out
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+// lookPath returns the path of a Redis binary or ends the test.
+func lookPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("%s not found (apt-get install -y redis-server redis-tools): %v", name, err)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// freePort returns a loopback port that is free, and whose cluster bus port
+// (port+10000) is free too.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(30000)
+		if portFree(port) && portFree(port+10000) {
+			return port
+		}
+	}
+	t.Fatal("no free loopback port found")
+	return 0
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	return l.Close() == nil
+}
+
+// StartServer starts a redis-server without persistence on a free loopback
+// port and waits until it answers PING.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, nil)
+}
+
+func startServer(t testing.TB, extra func(dir string, port int) []string) *Server {
+	t.Helper()
+	bin := lookPath(t, "redis-server")
+	dir := t.TempDir()
+	var lastErr error
+	// A port found free may be taken before redis-server binds it: retry.
+	for range 5 {
+		port := freePort(t)
+		s := &Server{
+			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			t:    t,
+			bin:  bin,
+			dir:  dir,
+			args: []string{
+				"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+				"--save", "", "--appendonly", "no", "--dir", dir,
+				"--protected-mode", "no", "--daemonize", "no",
+			},
+		}
+		if extra != nil {
+			s.args = append(s.args, extra(dir, port)...)
+		}
+		if lastErr = s.start(); lastErr == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin, s.args...)
+	out := &bytes.Buffer{}
+	cmd.Stdout = &lockedWriter{w: out, mu: &s.mu}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s: %w", s.bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	s.mu.Lock()
+	s.cmd, s.out = cmd, out
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	for {
+		select {
+		case err := <-exited:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.cmd = nil
+			return fmt.Errorf("redis-server on %s exited: %v\n%s", s.Addr, err, out.String())
+		default:
+		}
+		if err := c.Ping(ctx).Err(); err == nil {
+			go func() { <-exited }() // reap the process when it is killed
+			return nil
+		} else if ctx.Err() != nil {
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("redis-server on %s: no PING answer within %s: %w", s.Addr, startTimeout, err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+}
+
+// Stop kills the server, as a crash would, and waits until its port is
+// closed. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	deadline := time.Now().Add(startTimeout)
+	for !portFreeToDial(s.Addr) {
+		if time.Now().After(deadline) {
+			s.t.Errorf("redis-server on %s still accepts connections after kill", s.Addr)
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+}
+
+func portFreeToDial(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return true
+	}
+	_ = c.Close()
+	return false
+}
+
+// Restart starts a stopped server again on the same port, with an empty
+// dataset.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		err := s.start()
+		if err == nil {
+			return
+		}
+		// The old socket may linger for a moment: retry until the deadline.
+		if time.Now().After(deadline) {
+			s.t.Fatalf("restart redis-server: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+// Output returns what the server logged.
+func (s *Server) Output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.out == nil {
+		return ""
+	}
+	return s.out.String()
+}
+
+// lockedWriter lets the process write its log while tests read it.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// Cluster is a Redis Cluster of masters without replicas.
+type Cluster struct {
+	// Addrs are the host:port of every master.
+	Addrs   []string
+	Servers []*Server
+}
+
+// StartCluster starts masters cluster-enabled redis-servers, joins them with
+// redis-cli --cluster create and waits until every node reports
+// cluster_state:ok. Redis Cluster needs at least 3 masters.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	if masters < 3 {
+		t.Fatalf("StartCluster: %d masters, Redis Cluster needs at least 3", masters)
+	}
+	cli := lookPath(t, "redis-cli")
+	c := &Cluster{}
+	for range masters {
+		s := startServer(t, func(dir string, port int) []string {
+			return []string{
+				"--cluster-enabled", "yes",
+				"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", port)),
+				"--cluster-node-timeout", "5000",
+			}
+		})
+		c.Servers = append(c.Servers, s)
+		c.Addrs = append(c.Addrs, s.Addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, c.Addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	for _, addr := range c.Addrs {
+		if err := waitClusterOK(ctx, addr, masters); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// waitClusterOK polls CLUSTER INFO on one node until the cluster is usable
+// from its point of view.
+func waitClusterOK(ctx context.Context, addr string, masters int) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	var last string
+	for {
+		info, err := c.ClusterInfo(ctx).Result()
+		if err == nil {
+			last = info
+			if strings.Contains(info, "cluster_state:ok") &&
+				strings.Contains(info, "cluster_slots_ok:16384") &&
+				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", masters)) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster node %s not ok: %w (%v)\n%s", addr, ctx.Err(), err, last)
+		case <-time.After(10 * time.Millisecond): // polling interval
+		}
+	}
+}
