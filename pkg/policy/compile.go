@@ -124,8 +124,10 @@ func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
 	if p.PathPrefix == "" {
 		p.PathPrefix = "/"
 	}
+	prefixOK := true
 	if err := checkPathPrefix(p.PathPrefix); err != "" {
 		c.add(field.Invalid(specPath.Child("pathPrefix"), spec.PathPrefix, err))
+		prefixOK = false
 	}
 
 	switch spec.Mode {
@@ -161,7 +163,7 @@ func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
 			c.add(field.Duplicate(fp.Child("name"), r.Name))
 		}
 		ruleNames[r.Name] = true
-		rule := c.rule(r, fp, p, limitNames)
+		rule := c.rule(r, fp, p, limitNames, prefixOK)
 		if !rule.Anonymous && spec.JWT == nil {
 			c.add(field.Required(specPath.Child("jwt"), fmt.Sprintf("jwt is required unless every rule is anonymous (rule %q is not)", r.Name)))
 		}
@@ -397,7 +399,7 @@ func (c *compiler) forwardClaims(in map[string]string, fp *field.Path) []Forward
 	return out
 }
 
-func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimits map[string]bool) Rule {
+func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimits map[string]bool, prefixOK bool) Rule {
 	r := Rule{Name: in.Name, Anonymous: in.Anonymous}
 	if !namePattern.MatchString(in.Name) || len(in.Name) > 63 {
 		c.add(field.Invalid(fp.Child("name"), in.Name, "must be 1-63 characters of [-_.a-zA-Z0-9], starting and ending with a letter or digit"))
@@ -420,7 +422,7 @@ func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimi
 			c.add(field.Invalid(fp.Child("path"), in.Path, err.Error()))
 		} else {
 			r.Path = t
-			if !templateUnderPrefix(t, p.PathPrefix) {
+			if prefixOK && !templateUnderPrefix(t, p.PathPrefix) {
 				c.add(field.Invalid(fp.Child("path"), in.Path, fmt.Sprintf("can never match: it is not under the policy's pathPrefix %q", p.PathPrefix)))
 			}
 		}
