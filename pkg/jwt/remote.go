@@ -1,0 +1,282 @@
+package jwt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Remote key set limits and timings.
+const (
+	fetchTimeout       = 5 * time.Second  // per HTTP request
+	maxDocumentBytes   = 1 << 20          // JWKS and discovery response cap
+	minRefresh         = time.Minute      // Cache-Control max-age clamp
+	maxRefresh         = time.Hour        //
+	defaultRefresh     = 10 * time.Minute // without max-age
+	unknownKidInterval = 10 * time.Second // at most one on-demand refresh per interval
+	retryMin           = time.Second      // background retry backoff after a failure
+	retryMax           = 30 * time.Second //
+)
+
+// errThrottled means an on-demand refresh was skipped because one completed
+// less than unknownKidInterval ago.
+var errThrottled = errors.New("jwt: jwks refresh throttled")
+
+// remoteSource is a JWKS fetched over HTTP, directly or through OIDC
+// discovery, shared by every Verifier that names it. A background goroutine
+// refreshes it; unknown kids trigger rate-limited on-demand refreshes. A
+// failed or empty fetch never replaces the keys already held.
+type remoteSource struct {
+	m         *Manager
+	uri       string // JWKS URI, or the issuer for discovery
+	discovery bool
+
+	set atomic.Pointer[keySet] // nil until the first successful fetch
+	sf  singleflight.Group     // one fetch at a time, shared by all callers
+
+	mu          sync.Mutex    // mu guards the fields below
+	lastFetched time.Time     // completion of the last fetch attempt (m.now clock)
+	lastErr     error         // result of the last attempt
+	interval    time.Duration // refresh interval from the last success
+}
+
+func newRemoteSource(m *Manager, uri string, discovery bool) *remoteSource {
+	return &remoteSource{m: m, uri: uri, discovery: discovery, interval: defaultRefresh}
+}
+
+// run is the background refresher: fetch now, then again after the
+// Cache-Control interval, retrying failures with capped exponential backoff.
+func (s *remoteSource) run(ctx context.Context) {
+	failures := 0
+	for {
+		var wait time.Duration
+		if _, err := s.fetchShared(ctx, false); err != nil && !errors.Is(err, errThrottled) {
+			wait = min(retryMin<<min(failures, 10), retryMax)
+			failures++
+		} else {
+			failures = 0
+			wait = s.refreshInterval()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *remoteSource) refreshInterval() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.interval
+}
+
+// keys returns the current key set. Before the first successful fetch it
+// joins an in-flight fetch or starts a rate-limited one, so a JWKS that was
+// unreachable at start is picked up as soon as it answers.
+func (s *remoteSource) keys(ctx context.Context) (*keySet, error) {
+	if set := s.set.Load(); set != nil {
+		return set, nil
+	}
+	return s.refreshUnknown(ctx)
+}
+
+// refreshUnknown is called when a token names a kid the set lacks. It
+// refreshes at most once per unknownKidInterval; concurrent callers share
+// one fetch. It returns the key set to use (possibly unchanged).
+func (s *remoteSource) refreshUnknown(ctx context.Context) (*keySet, error) {
+	if !s.mayRefresh() {
+		return s.current()
+	}
+	if _, err := s.fetchShared(ctx, true); err != nil && !errors.Is(err, errThrottled) {
+		if set := s.set.Load(); set != nil {
+			return set, nil // keep serving the keys we have
+		}
+		return nil, err
+	}
+	return s.current()
+}
+
+func (s *remoteSource) current() (*keySet, error) {
+	if set := s.set.Load(); set != nil {
+		return set, nil
+	}
+	s.mu.Lock()
+	err := s.lastErr
+	s.mu.Unlock()
+	if err == nil {
+		err = errors.New("jwt: jwks not loaded yet")
+	}
+	return nil, err
+}
+
+func (s *remoteSource) mayRefresh() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastFetched.IsZero() || s.m.now().Sub(s.lastFetched) >= unknownKidInterval
+}
+
+// fetchShared runs one fetch shared by every concurrent caller. The fetch
+// itself runs under the Manager's context, so one caller giving up does not
+// fail the others; ctx only bounds this caller's wait.
+func (s *remoteSource) fetchShared(ctx context.Context, onDemand bool) (*keySet, error) {
+	ch := s.sf.DoChan("fetch", func() (any, error) {
+		if onDemand && !s.mayRefresh() {
+			return nil, errThrottled
+		}
+		set, err := s.fetch(s.m.ctx)
+		s.mu.Lock()
+		s.lastFetched = s.m.now()
+		s.lastErr = err
+		s.mu.Unlock()
+		return set, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		set, _ := r.Val.(*keySet)
+		return set, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for jwks: %w", ctx.Err())
+	}
+}
+
+// fetch downloads, parses and publishes the key set.
+func (s *remoteSource) fetch(ctx context.Context) (*keySet, error) {
+	jwksURI := s.uri
+	if s.discovery {
+		u, err := s.discover(ctx)
+		if err != nil {
+			s.fetchFailed(s.uri, err)
+			return nil, err
+		}
+		jwksURI = u
+	}
+	body, hdr, err := s.get(ctx, jwksURI)
+	if err == nil {
+		var keys []*key
+		var skipped []skippedKey
+		keys, skipped, err = parseJWKS(body)
+		s.m.logSkipped(jwksURI, skipped)
+		if err == nil && len(keys) == 0 {
+			err = ErrNoKeys
+		}
+		if err == nil {
+			set, revoked := carryOver(s.set.Load(), keys)
+			s.set.Store(set)
+			if revoked {
+				s.m.keysRevoked()
+			}
+			interval := refreshFromCacheControl(hdr.Get("Cache-Control"))
+			s.mu.Lock()
+			s.interval = interval
+			s.mu.Unlock()
+			s.m.obs.JWKSFetch(jwksURI, nil)
+			s.m.log.Debug("jwt: jwks fetched", "uri", jwksURI, "keys", len(keys), "refresh", interval)
+			return set, nil
+		}
+	}
+	err = fmt.Errorf("jwks %s: %w", jwksURI, err)
+	s.fetchFailed(jwksURI, err)
+	return nil, err
+}
+
+func (s *remoteSource) fetchFailed(uri string, err error) {
+	s.m.obs.JWKSFetch(uri, err)
+	s.m.log.Warn("jwt: jwks fetch failed; keeping previous keys", "uri", uri, "error", err)
+}
+
+// discover reads the issuer's OpenID configuration and returns its jwks_uri.
+func (s *remoteSource) discover(ctx context.Context) (string, error) {
+	u := strings.TrimSuffix(s.uri, "/") + "/.well-known/openid-configuration"
+	body, _, err := s.get(ctx, u)
+	if err != nil {
+		return "", fmt.Errorf("discovery %s: %w", u, err)
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("discovery %s: decode: %w", u, err)
+	}
+	if doc.Issuer != s.uri {
+		return "", fmt.Errorf("discovery %s: issuer %q does not match %q", u, doc.Issuer, s.uri)
+	}
+	if err := checkHTTPURL(doc.JWKSURI); err != nil {
+		return "", fmt.Errorf("discovery %s: jwks_uri: %w", u, err)
+	}
+	return doc.JWKSURI, nil
+}
+
+// get performs one bounded GET: 5 s deadline, 200 only, at most
+// maxDocumentBytes of body.
+func (s *remoteSource) get(ctx context.Context, url string) ([]byte, http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.m.client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, nil, fmt.Errorf("get: unexpected status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocumentBytes+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read body: %w", err)
+	}
+	if len(body) > maxDocumentBytes {
+		return nil, nil, fmt.Errorf("response larger than %d bytes", maxDocumentBytes)
+	}
+	return body, resp.Header, nil
+}
+
+// refreshFromCacheControl derives the refresh interval from a Cache-Control
+// header: max-age clamped to [minRefresh, maxRefresh], no-cache/no-store
+// meaning minRefresh, defaultRefresh otherwise.
+func refreshFromCacheControl(h string) time.Duration {
+	if h == "" {
+		return defaultRefresh
+	}
+	d := time.Duration(-1)
+	for _, dir := range strings.Split(h, ",") {
+		dir = strings.ToLower(strings.TrimSpace(dir))
+		switch {
+		case dir == "no-cache" || dir == "no-store":
+			return minRefresh
+		case strings.HasPrefix(dir, "max-age="):
+			n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(dir, "max-age="), `"`), 10, 64)
+			if err == nil && n >= 0 {
+				if n > int64(maxRefresh/time.Second) {
+					n = int64(maxRefresh / time.Second)
+				}
+				d = time.Duration(n) * time.Second
+			}
+		}
+	}
+	if d < 0 {
+		return defaultRefresh
+	}
+	return min(max(d, minRefresh), maxRefresh)
+}

@@ -1,0 +1,181 @@
+package jwt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SecretResolver supplies HS shared secrets. The returned slice must not be
+// modified by either side afterwards. Implementations must be safe for
+// concurrent use and cheap: the Manager polls every resolved reference about
+// once a second so that a rotated secret revokes cached tokens.
+type SecretResolver interface {
+	Secret(ctx context.Context, ref SecretRef) ([]byte, error)
+}
+
+// maxSecretBytes caps a secret file.
+const maxSecretBytes = 64 << 10
+
+// dirRecheck is how often DirSecrets stats a file it has already read.
+const dirRecheck = time.Second
+
+// DirSecrets is a SecretResolver reading the layout of mounted Kubernetes
+// Secrets: SecretRef{Namespace: NS, Name: NAME, Key: KEY} is the file
+// DIR/NS/NAME/KEY. A file is re-read when its size or modification time
+// changes, checked at most once per second per reference (symlink swaps of
+// a mounted Secret's ..data directory are followed).
+type DirSecrets struct {
+	dir string
+	now func() time.Time
+
+	mu    sync.Mutex // mu guards files
+	files map[SecretRef]*secretFile
+}
+
+type secretFile struct {
+	data      []byte
+	size      int64
+	modTime   time.Time
+	checkedAt time.Time
+}
+
+var _ SecretResolver = (*DirSecrets)(nil)
+
+// NewDirSecrets returns a DirSecrets rooted at dir. now may be nil
+// (time.Now); it only paces re-checks.
+func NewDirSecrets(dir string, now func() time.Time) *DirSecrets {
+	if now == nil {
+		now = time.Now
+	}
+	return &DirSecrets{dir: dir, now: now, files: make(map[SecretRef]*secretFile)}
+}
+
+// Secret implements SecretResolver. Reference parts must be single path
+// elements, so a reference can never name a file outside the directory.
+func (d *DirSecrets) Secret(_ context.Context, ref SecretRef) ([]byte, error) {
+	for _, part := range []string{ref.Namespace, ref.Name, ref.Key} {
+		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, `/\`+"\x00") {
+			return nil, fmt.Errorf("jwt: secret %s: invalid reference", ref)
+		}
+	}
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := d.files[ref]
+	if f != nil && now.Sub(f.checkedAt) < dirRecheck && now.Sub(f.checkedAt) >= 0 {
+		return f.data, nil
+	}
+	path := filepath.Join(d.dir, ref.Namespace, ref.Name, ref.Key)
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("jwt: secret %s: %w", ref, err)
+	}
+	if f != nil && st.Size() == f.size && st.ModTime().Equal(f.modTime) {
+		f.checkedAt = now
+		return f.data, nil
+	}
+	data, err := readCapped(path)
+	if err != nil {
+		return nil, fmt.Errorf("jwt: secret %s: %w", ref, err)
+	}
+	d.files[ref] = &secretFile{data: data, size: st.Size(), modTime: st.ModTime(), checkedAt: now}
+	return data, nil
+}
+
+func readCapped(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxSecretBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if len(data) > maxSecretBytes {
+		return nil, errors.New("file larger than 64 KiB")
+	}
+	return data, nil
+}
+
+// secretSource is an HS secret shared by every Verifier that references
+// it. Each distinct secret value gets its own *key, so cached tokens of a
+// rotated-out secret are revoked with it.
+type secretSource struct {
+	m   *Manager
+	ref SecretRef
+	cur atomic.Pointer[keySet] // one HMAC key, kid ignored; nil until resolved
+
+	mu      sync.Mutex // mu serialises resolve
+	lastErr string     // last logged error, to log changes only
+}
+
+func newSecretSource(m *Manager, ref SecretRef) *secretSource {
+	return &secretSource{m: m, ref: ref}
+}
+
+// poll re-resolves the secret periodically until ctx ends.
+func (s *secretSource) poll(ctx context.Context) {
+	t := time.NewTicker(s.m.secretPoll)
+	defer t.Stop()
+	for {
+		_, _ = s.resolve(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *secretSource) keys(ctx context.Context) (*keySet, error) {
+	return s.resolve(ctx)
+}
+
+func (s *secretSource) refreshUnknown(ctx context.Context) (*keySet, error) {
+	return s.keys(ctx)
+}
+
+// resolve asks the resolver for the secret and publishes a new key when the
+// value changed. A failed resolution keeps the previous value.
+func (s *secretSource) resolve(ctx context.Context) (*keySet, error) {
+	data, err := s.m.secrets.Secret(ctx, s.ref)
+	if err == nil && len(data) < minSecretLen {
+		err = fmt.Errorf("jwt: secret %s: shorter than %d bytes", s.ref, minSecretLen)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur.Load()
+	if err != nil {
+		if msg := err.Error(); msg != s.lastErr {
+			s.lastErr = msg
+			s.m.log.Warn("jwt: secret unavailable; keeping previous value", "secret", s.ref.String(), "error", err)
+		}
+		if old != nil {
+			return old, nil
+		}
+		return nil, err
+	}
+	s.lastErr = ""
+	if old != nil && bytes.Equal(old.all[0].raw.([]byte), data) {
+		return old, nil
+	}
+	set := newKeySet([]*key{{family: famHMAC, raw: bytes.Clone(data)}})
+	set.anyKid = true
+	s.cur.Store(set)
+	if old != nil {
+		old.all[0].revoked.Store(true)
+		s.m.keysRevoked()
+		s.m.log.Info("jwt: secret rotated", "secret", s.ref.String())
+	}
+	return set, nil
+}

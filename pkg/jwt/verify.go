@@ -1,0 +1,315 @@
+package jwt
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// MaxTokenSize is the largest token Verify looks at; longer ones are
+// rejected with ReasonTooLarge before any parsing.
+const MaxTokenSize = 16 << 10
+
+// maxNumericDate caps exp/nbf/iat (year 9999) so conversions stay defined.
+const maxNumericDate = 253402300799
+
+// keySource supplies the keys of one Verifier.
+type keySource interface {
+	// keys returns the current key set; it may wait for a first load.
+	keys(ctx context.Context) (*keySet, error)
+	// refreshUnknown is called when a token names a kid the set lacks;
+	// it may refresh (rate limited) and returns the set to use.
+	refreshUnknown(ctx context.Context) (*keySet, error)
+}
+
+// staticSource is an inline JWKS.
+type staticSource struct{ set *keySet }
+
+func (s staticSource) keys(context.Context) (*keySet, error)           { return s.set, nil }
+func (s staticSource) refreshUnknown(context.Context) (*keySet, error) { return s.set, nil }
+
+// Verifier verifies tokens for one compiled jwt block. It is immutable and
+// safe for concurrent use; get one from Manager.Verifier.
+type Verifier struct {
+	m         *Manager
+	vid       uint64 // verified-token cache namespace: equal configs share it
+	issuer    string
+	audiences []string
+	skew      time.Duration
+	allowed   map[string]bool // canonical algorithm names
+	src       keySource
+}
+
+// WaitKeys waits until the Verifier's key source has keys (for a remote
+// JWKS: the first fetch attempt finished) and reports why it has none. The
+// policy controller uses it to set a JWKSUnavailable condition.
+func (v *Verifier) WaitKeys(ctx context.Context) error {
+	_, err := v.src.keys(ctx)
+	return err
+}
+
+// Verify checks raw (a compact JWS, without any "Bearer " prefix) and
+// returns the verified identity. Every error is an *Error with a Reason;
+// its message never contains the token or any part of it.
+//
+// Checks, in order: size (16 KiB) and shape (exactly two dots) before any
+// parsing; the verified-token cache; the header (alg allowed and never
+// "none", no crit, kid known — with at most one rate-limited refresh of a
+// remote JWKS); the signature with a configured key whose type and JWK alg
+// fit the header alg (header keys jwk/jku/x5u/x5c are never used); then
+// exp (required), nbf and iat with the clock skew, iss and aud.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
+	id, ferr := v.verify(ctx, raw)
+	if ferr != nil {
+		v.m.obs.VerifyFailure(ferr.Reason)
+		return nil, ferr
+	}
+	return id, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, *Error) {
+	switch {
+	case raw == "":
+		return nil, fail(ReasonMissing, "no token")
+	case len(raw) > MaxTokenSize:
+		return nil, fail(ReasonTooLarge, "token larger than 16 KiB")
+	case strings.Count(raw, ".") != 2:
+		return nil, fail(ReasonMalformed, "not a compact JWS")
+	}
+	now := v.m.now()
+	var ck cacheKey
+	if c := v.m.cache; c != nil {
+		ck = c.key(v.vid, raw)
+		if id, ok := c.get(ck, now.UnixNano()); ok {
+			v.m.obs.CacheLookup(true)
+			return id, nil
+		}
+		v.m.obs.CacheLookup(false)
+	}
+
+	p := picker{v: v}
+	var used any
+	payload, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithContext(ctx),
+		jws.WithKeyProvider(&p), jws.WithKeyUsed(&used))
+	if err != nil {
+		var e *Error
+		switch {
+		case errors.As(err, &e):
+			return nil, e
+		case jws.IsVerificationError(err):
+			return nil, fail(ReasonBadSignature, "signature does not verify")
+		default:
+			return nil, fail(ReasonMalformed, "cannot parse token")
+		}
+	}
+	k := p.keyFor(used)
+	if k == nil {
+		return nil, fail(ReasonBadSignature, "signature does not verify")
+	}
+	id, exp, ferr := v.checkClaims(payload, now)
+	if ferr != nil {
+		return nil, ferr
+	}
+	id.KeyID = p.kid
+	id.Algorithm = p.alg
+	if c := v.m.cache; c != nil && now.UnixNano() < exp {
+		c.put(ck, cacheEntry{id: id, key: k, expires: exp}, now.UnixNano())
+	}
+	return id, nil
+}
+
+// picker is the jws.KeyProvider of one Verify call. It checks the protected
+// header and offers only configured keys that fit the header's algorithm;
+// nothing the token carries (jwk, jku, x5u, x5c) is ever consulted.
+type picker struct {
+	v     *Verifier
+	alg   string // canonical header alg
+	kid   string
+	cands []*key
+}
+
+var _ jws.KeyProvider = (*picker)(nil)
+
+// FetchKeys implements jws.KeyProvider.
+func (p *picker) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+	hdr := sig.ProtectedHeaders()
+	alg := canonicalAlg(string(hdr.Algorithm()))
+	if alg == "" || !p.v.allowed[alg] {
+		return fail(ReasonAlgNotAllowed, "algorithm not allowed")
+	}
+	if len(hdr.Critical()) > 0 {
+		return fail(ReasonUnsupportedCrit, "unsupported critical header")
+	}
+	if _, ok := hdr.Get("b64"); ok {
+		// RFC 7797 unencoded payloads are not JWTs.
+		return fail(ReasonUnsupportedCrit, "unsupported b64 header")
+	}
+	p.alg = alg
+	p.kid = hdr.KeyID()
+	hasKid := p.kid != ""
+
+	set, err := p.v.src.keys(ctx)
+	if err != nil {
+		return failWrap(ReasonKeysUnavailable, "no verification keys", err)
+	}
+	cands := set.candidates(p.kid, hasKid)
+	if len(cands) == 0 && hasKid {
+		if set, err = p.v.src.refreshUnknown(ctx); err != nil {
+			return failWrap(ReasonKeysUnavailable, "no verification keys", err)
+		}
+		cands = set.candidates(p.kid, hasKid)
+		if len(cands) == 0 {
+			return fail(ReasonUnknownKid, "unknown key id")
+		}
+	}
+	for _, k := range cands {
+		if k.accepts(alg) {
+			p.cands = append(p.cands, k)
+			sink.Key(jwa.SignatureAlgorithm(alg), k.raw)
+		}
+	}
+	if len(p.cands) == 0 {
+		return fail(ReasonAlgNotAllowed, "algorithm does not fit the key")
+	}
+	return nil
+}
+
+// keyFor maps the raw key jws.Verify used back to our key.
+func (p *picker) keyFor(used any) *key {
+	for _, k := range p.cands {
+		if sameRawKey(k.raw, used) {
+			return k
+		}
+	}
+	return nil
+}
+
+func sameRawKey(a, b any) bool {
+	switch a := a.(type) {
+	case ed25519.PublicKey:
+		b, ok := b.(ed25519.PublicKey)
+		return ok && bytes.Equal(a, b)
+	case []byte:
+		b, ok := b.([]byte)
+		return ok && bytes.Equal(a, b)
+	case *ecdsa.PublicKey:
+		b, ok := b.(*ecdsa.PublicKey)
+		return ok && a == b
+	case *rsa.PublicKey:
+		b, ok := b.(*rsa.PublicKey)
+		return ok && a == b
+	}
+	return false
+}
+
+// checkClaims decodes the payload and checks exp, nbf, iat, iss and aud.
+// It returns the identity and the expiry in unix nanoseconds.
+func (v *Verifier) checkClaims(payload []byte, now time.Time) (*Identity, int64, *Error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil || claims == nil {
+		return nil, 0, fail(ReasonMalformed, "claims are not a JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, 0, fail(ReasonMalformed, "trailing data after claims")
+	}
+	exp, ok, bad := numericDate(claims["exp"])
+	if bad {
+		return nil, 0, fail(ReasonMalformed, "exp is not a number")
+	}
+	if !ok {
+		return nil, 0, fail(ReasonMalformed, "exp claim missing")
+	}
+	if !now.Before(exp.Add(v.skew)) {
+		return nil, 0, fail(ReasonExpired, "token expired")
+	}
+	for _, name := range []string{"nbf", "iat"} {
+		t, ok, bad := numericDate(claims[name])
+		if bad {
+			return nil, 0, fail(ReasonMalformed, name+" is not a number")
+		}
+		if ok && now.Add(v.skew).Before(t) {
+			return nil, 0, fail(ReasonNotYetValid, "token not valid yet ("+name+")")
+		}
+	}
+	iss, _ := claims["iss"].(string)
+	if iss != v.issuer {
+		return nil, 0, fail(ReasonBadIssuer, "issuer does not match")
+	}
+	aud, ok := audience(claims["aud"])
+	if !ok {
+		return nil, 0, fail(ReasonMalformed, "aud is neither a string nor an array of strings")
+	}
+	if len(v.audiences) > 0 && !containsAny(aud, v.audiences) {
+		return nil, 0, fail(ReasonBadAudience, "audience does not match")
+	}
+	sub, isStr := claims["sub"].(string)
+	if _, present := claims["sub"]; present && !isStr {
+		return nil, 0, fail(ReasonMalformed, "sub is not a string")
+	}
+	id := &Identity{Subject: sub, Issuer: iss, Expiry: exp, audience: aud, claims: claims}
+	return id, exp.UnixNano(), nil
+}
+
+// numericDate converts a JSON NumericDate. ok is false when v is absent;
+// bad is true when v is present but not a finite number.
+func numericDate(v any) (t time.Time, ok, bad bool) {
+	if v == nil {
+		return time.Time{}, false, false
+	}
+	n, isNum := v.(json.Number)
+	if !isNum {
+		return time.Time{}, false, true
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return time.Time{}, false, true
+	}
+	f = min(max(f, 0), maxNumericDate)
+	sec := math.Floor(f)
+	return time.Unix(int64(sec), int64((f-sec)*1e9)), true, false
+}
+
+// audience returns "aud" as a slice; ok is false for other shapes.
+func audience(v any) ([]string, bool) {
+	switch v := v.(type) {
+	case nil:
+		return nil, true
+	case string:
+		return []string{v}, true
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, s)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func containsAny(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
