@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
 )
 
 // Defaults and bounds applied by Compile.
@@ -193,11 +194,13 @@ func checkPathPrefix(prefix string) string {
 
 func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
 	out := &JWT{
-		Issuer:     in.Issuer,
-		Audiences:  in.Audiences,
-		JWKSURI:    in.JWKSURI,
-		InlineJWKS: in.JWKS,
-		Discovery:  in.Discovery,
+		Config: jwt.Config{
+			Issuer:     in.Issuer,
+			Audiences:  in.Audiences,
+			JWKSURI:    in.JWKSURI,
+			InlineJWKS: in.JWKS,
+			Discovery:  in.Discovery,
+		},
 		StripToken: in.StripToken,
 	}
 
@@ -221,7 +224,7 @@ func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
 		if !secretKeyPattern.MatchString(in.SecretRef.Key) || len(in.SecretRef.Key) > 253 {
 			c.add(field.Invalid(sp.Child("key"), in.SecretRef.Key, "must be a Secret data key ([-._a-zA-Z0-9]+)"))
 		}
-		out.Secret = &SecretRef{Namespace: c.ns, Name: in.SecretRef.Name, Key: in.SecretRef.Key}
+		out.Secret = &jwt.SecretRef{Namespace: c.ns, Name: in.SecretRef.Name, Key: in.SecretRef.Key}
 	}
 	if in.Discovery {
 		sources = append(sources, "discovery")

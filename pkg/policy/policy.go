@@ -10,6 +10,8 @@ package policy
 
 import (
 	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
 )
 
 // A Policy is a compiled AuthPolicy. It is immutable once returned by
@@ -40,30 +42,15 @@ type Policy struct {
 func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
 
 // JWT is the compiled jwt block. Presets are resolved: betterAuth has
-// become Issuer, Audiences, JWKSURI and Algorithms.
+// become Issuer, Audiences, JWKSURI and Algorithms; Algorithms are canonical
+// JWA names ("Ed25519" is stored as "EdDSA") and never empty.
 type JWT struct {
-	Issuer     string
-	Audiences  []string
-	JWKSURI    string
-	InlineJWKS string
-	Secret     *SecretRef
-	Discovery  bool
-	// Algorithms are canonical JWA names ("Ed25519" is stored as "EdDSA");
-	// never empty after compilation.
-	Algorithms []string
-	ClockSkew  time.Duration
+	jwt.Config
 
 	TokenFrom []TokenSource
 	// ForwardClaims are sorted by header name; header names are lower case.
 	ForwardClaims []ForwardClaim
 	StripToken    bool
-}
-
-// SecretRef names a key of a Secret in the policy's namespace.
-type SecretRef struct {
-	Namespace string
-	Name      string
-	Key       string
 }
 
 // A TokenSource is one place a token is read from; exactly one of Header,
