@@ -1,0 +1,214 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// newRedisStore returns a Redis store with its own client, built by
+// NewClient as tollgate builds it from flags.
+func newRedisStore(t testing.TB, o ClientOptions) *Redis {
+	t.Helper()
+	c, err := NewClient(o)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := NewRedis(RedisOptions{Client: c})
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	return r
+}
+
+func mustTake(t *testing.T, s Store, limits ...Limit) Result {
+	t.Helper()
+	res, err := s.Take(context.Background(), limits)
+	if err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	return res
+}
+
+// keysInDistinctSlots returns n keys whose counters live in n different
+// hash slots.
+func keysInDistinctSlots(r *Redis, n int) []string {
+	seen := map[int]bool{}
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		k := fmt.Sprintf("shop/api:per-user:u:user-%d", i)
+		if s := hashSlot(r.redisKey(k)); !seen[s] {
+			seen[s] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// redisTargets are the two deployments the store supports.
+func redisTargets(t *testing.T) map[string]ClientOptions {
+	return map[string]ClientOptions{
+		"single server":    {Addr: redistest.StartServer(t).Addr},
+		"3-master cluster": {ClusterAddrs: redistest.StartCluster(t, 3).Addrs},
+	}
+}
+
+func TestRedis(t *testing.T) {
+	for target, opts := range redisTargets(t) {
+		t.Run(target, func(t *testing.T) {
+			t.Run("three stores with separate clients count exactly", func(t *testing.T) {
+				stores := []Store{newRedisStore(t, opts), newRedisStore(t, opts), newRedisStore(t, opts)}
+				limit := Limit{Key: "shop/tasks-api:per-user:u:iss|exact", Requests: 20, Period: time.Hour}
+				if got := takeConcurrently(t, stores, 90, []Limit{limit}); got != 20 {
+					t.Fatalf("allowed %d of 90, want exactly 20", got)
+				}
+			})
+			t.Run("a burst is allowed, then denied with Retry-After", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				l := Limit{Key: "burst", Requests: 3, Period: time.Hour}
+				for want := int64(2); want >= 0; want-- {
+					res := mustTake(t, r, l)
+					s := res.Statuses[0]
+					if !res.Allowed || !s.Allowed || s.Remaining != want || s.Limit != 3 {
+						t.Fatalf("take: got %+v, want allowed with %d remaining", res, want)
+					}
+					if wantReset := time.Duration(3-want) * 20 * time.Minute; s.Reset > wantReset || s.Reset < wantReset-time.Minute {
+						t.Fatalf("reset %s, want about %s", s.Reset, wantReset)
+					}
+				}
+				res := mustTake(t, r, l)
+				s := res.Statuses[0]
+				if res.Allowed || s.Allowed || s.Remaining != 0 {
+					t.Fatalf("4th take: got %+v, want denied", res)
+				}
+				if s.RetryAfter > 20*time.Minute || s.RetryAfter < 19*time.Minute {
+					t.Fatalf("retry after %s, want about 20m", s.RetryAfter)
+				}
+			})
+			t.Run("a denial consumes nothing from any limit", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				keys := keysInDistinctSlots(r, 2)
+				loose := Limit{Key: keys[0], Requests: 5, Period: time.Hour}
+				tight := Limit{Key: keys[1], Requests: 1, Period: time.Hour}
+				mustTake(t, r, tight)
+				// loose first: on the cluster it is charged, then refunded;
+				// loose last: it is only reported.
+				for _, limits := range [][]Limit{{loose, tight}, {tight, loose}, {loose, tight}} {
+					res := mustTake(t, r, limits...)
+					if res.Allowed {
+						t.Fatalf("take %v: allowed, want denied by the tight limit", limits)
+					}
+					for i, l := range limits {
+						if l.Key == loose.Key && (res.Statuses[i].Remaining != 5 || !res.Statuses[i].Allowed) {
+							t.Fatalf("loose status %+v, want 5 remaining and allowed alone", res.Statuses[i])
+						}
+					}
+				}
+				if got := mustTake(t, r, loose).Statuses[0].Remaining; got != 4 {
+					t.Fatalf("loose remaining after denials: %d, want 4 (nothing consumed)", got)
+				}
+			})
+			t.Run("raising load on another key does not change a denied key", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				mine := Limit{Key: "mine", Requests: 2, Period: time.Hour}
+				mustTake(t, r, mine)
+				mustTake(t, r, mine)
+				before := mustTake(t, r, mine)
+				for range 10 {
+					mustTake(t, r, Limit{Key: "other", Requests: 5, Period: time.Hour})
+				}
+				after := mustTake(t, r, mine)
+				if before.Allowed || after.Allowed || after.Statuses[0].Remaining != 0 {
+					t.Fatalf("before %+v after %+v, want both denied with 0 remaining", before, after)
+				}
+				if d := after.Statuses[0].Reset - before.Statuses[0].Reset; d > 0 {
+					t.Fatalf("a denied key's reset grew by %s: denials consumed quota", d)
+				}
+			})
+			t.Run("counters carry a TTL until they are full again", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				mustTake(t, r, Limit{Key: "ttl", Requests: 10, Period: time.Minute})
+				mustTake(t, r, Limit{Key: "ttl", Requests: 10, Period: time.Minute})
+				ttl, err := r.client.PTTL(context.Background(), r.redisKey("ttl")).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ttl <= 11*time.Second || ttl > 12*time.Second {
+					t.Fatalf("PTTL %s, want just under 12s (two intervals of 6s)", ttl)
+				}
+			})
+			t.Run("keys with braces and long keys are distinct counters", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				long := strings.Repeat("x", 300)
+				keys := []string{"h:a{b}", "h:a%7Bb%7D", "h:}{", "h:%", long, long + "y"}
+				for _, k := range keys {
+					if res := mustTake(t, r, Limit{Key: k, Requests: 1, Period: time.Hour}); !res.Allowed {
+						t.Fatalf("key %.20q: denied, want its own fresh counter", k)
+					}
+				}
+				// Different slots in one decision: runs on the cluster too.
+				limits := make([]Limit, len(keys))
+				for i, k := range keys {
+					limits[i] = Limit{Key: k, Requests: 2, Period: time.Hour}
+				}
+				for i, s := range mustTake(t, r, limits...).Statuses {
+					if s.Remaining != 0 {
+						t.Fatalf("key %.20q: %d remaining, want 0", keys[i], s.Remaining)
+					}
+				}
+			})
+			t.Run("a lowered limit waits at most one new interval", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				mustTake(t, r, Limit{Key: "tier", Requests: 1, Period: 24 * time.Hour})
+				res := mustTake(t, r, Limit{Key: "tier", Requests: 1, Period: time.Minute})
+				if res.Allowed || res.Statuses[0].RetryAfter > time.Minute {
+					t.Fatalf("got %+v, want denied with retry after <= 1m", res)
+				}
+			})
+			t.Run("scripts are reloaded after SCRIPT FLUSH", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				mustTake(t, r, Limit{Key: "flush", Requests: 2, Period: time.Hour})
+				flush := func(ctx context.Context, c *redis.Client) error { return c.ScriptFlush(ctx).Err() }
+				var err error
+				if cc, ok := r.client.(*redis.ClusterClient); ok {
+					err = cc.ForEachMaster(context.Background(), flush)
+				} else {
+					err = flush(context.Background(), r.client.(*redis.Client))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := mustTake(t, r, Limit{Key: "flush", Requests: 2, Period: time.Hour}).Statuses[0].Remaining; got != 0 {
+					t.Fatalf("remaining %d after SCRIPT FLUSH, want 0", got)
+				}
+			})
+		})
+	}
+}
+
+func TestRedisKeyEscaping(t *testing.T) {
+	r, err := NewRedis(RedisOptions{Client: redis.NewClient(&redis.Options{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct{ key, want string }{
+		"a plain key is its own tag": {"shop/api:per-ip:10.0.0.1", "tollgate:{shop/api:per-ip:10.0.0.1}"},
+		"braces are escaped":         {"a{b}c", "tollgate:{a%7Bb%7Dc}"},
+		"the escape is escaped":      {"a%7B", "tollgate:{a%257B}"},
+		"a long key is hashed":       {strings.Repeat("k", 201), "tollgate:{%H"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := r.redisKey(tt.key); !strings.HasPrefix(got, tt.want) || strings.Count(got, "{") != 1 || strings.Count(got, "}") != 1 {
+				t.Fatalf("redisKey(%.20q) = %q, want %q", tt.key, got, tt.want)
+			}
+		})
+	}
+}
