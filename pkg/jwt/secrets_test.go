@@ -1,0 +1,90 @@
+package jwt
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+)
+
+func writeSecret(t *testing.T, dir string, data string, mtime time.Time) {
+	t.Helper()
+	p := filepath.Join(dir, "shop", "auth", "jwt")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDirSecretsRotation(t *testing.T) {
+	dir := t.TempDir()
+	secretA := "secret-A-0123456789abcdefghijklmnopqrstuvwxyz"
+	secretB := "secret-B-0123456789abcdefghijklmnopqrstuvwxyz" // same size: only mtime changes
+	writeSecret(t, dir, secretA, time.Unix(1000, 0))
+	clock := newFakeClock()
+	m, _, logs := newTestManager(t, Options{
+		Now:                clock.Now,
+		Secrets:            NewDirSecrets(dir, clock.Now),
+		SecretPollInterval: 5 * time.Millisecond,
+	})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"shop", "auth", "jwt"}, Algorithms: []string{"HS256", "HS512"}})
+	ctx := context.Background()
+	mint := func(secret, alg string) string {
+		return jwttest.Sign(t, alg, []byte(secret), map[string]any{"alg": alg}, claims(clock.Now()))
+	}
+	tokA := mint(secretA, "HS256")
+	if _, err := v.Verify(ctx, tokA); err != nil {
+		t.Fatalf("secret A: %v", err)
+	}
+	if _, err := v.Verify(ctx, mint(secretA, "HS512")); err != nil {
+		t.Fatalf("secret A, HS512: %v", err)
+	}
+	tokB := mint(secretB, "HS256")
+	if _, err := v.Verify(ctx, tokB); ReasonOf(err) != ReasonBadSignature {
+		t.Fatalf("secret B before rotation: %v", err)
+	}
+
+	writeSecret(t, dir, secretB, time.Unix(2000, 0))
+	clock.Advance(2 * time.Second) // DirSecrets re-stats at most once a second
+	eventually(t, 10*time.Second, "the rotated secret", func() bool {
+		_, err := v.Verify(ctx, tokB)
+		return err == nil
+	})
+	// tokA sat in the verified-token cache; the rotation revoked it.
+	if _, err := v.Verify(ctx, tokA); ReasonOf(err) != ReasonBadSignature {
+		t.Fatalf("secret A after rotation: %v, want bad_signature", err)
+	}
+	assertNoTokenLeak(t, []string{tokA, tokB}, logs.String())
+	// The secret itself must not be logged either.
+	if leaks([]string{secretA, secretB}, logs.String()) {
+		t.Fatal("secret value in logs")
+	}
+}
+
+func TestDirSecretsRejectsTraversal(t *testing.T) {
+	d := NewDirSecrets(t.TempDir(), nil)
+	for _, ref := range []SecretRef{{"..", "x", "y"}, {"ns", "../..", "k"}, {"ns", "n", "a/b"}, {"ns", "", "k"}, {"ns", "n", "."}} {
+		if _, err := d.Secret(context.Background(), ref); err == nil {
+			t.Errorf("Secret(%+v) succeeded", ref)
+		}
+	}
+}
+
+func TestShortSecretIsUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	writeSecret(t, dir, "short", time.Unix(1000, 0))
+	m, clock, _ := newTestManager(t, Options{Secrets: NewDirSecrets(dir, nil)})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"shop", "auth", "jwt"}})
+	tok := jwttest.Sign(t, "HS256", []byte("short"), map[string]any{"alg": "HS256"}, claims(clock.Now()))
+	if _, err := v.Verify(context.Background(), tok); ReasonOf(err) != ReasonKeysUnavailable {
+		t.Fatalf("short secret: %v, want keys_unavailable", err)
+	}
+}
