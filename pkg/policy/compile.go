@@ -100,7 +100,7 @@ var reservedHeaders = map[string]bool{
 }
 
 func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
-	p := &Policy{Namespace: c.ns, Name: c.name}
+	p := &Policy{Namespace: c.ns, Name: c.name, key: c.ns + "/" + c.name}
 
 	hostsPath := specPath.Child("hosts")
 	seenHosts := map[string]bool{}

@@ -20,6 +20,7 @@ type Policy struct {
 	Namespace  string
 	Name       string
 	Generation int64
+	key        string // "namespace/name", built once by Compile
 
 	// Hosts are the host matchers; empty means any host.
 	Hosts []Host
@@ -39,7 +40,12 @@ type Policy struct {
 
 // Key returns "namespace/name", the identity used by context_extensions,
 // metrics and counter keys.
-func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
+func (p *Policy) Key() string {
+	if p.key != "" {
+		return p.key
+	}
+	return p.Namespace + "/" + p.Name
+}
 
 // JWT is the compiled jwt block. Presets are resolved: betterAuth has
 // become Issuer, Audiences, JWKSURI and Algorithms; Algorithms are canonical
