@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,6 +185,26 @@ func portFreeToDial(addr string) bool {
 	}
 	_ = c.Close()
 	return false
+}
+
+// Pause stops the server process (SIGSTOP) without closing its port: the
+// kernel still accepts connections but nothing answers, as with a hung or
+// partitioned Redis. Resume undoes it; Stop also works on a paused server.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("signal %v: redis-server on %s is not running", sig, s.Addr)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v to redis-server on %s: %v", sig, s.Addr, err)
+	}
 }
 
 // Restart starts a stopped server again on the same port, with an empty

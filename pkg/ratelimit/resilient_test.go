@@ -1,0 +1,251 @@
+package ratelimit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+func TestParseOnError(t *testing.T) {
+	tests := map[string]struct {
+		in      string
+		want    OnError
+		wantErr bool
+	}{
+		"local falls back to memory":  {in: "local", want: OnErrorLocal},
+		"allow lets requests through": {in: "allow", want: OnErrorAllow},
+		"deny rejects requests":       {in: "deny", want: OnErrorDeny},
+		"anything else is an error":   {in: "Deny", wantErr: true},
+		"empty is an error":           {in: "", wantErr: true},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := ParseOnError(tt.in)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("ParseOnError(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+			if err == nil && got.String() != tt.in {
+				t.Fatalf("String() = %q, want %q", got.String(), tt.in)
+			}
+		})
+	}
+}
+
+func TestNewResilientRejectsBadOptions(t *testing.T) {
+	mem := NewMemory(MemoryOptions{SweepInterval: -1})
+	tests := map[string]struct {
+		primary, fallback Store
+		opts              ResilientOptions
+	}{
+		"no primary":               {nil, mem, ResilientOptions{}},
+		"local without a fallback": {mem, nil, ResilientOptions{OnError: OnErrorLocal}},
+		"a budget over 100ms":      {mem, mem, ResilientOptions{Budget: 101 * time.Millisecond}},
+		"an unknown on-error":      {mem, mem, ResilientOptions{OnError: 7}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := NewResilient(tt.primary, tt.fallback, tt.opts); err == nil {
+				t.Fatal("NewResilient: nil error")
+			}
+		})
+	}
+	t.Run("metrics registered twice", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		if _, err := NewResilient(mem, mem, ResilientOptions{Registerer: reg}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := NewResilient(mem, mem, ResilientOptions{Registerer: reg})
+		if !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			t.Fatalf("second NewResilient: %v, want AlreadyRegisteredError", err)
+		}
+	})
+}
+
+// metricValue returns the value of the gauge or counter name in reg, or the
+// sample count of the histogram name.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		m := f.GetMetric()[0]
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// syncBuffer collects log output written from any goroutine.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestResilientOutage(t *testing.T) {
+	outages := map[string]struct {
+		start, end func(*redistest.Server)
+		// emptied reports whether the outage loses Redis's data.
+		emptied bool
+	}{
+		"redis killed": {(*redistest.Server).Stop, (*redistest.Server).Restart, true},
+		"redis hung":   {(*redistest.Server).Pause, (*redistest.Server).Resume, false},
+	}
+	for _, mode := range []OnError{OnErrorLocal, OnErrorAllow, OnErrorDeny} {
+		for outageName, outage := range outages {
+			t.Run(mode.String()+"/"+outageName, func(t *testing.T) {
+				srv := redistest.StartServer(t)
+				clock := newFakeClock()
+				reg := prometheus.NewRegistry()
+				logs := &syncBuffer{}
+				r, err := NewResilient(
+					newRedisStore(t, ClientOptions{Addr: srv.Addr}),
+					NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1}),
+					ResilientOptions{
+						OnError:          mode,
+						FailureThreshold: 3,
+						Cooldown:         time.Second,
+						Registerer:       reg,
+						Logger:           slog.New(slog.NewTextHandler(logs, nil)),
+						Now:              clock.Now,
+					})
+				if err != nil {
+					t.Fatal(err)
+				}
+				limit := Limit{Key: "outage", Requests: 3, Period: time.Hour}
+				if res := mustTake(t, r, limit); !res.Allowed || res.Degraded || res.Statuses[0].Remaining != 2 {
+					t.Fatalf("before the outage: %+v, want allowed by Redis with 2 remaining", res)
+				}
+				if up := metricValue(t, reg, "tollgate_quota_store_up"); up != 1 {
+					t.Fatalf("up gauge %v before the outage, want 1", up)
+				}
+
+				outage.start(srv)
+				for i := range 10 {
+					start := time.Now()
+					res, err := r.Take(context.Background(), []Limit{limit})
+					// A bound on the 100ms budget, not a speed benchmark.
+					if d := time.Since(start); d >= 150*time.Millisecond {
+						t.Fatalf("take %d during the outage took %s, want < 150ms", i, d)
+					}
+					if err != nil {
+						t.Fatalf("take %d during the outage: %v", i, err)
+					}
+					if !res.Degraded {
+						t.Fatalf("take %d during the outage: %+v, want Degraded", i, res)
+					}
+					switch mode {
+					case OnErrorAllow:
+						if !res.Allowed || len(res.Statuses) != 0 {
+							t.Fatalf("take %d: %+v, want allowed without statuses", i, res)
+						}
+					case OnErrorDeny:
+						if res.Allowed || len(res.Statuses) != 0 {
+							t.Fatalf("take %d: %+v, want denied without statuses", i, res)
+						}
+					case OnErrorLocal:
+						// The fallback counts from scratch: 3 allowed, then denied.
+						if res.Allowed != (i < 3) || len(res.Statuses) != 1 || res.Statuses[0].Remaining != max(int64(2-i), 0) {
+							t.Fatalf("take %d: %+v, want the memory store's answer", i, res)
+						}
+					}
+				}
+				if r.Up() || r.State() != BreakerOpen {
+					t.Fatalf("during the outage: Up %v, state %v; want down and open", r.Up(), r.State())
+				}
+				for name, want := range map[string]float64{
+					"tollgate_quota_store_up":              0,
+					"tollgate_quota_store_breaker_state":   2,
+					"tollgate_quota_store_errors_total":    3, // the breaker stops calling Redis
+					"tollgate_quota_store_latency_seconds": 4,
+				} {
+					if got := metricValue(t, reg, name); got != want {
+						t.Errorf("%s = %v during the outage, want %v", name, got, want)
+					}
+				}
+				if !strings.Contains(logs.String(), `msg="quota store down"`) {
+					t.Errorf("no down transition logged:\n%s", logs)
+				}
+
+				outage.end(srv)
+				deadline := time.Now().Add(10 * time.Second)
+				var res Result
+				for res = mustTake(t, r, limit); res.Degraded; res = mustTake(t, r, limit) {
+					if time.Now().After(deadline) {
+						t.Fatalf("still degraded 10s after Redis came back; state %v", r.State())
+					}
+					clock.Advance(time.Second) // end the cooldown: the next take probes Redis
+				}
+				wantRemaining := int64(0) // the hung server kept its counter
+				if outage.emptied {
+					wantRemaining = 2
+				}
+				if !res.Allowed || res.Statuses[0].Remaining != wantRemaining {
+					t.Fatalf("after recovery: %+v, want allowed by Redis with %d remaining", res, wantRemaining)
+				}
+				if !r.Up() || metricValue(t, reg, "tollgate_quota_store_up") != 1 || metricValue(t, reg, "tollgate_quota_store_breaker_state") != 0 {
+					t.Fatalf("after recovery: Up %v, up gauge %v, want up", r.Up(), metricValue(t, reg, "tollgate_quota_store_up"))
+				}
+				if !strings.Contains(logs.String(), `msg="quota store up"`) {
+					t.Errorf("no up transition logged:\n%s", logs)
+				}
+				// Shared counting resumed: another replica sees this one's charge.
+				other := newRedisStore(t, ClientOptions{Addr: srv.Addr})
+				shared := Limit{Key: "shared", Requests: 5, Period: time.Hour}
+				mustTake(t, r, shared)
+				if got := mustTake(t, other, shared).Statuses[0].Remaining; got != 3 {
+					t.Fatalf("another replica sees %d remaining, want 3", got)
+				}
+			})
+		}
+	}
+}
+
+func TestResilientCallerCancelDoesNotTripBreaker(t *testing.T) {
+	srv := redistest.StartServer(t)
+	r, err := NewResilient(newRedisStore(t, ClientOptions{Addr: srv.Addr}), nil,
+		ResilientOptions{OnError: OnErrorDeny, FailureThreshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.Take(ctx, []Limit{{Key: "k", Requests: 1, Period: time.Second}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Take with a canceled ctx: %v, want context.Canceled", err)
+	}
+	if !r.Up() {
+		t.Fatal("a caller's cancel opened the breaker")
+	}
+}
