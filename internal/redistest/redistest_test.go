@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -38,12 +39,12 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("SET %s: %v", k, err)
 		}
 	}
-	masters := 0
+	var masters atomic.Int32 // ForEachMaster calls back concurrently
 	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		masters++
+		masters.Add(1)
 		return nil
 	})
-	if err != nil || masters != 3 {
-		t.Fatalf("ForEachMaster: %d masters, %v; want 3", masters, err)
+	if err != nil || masters.Load() != 3 {
+		t.Fatalf("ForEachMaster: %d masters, %v; want 3", masters.Load(), err)
 	}
 }
