@@ -67,10 +67,10 @@ type AuthPolicySpec struct {
 
 // JWT configures token verification. Exactly one key source is set:
 // jwksURI, jwks, secretRef, discovery or betterAuth.
-// +kubebuilder:validation:XValidation:rule="has(self.issuer) || has(self.betterAuth)",message="issuer is required unless the betterAuth preset supplies it"
+// +kubebuilder:validation:XValidation:rule="has(self.issuer) || has(self.betterAuth)",message="issuer is required unless the betterAuth preset supplies it",fieldPath=".issuer"
 // +kubebuilder:validation:XValidation:rule="[has(self.jwksURI), has(self.jwks), has(self.secretRef), has(self.discovery) && self.discovery, has(self.betterAuth)].filter(x, x).size() == 1",message="exactly one key source must be set: jwksURI, jwks, secretRef, discovery or betterAuth"
-// +kubebuilder:validation:XValidation:rule="!has(self.algorithms) || has(self.secretRef) || self.algorithms.all(a, !a.startsWith('HS'))",message="HS256/384/512 are only allowed with secretRef"
-// +kubebuilder:validation:XValidation:rule="!has(self.algorithms) || !has(self.secretRef) || self.algorithms.all(a, a.startsWith('HS'))",message="secretRef allows only HS256/384/512"
+// +kubebuilder:validation:XValidation:rule="!has(self.algorithms) || has(self.secretRef) || self.algorithms.all(a, !a.startsWith('HS'))",message="HS256/384/512 are only allowed with secretRef",fieldPath=".algorithms"
+// +kubebuilder:validation:XValidation:rule="!has(self.algorithms) || !has(self.secretRef) || self.algorithms.all(a, a.startsWith('HS'))",message="secretRef allows only HS256/384/512",fieldPath=".algorithms"
 type JWT struct {
 	// Issuer must equal the token's "iss" claim exactly.
 	// +optional
@@ -164,7 +164,7 @@ type BetterAuth struct {
 // TokenSource is one place to read a token from: a header (with an
 // optional prefix that is stripped), a cookie or a query parameter.
 // +kubebuilder:validation:XValidation:rule="[has(self.header), has(self.cookie), has(self.query)].filter(x, x).size() == 1",message="exactly one of header, cookie or query must be set"
-// +kubebuilder:validation:XValidation:rule="!has(self.prefix) || has(self.header)",message="prefix is only allowed with header"
+// +kubebuilder:validation:XValidation:rule="!has(self.prefix) || has(self.header)",message="prefix is only allowed with header",fieldPath=".prefix"
 type TokenSource struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
@@ -185,8 +185,8 @@ type TokenSource struct {
 
 // Rule matches requests by method and path template and says what they
 // need: a token (unless anonymous), ownership, and quota.
-// +kubebuilder:validation:XValidation:rule="!has(self.owner) || !has(self.owner.path) || (has(self.path) && self.path.contains('{' + self.owner.path + '}'))",message="owner.path must name a variable that the rule's path declares"
-// +kubebuilder:validation:XValidation:rule="!(has(self.anonymous) && self.anonymous && has(self.owner))",message="an anonymous rule cannot have an owner"
+// +kubebuilder:validation:XValidation:rule="!has(self.owner) || !has(self.owner.path) || (has(self.path) && self.path.contains('{' + self.owner.path + '}'))",message="owner.path must name a variable that the rule's path declares",fieldPath=".owner.path"
+// +kubebuilder:validation:XValidation:rule="!(has(self.anonymous) && self.anonymous && has(self.owner))",message="an anonymous rule cannot have an owner",fieldPath=".owner"
 type Rule struct {
 	// Name identifies the rule in decisions, logs and metrics.
 	// +kubebuilder:validation:MinLength=1
