@@ -60,7 +60,10 @@ func (s *remoteSource) run(ctx context.Context) {
 	failures := 0
 	for {
 		var wait time.Duration
-		if _, err := s.fetchShared(ctx, false); err != nil && !errors.Is(err, errThrottled) {
+		if s.freshlyLoaded() {
+			// A caller (WaitKeys, an unknown kid) has just fetched.
+			wait = s.refreshInterval()
+		} else if _, err := s.fetchShared(ctx, false); err != nil && !errors.Is(err, errThrottled) {
 			wait = min(retryMin<<min(failures, 10), retryMax)
 			failures++
 		} else {
@@ -75,6 +78,14 @@ func (s *remoteSource) run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// freshlyLoaded reports whether the last fetch succeeded less than
+// unknownKidInterval ago.
+func (s *remoteSource) freshlyLoaded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr == nil && !s.lastFetched.IsZero() && s.m.now().Sub(s.lastFetched) < unknownKidInterval
 }
 
 func (s *remoteSource) refreshInterval() time.Duration {
@@ -135,6 +146,9 @@ func (s *remoteSource) fetchShared(ctx context.Context, onDemand bool) (*keySet,
 	ch := s.sf.DoChan("fetch", func() (any, error) {
 		if onDemand && !s.mayRefresh() {
 			return nil, errThrottled
+		}
+		if !onDemand && s.freshlyLoaded() {
+			return s.set.Load(), nil
 		}
 		set, err := s.fetch(s.m.ctx)
 		s.mu.Lock()
