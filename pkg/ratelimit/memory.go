@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"hash/maphash"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -126,7 +125,12 @@ func (m *Memory) Sweep() {
 			}
 		}
 		if n := len(s.tats); s.peak > 1024 && n < s.peak/4 {
-			s.tats = maps.Clone(s.tats)
+			// Copy by hand: maps.Clone keeps the old capacity.
+			tats := make(map[string]int64, n)
+			for k, tat := range s.tats {
+				tats[k] = tat
+			}
+			s.tats = tats
 			s.peak = n
 		}
 		s.mu.Unlock()
