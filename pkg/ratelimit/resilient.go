@@ -16,7 +16,8 @@ type OnError int
 
 const (
 	// OnErrorLocal counts in the per-replica fallback store: limits hold
-	// per replica instead of across replicas.
+	// per replica instead of across replicas. Counts made during the outage
+	// are not carried back to the primary store when it recovers.
 	OnErrorLocal OnError = iota
 	// OnErrorAllow allows every request, without Statuses.
 	OnErrorAllow
