@@ -1,0 +1,335 @@
+// Package pathnorm normalizes request paths before policy matching, so that
+// every spelling of a path that an upstream may resolve to the same resource
+// is matched as one string, and spellings known to confuse path handling are
+// rejected instead.
+//
+// The normal form of a path is:
+//
+//   - absolute (starts with "/"), without query or fragment;
+//   - free of "." and ".." segments (resolved as RFC 3986 remove_dot_segments
+//     does; ".." above the root stays at the root) and of repeated slashes;
+//   - made only of RFC 3986 pchar bytes and "/": unreserved characters
+//     (ALPHA / DIGIT / "-" / "." / "_" / "~") appear decoded, every other
+//     byte that is not a sub-delim, ":" or "@" appears percent-encoded with
+//     uppercase hex digits.
+//
+// Raw bytes that RFC 3986 does not allow in a path (space, `"`, "<", ">",
+// "[", "]", "^", "`", "{", "|", "}" and every byte >= 0x80) are
+// percent-encoded, so that "/café" and "/caf%C3%A9" have one normal form. No
+// UTF-8 validation is done: encoded bytes are opaque and never decoded.
+//
+// Spellings that upstreams resolve in different ways are rejected rather
+// than normalized: encoded "/" and "\", raw "\", NUL, control characters,
+// invalid escapes and dot segments with a ";" parameter. See the Err values.
+//
+// Case is preserved: matching is case-sensitive.
+package pathnorm
+
+import "errors"
+
+// MaxLength is the longest path, before and after normalization, that
+// Normalize accepts. The query and fragment do not count.
+const MaxLength = 8 << 10
+
+// Errors returned by Normalize. Each rejection returns exactly one of them,
+// unwrapped; callers answer any of them with 400 Bad Request.
+var (
+	// ErrTooLong reports a path longer than MaxLength.
+	ErrTooLong = errors.New("pathnorm: path too long")
+	// ErrNotAbsolute reports a path that does not start with "/" (including
+	// the empty path, "*" and absolute-form URIs).
+	ErrNotAbsolute = errors.New("pathnorm: path not absolute")
+	// ErrInvalidEscape reports a "%" not followed by two hex digits.
+	ErrInvalidEscape = errors.New("pathnorm: invalid percent-encoding")
+	// ErrEncodedSlash reports "%2F" or "%2f" in the path.
+	ErrEncodedSlash = errors.New("pathnorm: encoded slash")
+	// ErrEncodedBackslash reports "%5C" or "%5c" in the path.
+	ErrEncodedBackslash = errors.New("pathnorm: encoded backslash")
+	// ErrBackslash reports a raw "\" in the path.
+	ErrBackslash = errors.New("pathnorm: backslash")
+	// ErrNUL reports a NUL byte, raw anywhere in the request-target or
+	// encoded ("%00") in the path.
+	ErrNUL = errors.New("pathnorm: NUL byte")
+	// ErrControlChar reports a raw control byte (0x01-0x1F, 0x7F) anywhere
+	// in the request-target, query and fragment included.
+	ErrControlChar = errors.New("pathnorm: control character")
+	// ErrDotSegmentParam reports a "." or ".." segment followed by a ";"
+	// parameter (raw or "%3B"), such as "..;x" or ".;": servers that strip
+	// path parameters (Tomcat) resolve it as a dot segment.
+	ErrDotSegmentParam = errors.New("pathnorm: dot segment with parameter")
+)
+
+// Normalize returns the normal form of the path in raw, a request-target in
+// origin form as Envoy puts it in ":path" (path, optional "?query", optional
+// "#fragment"). The query and fragment are dropped; only their bytes are
+// checked for NUL and control characters.
+//
+// On success the result is in normal form (see the package comment) and
+// Normalize(result) returns result. On failure the result is "" and the
+// error is one of the Err values of this package.
+//
+// Normalize does not allocate when the path is already in normal form, with
+// or without a query.
+func Normalize(raw string) (string, error) {
+	end := len(raw)
+	for i := 0; i < len(raw); i++ {
+		if raw[i] == '?' || raw[i] == '#' {
+			end = i
+			break
+		}
+	}
+	path := raw[:end]
+	if len(path) > MaxLength {
+		return "", ErrTooLong
+	}
+	if path == "" || path[0] != '/' {
+		return "", ErrNotAbsolute
+	}
+	for i := end; i < len(raw); i++ {
+		if err := checkControl(raw[i]); err != nil {
+			return "", err
+		}
+	}
+
+	if isNormal(path) {
+		return path, nil
+	}
+
+	out := lazybuf{s: path}
+	trailing := false // whether the last segment asks for a trailing slash
+	for i := 0; i < len(path); {
+		// path[i] == '/': a segment starts at i+1 and ends at the next '/'.
+		j := i + 1
+		for j < len(path) && path[j] != '/' {
+			j++
+		}
+		start := out.w
+		out.append('/')
+		if err := out.appendSegment(path[i+1 : j]); err != nil {
+			return "", err
+		}
+		// Dot segments are recognized after decoding, so "%2e%2E" is "..".
+		switch dots, param := out.dotSegment(start + 1); {
+		case param:
+			return "", ErrDotSegmentParam
+		case out.w == start+1 || dots == 1:
+			// Empty segment (repeated or trailing slash) or ".".
+			out.w = start
+			trailing = true
+		case dots == 2:
+			out.w = out.lastSlash(start)
+			trailing = true
+		default:
+			trailing = false
+		}
+		i = j
+	}
+	if trailing || out.w == 0 {
+		out.append('/')
+	}
+	if out.w > MaxLength {
+		// Escaping raw bytes can grow the path; keep the result acceptable
+		// to a second Normalize.
+		return "", ErrTooLong
+	}
+	return out.string(), nil
+}
+
+// appendSegment appends the normal form of seg, a path segment without
+// "/", to b.
+func (b *lazybuf) appendSegment(seg string) error {
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c == '%' {
+			if i+2 >= len(seg) {
+				return ErrInvalidEscape
+			}
+			hi, ok1 := unhex(seg[i+1])
+			lo, ok2 := unhex(seg[i+2])
+			if !ok1 || !ok2 {
+				return ErrInvalidEscape
+			}
+			i += 2
+			switch v := hi<<4 | lo; {
+			case v == '/':
+				return ErrEncodedSlash
+			case v == '\\':
+				return ErrEncodedBackslash
+			case v == 0:
+				return ErrNUL
+			case unreserved(v):
+				b.append(v)
+			default:
+				b.appendEscaped(v)
+			}
+			continue
+		}
+		if c == '\\' {
+			return ErrBackslash
+		}
+		if err := checkControl(c); err != nil {
+			return err
+		}
+		if plain(c) {
+			b.append(c)
+		} else {
+			b.appendEscaped(c)
+		}
+	}
+	return nil
+}
+
+// isNormal reports whether p, which starts with "/", has only raw pchar
+// bytes, no empty segment but a trailing one and no segment starting with
+// ".". Such a path is in normal form; this check is a faster equivalent of
+// the general loop for the common case.
+func isNormal(p string) bool {
+	seg := 1 // start of the current segment
+	for i := 1; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '/':
+			if i == seg {
+				return false
+			}
+			seg = i + 1
+		case c == '.' && i == seg:
+			return false
+		case !plain(c):
+			return false
+		}
+	}
+	return true
+}
+
+// plain reports whether c is an RFC 3986 pchar other than "%": unreserved,
+// a sub-delim, ":" or "@". The masks hold one bit per ASCII byte.
+func plain(c byte) bool {
+	const (
+		mask0to63   = 0x2fff7fd200000000
+		mask64to127 = 0x47fffffe87ffffff
+	)
+	switch {
+	case c < 64:
+		return mask0to63>>c&1 != 0
+	case c < 128:
+		return mask64to127>>(c-64)&1 != 0
+	}
+	return false
+}
+
+// checkControl returns the error for a byte that is never allowed in a
+// request-target, or nil.
+func checkControl(c byte) error {
+	switch {
+	case c == 0:
+		return ErrNUL
+	case c < 0x20 || c == 0x7f:
+		return ErrControlChar
+	}
+	return nil
+}
+
+// dotSegment reports whether seg, a normalized segment, is "." or ".."
+// (dots is 1 or 2) and whether that dot segment carries a ";" parameter,
+// raw or encoded as "%3B". For any other segment dots is 0.
+func dotSegment[T string | []byte](seg T) (dots int, param bool) {
+	n := 0
+	for n < len(seg) && n < 2 && seg[n] == '.' {
+		n++
+	}
+	if n == 0 {
+		return 0, false
+	}
+	rest := seg[n:]
+	switch {
+	case len(rest) == 0:
+		return n, false
+	case rest[0] == ';', len(rest) >= 3 && rest[0] == '%' && rest[1] == '3' && rest[2] == 'B':
+		return n, true
+	}
+	return 0, false
+}
+
+// unreserved reports whether c is an RFC 3986 unreserved character, which
+// appears decoded in normal form.
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// A lazybuf is the output of Normalize. While the output is a prefix of the
+// input s it is s[:w] and nothing is allocated; buf is allocated at the
+// first byte that differs (the same idea as path.Clean's lazybuf, but the
+// output may grow past s because raw bytes can be escaped).
+type lazybuf struct {
+	s   string
+	buf []byte
+	w   int
+}
+
+func (b *lazybuf) append(c byte) {
+	if b.buf == nil {
+		if b.w < len(b.s) && b.s[b.w] == c {
+			b.w++
+			return
+		}
+		b.buf = make([]byte, b.w, len(b.s)+8)
+		copy(b.buf, b.s[:b.w])
+	}
+	b.buf = append(b.buf[:b.w], c)
+	b.w++
+}
+
+func (b *lazybuf) appendEscaped(c byte) {
+	b.append('%')
+	b.append(upperHex[c>>4])
+	b.append(upperHex[c&0xf])
+}
+
+// dotSegment is dotSegment applied to the output from index start to the
+// end.
+func (b *lazybuf) dotSegment(start int) (dots int, param bool) {
+	if b.buf == nil {
+		return dotSegment(b.s[start:b.w])
+	}
+	return dotSegment(b.buf[start:b.w])
+}
+
+// lastSlash returns the index of the last "/" of the output before end, or
+// 0 when there is none.
+func (b *lazybuf) lastSlash(end int) int {
+	for i := end - 1; i > 0; i-- {
+		if b.index(i) == '/' {
+			return i
+		}
+	}
+	return 0
+}
+
+func (b *lazybuf) index(i int) byte {
+	if b.buf == nil {
+		return b.s[i]
+	}
+	return b.buf[i]
+}
+
+func (b *lazybuf) string() string {
+	if b.buf == nil {
+		return b.s[:b.w]
+	}
+	return string(b.buf[:b.w])
+}
