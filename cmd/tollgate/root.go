@@ -24,6 +24,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(
 		newVersionCommand(),
 		newValidateCommand(),
+		newServeCommand(),
 	)
 	return root
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+	"github.com/tollgate-dev/tollgate/pkg/server"
+)
+
+type serveFlags struct {
+	grpcAddr, httpAddr, metricsAddr, healthAddr string
+	policyDirs, policyFiles                     []string
+	secretsDir                                  string
+	tokenCacheSize                              int
+	quotaStore                                  string
+	redisAddr, redisPasswordFile                string
+	redisClusterAddrs                           []string
+	redisTLS                                    bool
+	onStoreError                                string
+	defaultAction                               string
+	trustedHops                                 int
+	shutdownGrace                               time.Duration
+	kubernetes                                  bool
+	logLevel, logFormat                         string
+}
+
+func newServeCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization server (Envoy ext_authz gRPC, HTTP forward-auth, metrics, health)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := f.options()
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			srv, err := server.New(opts)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.grpcAddr, "grpc-addr", ":50051", "Envoy ext_authz v3 gRPC address (with grpc.health.v1 and reflection)")
+	fl.StringVar(&f.httpAddr, "http-addr", ":5001", "HTTP authorization endpoint address; empty disables")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", ":8080", "Prometheus /metrics address")
+	fl.StringVar(&f.healthAddr, "health-addr", ":8081", "/healthz and /readyz address")
+	fl.StringSliceVar(&f.policyDirs, "policy-dir", nil, "directory of AuthPolicy YAML files, watched (repeatable)")
+	fl.StringSliceVar(&f.policyFiles, "policy-file", nil, "AuthPolicy YAML file, watched (repeatable)")
+	fl.StringVar(&f.secretsDir, "secrets-dir", "", "outside Kubernetes: secretRef{name,key} of namespace NS is the file DIR/NS/NAME/KEY")
+	fl.IntVar(&f.tokenCacheSize, "token-cache-size", 100000, "verified-token cache entries; 0 disables")
+	fl.StringVar(&f.quotaStore, "quota-store", "memory", "quota store: memory or redis")
+	fl.StringVar(&f.redisAddr, "redis-addr", "", "Redis server host:port")
+	fl.StringSliceVar(&f.redisClusterAddrs, "redis-cluster-addrs", nil, "Redis Cluster seed nodes host:port,...")
+	fl.StringVar(&f.redisPasswordFile, "redis-password-file", "", "file holding the Redis password")
+	fl.BoolVar(&f.redisTLS, "redis-tls", false, "connect to Redis with TLS")
+	fl.StringVar(&f.onStoreError, "on-store-error", "local", "when Redis is unreachable: local, allow or deny")
+	fl.StringVar(&f.defaultAction, "default-action", "deny", "requests that match no policy: deny (403) or allow")
+	fl.IntVar(&f.trustedHops, "xff-trusted-hops", 0, "trusted proxies in front of Envoy whose X-Forwarded-For entry names the client IP")
+	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
+	fl.BoolVar(&f.kubernetes, "kubernetes", false, "watch AuthPolicy objects in Kubernetes")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "json", "json or text")
+	return cmd
+}
+
+func (f *serveFlags) options() (server.Options, error) {
+	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return server.Options{}, err
+	}
+	if f.kubernetes {
+		return server.Options{}, errors.New("--kubernetes: the AuthPolicy controller is not part of this build yet; use --policy-dir")
+	}
+	var defaultAllow bool
+	switch f.defaultAction {
+	case "deny":
+	case "allow":
+		defaultAllow = true
+	default:
+		return server.Options{}, fmt.Errorf("--default-action %q: want deny or allow", f.defaultAction)
+	}
+	if f.tokenCacheSize < 0 {
+		return server.Options{}, fmt.Errorf("--token-cache-size %d: must be >= 0", f.tokenCacheSize)
+	}
+	if _, err := ratelimit.ParseOnError(f.onStoreError); err != nil {
+		return server.Options{}, fmt.Errorf("--on-store-error: %w", err)
+	}
+	switch f.quotaStore {
+	case "memory":
+	case "redis":
+		if (f.redisAddr == "") == (len(f.redisClusterAddrs) == 0) {
+			return server.Options{}, errors.New("--quota-store redis needs exactly one of --redis-addr and --redis-cluster-addrs")
+		}
+	default:
+		return server.Options{}, fmt.Errorf("--quota-store %q: want memory or redis", f.quotaStore)
+	}
+	return server.Options{
+		GRPCAddr:       f.grpcAddr,
+		HTTPAddr:       f.httpAddr,
+		MetricsAddr:    f.metricsAddr,
+		HealthAddr:     f.healthAddr,
+		PolicyPaths:    append(append([]string(nil), f.policyDirs...), f.policyFiles...),
+		SecretsDir:     f.secretsDir,
+		TokenCacheSize: f.tokenCacheSize,
+		QuotaStore:     f.quotaStore,
+		Redis: ratelimit.ClientOptions{
+			Addr:         f.redisAddr,
+			ClusterAddrs: f.redisClusterAddrs,
+			PasswordFile: f.redisPasswordFile,
+			TLS:          f.redisTLS,
+		},
+		OnStoreError:  f.onStoreError,
+		DefaultAllow:  defaultAllow,
+		TrustedHops:   f.trustedHops,
+		ShutdownGrace: f.shutdownGrace,
+		Logger:        log,
+	}, nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}

@@ -1,0 +1,145 @@
+// Package decision is tollgate's pure decision core: request attributes in,
+// an allow or deny decision out. It knows nothing of gRPC, HTTP, Kubernetes
+// or Redis; adapters translate their requests into a Request and a Decision
+// into their responses.
+//
+// The order of checks follows SPEC.md: normalize the path, select the
+// policy, select the rule, verify the token (unless the rule is anonymous),
+// check ownership, charge quotas, answer.
+package decision
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// A Request holds the attributes of the request being authorized.
+type Request struct {
+	Method string
+	// Host is the :authority, possibly with a port.
+	Host string
+	// Path is the raw request target: path, query and fragment.
+	Path string
+	// Headers maps lower-case header names to values.
+	Headers map[string]string
+	// SourceIP is the address of the peer that sent the request to the
+	// proxy, without port.
+	SourceIP string
+	// PolicyKey is an explicitly selected policy ("namespace/name"), from
+	// Envoy's context_extensions["policy"]; empty when not set.
+	PolicyKey string
+	// Explain records every step in Decision.Steps (tollgate check). It
+	// costs allocations; servers leave it off.
+	Explain bool
+}
+
+// Error codes of deny bodies.
+const (
+	CodeBadRequest      = "bad_request"
+	CodeUnauthenticated = "unauthenticated"
+	CodeForbidden       = "forbidden"
+	CodeRateLimited     = "rate_limited"
+)
+
+// Reasons of denials that are not token failures (those carry the jwt
+// package's reason codes).
+const (
+	ReasonInvalidPath     = "invalid_path"
+	ReasonNoPolicy        = "no_policy"
+	ReasonUnknownPolicy   = "unknown_policy"
+	ReasonNoRule          = "no_rule"
+	ReasonOwnerMismatch   = "owner_mismatch"
+	ReasonOwnerMissing    = "owner_missing"
+	ReasonRateLimited     = "rate_limited"
+	ReasonStoreDegraded   = "quota_store_unavailable"
+	ReasonAllowed         = "allowed"
+	ReasonDefaultAllowed  = "default_allow"
+	ReasonDryRunWouldDeny = "dry_run"
+)
+
+// A Header is one header name and value. Names are lower case.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// A Decision is the answer to a Request.
+type Decision struct {
+	Allowed bool
+	// Status is the HTTP status: 200 when allowed, else 400, 401, 403 or 429.
+	Status int
+	// Code is the deny body's error code; empty when allowed.
+	Code string
+	// Reason is a low-cardinality machine reason, for logs and metrics.
+	Reason string
+	// Message is the deny body's fixed, human-readable text. It never holds
+	// request data.
+	Message string
+
+	// Policy ("namespace/name") and Rule that governed the request; empty
+	// when none did.
+	Policy string
+	Rule   string
+	// Subject is the verified token's "sub", for logs; empty when no token
+	// was verified.
+	Subject string
+	// DryRun is set when the policy is in dryRun mode; Allowed is then true
+	// and WouldDeny tells what enforcement would have done.
+	DryRun    bool
+	WouldDeny bool
+
+	// UpstreamHeaders are set on the upstream request, replacing any
+	// client-sent value.
+	UpstreamHeaders []Header
+	// RemoveHeaders are removed from the upstream request: forwarded-claim
+	// headers the token has no claim for (client copies must never reach
+	// the upstream), and the token header when stripToken is set.
+	RemoveHeaders []string
+	// ResponseHeaders go to the client, on allow and deny alike
+	// (X-RateLimit-*, Retry-After, WWW-Authenticate).
+	ResponseHeaders []Header
+
+	// Steps explains the decision when Request.Explain was set.
+	Steps []Step
+}
+
+// A Step is one check of the decision, for explanations.
+type Step struct {
+	Name    string `json:"name"`
+	Outcome string `json:"outcome"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Body returns the JSON deny body: {"error": code, "message": text}.
+func (d *Decision) Body() []byte {
+	b, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{d.Code, d.Message})
+	return b
+}
+
+func deny(status int, code, reason, message string) Decision {
+	return Decision{Status: status, Code: code, Reason: reason, Message: message}
+}
+
+var (
+	deniedInvalidPath   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidPath, "the request path is not allowed")
+	deniedNoPolicy      = deny(http.StatusForbidden, CodeForbidden, ReasonNoPolicy, "no policy governs this request")
+	deniedUnknownPolicy = deny(http.StatusForbidden, CodeForbidden, ReasonUnknownPolicy, "the selected policy does not exist")
+	deniedNoRule        = deny(http.StatusForbidden, CodeForbidden, ReasonNoRule, "no rule allows this request")
+	deniedOwner         = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMismatch, "this resource belongs to another user")
+	deniedOwnerMissing  = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMissing, "the request does not name the resource owner")
+	deniedRateLimited   = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonRateLimited, "rate limit exceeded")
+	deniedStoreDegraded = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonStoreDegraded, "rate limits cannot be checked right now")
+)
+
+// challenge is the WWW-Authenticate header of every 401 (RFC 6750, as
+// SPEC.md fixes it, also for a missing token).
+var challenge = []Header{{Name: "www-authenticate", Value: `Bearer error="invalid_token"`}}
+
+func unauthenticated(reason string) Decision {
+	d := deny(http.StatusUnauthorized, CodeUnauthenticated, reason, "a valid bearer token is required")
+	d.ResponseHeaders = challenge
+	return d
+}

@@ -1,0 +1,262 @@
+package decision
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/pathnorm"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+)
+
+// A QuotaStore charges the limits of one decision, all or nothing.
+type QuotaStore interface {
+	Take(ctx context.Context, limits []ratelimit.Limit) (ratelimit.Result, error)
+}
+
+// Options configures an Engine.
+type Options struct {
+	// Quota counts requests. Nil means limits are not enforced.
+	Quota QuotaStore
+	// DefaultAllow allows requests that match no policy (--default-action
+	// allow); by default they are denied 403.
+	DefaultAllow bool
+	// TrustedHops is the number of proxies in front of the one that calls
+	// tollgate whose X-Forwarded-For entries are trusted for the client IP.
+	// 0 uses the source address only.
+	TrustedHops int
+}
+
+// An Engine decides requests against the current Snapshot. It is safe for
+// concurrent use; Decide never locks on policy state.
+type Engine struct {
+	snapshot atomic.Pointer[Snapshot]
+	opts     Options
+}
+
+// NewEngine returns an Engine serving an empty snapshot until Swap.
+func NewEngine(opts Options) *Engine {
+	e := &Engine{opts: opts}
+	e.snapshot.Store(&Snapshot{exact: map[string][]*entry{}, byKey: map[string]*entry{}})
+	return e
+}
+
+// Swap makes s the snapshot that decides from now on and returns the
+// previous one. In-flight decisions finish on the snapshot they started on.
+func (e *Engine) Swap(s *Snapshot) *Snapshot { return e.snapshot.Swap(s) }
+
+// Snapshot returns the current snapshot.
+func (e *Engine) Snapshot() *Snapshot { return e.snapshot.Load() }
+
+// evaluation carries the state of one decision through its checks.
+type evaluation struct {
+	req      *Request
+	path     string
+	entry    *entry
+	rule     *policy.Rule
+	captures []string
+	identity *jwt.Identity
+	steps    []Step
+}
+
+// step records a check when the request asks for an explanation. The
+// detail comes in parts so that nothing is concatenated otherwise.
+func (ev *evaluation) step(name, outcome string, detail ...string) {
+	if ev.req.Explain {
+		ev.steps = append(ev.steps, Step{Name: name, Outcome: outcome, Detail: strings.Join(detail, "")})
+	}
+}
+
+// Decide authorizes one request. A deny is a Decision, not an error.
+func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
+	var captureBuf [8]string
+	ev := evaluation{req: req, captures: captureBuf[:0]}
+	d := e.decide(ctx, &ev)
+	d.Steps = ev.steps
+	if ev.entry != nil {
+		d.Policy = ev.entry.policy.Key()
+		if p := ev.entry.policy; p.DryRun && !d.Allowed {
+			d.DryRun, d.WouldDeny = true, true
+			d.Allowed, d.Status = true, http.StatusOK
+			d.ResponseHeaders = rateLimitHeadersOnly(d.ResponseHeaders)
+			if p.JWT != nil {
+				// The upstream must not see identity headers the client sent.
+				for _, fc := range p.JWT.ForwardClaims {
+					d.RemoveHeaders = append(d.RemoveHeaders, fc.Header)
+				}
+			}
+		} else if ev.entry.policy.DryRun {
+			d.DryRun = true
+		}
+	}
+	if ev.rule != nil {
+		d.Rule = ev.rule.Name
+	}
+	if ev.identity != nil {
+		d.Subject = ev.identity.Subject
+	}
+	return d
+}
+
+func (e *Engine) decide(ctx context.Context, ev *evaluation) Decision {
+	req := ev.req
+	path, err := pathnorm.Normalize(req.Path)
+	if err != nil {
+		ev.step("path", "deny", err.Error())
+		return deniedInvalidPath
+	}
+	ev.path = path
+	ev.step("path", "ok", path)
+
+	snap := e.snapshot.Load()
+	if req.PolicyKey != "" {
+		ev.entry = snap.byKey[req.PolicyKey]
+		if ev.entry == nil {
+			ev.step("policy", "deny", "context_extensions selects unknown policy ", req.PolicyKey)
+			return deniedUnknownPolicy
+		}
+	} else {
+		ev.entry = snap.selectPolicy(policy.CanonicalHost(req.Host), path)
+	}
+	if ev.entry == nil {
+		if e.opts.DefaultAllow {
+			ev.step("policy", "allow", "no policy matches; --default-action allow")
+			return Decision{Allowed: true, Status: http.StatusOK, Reason: ReasonDefaultAllowed}
+		}
+		ev.step("policy", "deny", "no policy matches host and path")
+		return deniedNoPolicy
+	}
+	p := ev.entry.policy
+	ev.step("policy", "ok", p.Key())
+
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if !r.MatchMethod(req.Method) {
+			continue
+		}
+		if r.Path == nil {
+			ev.rule = r
+			break
+		}
+		if caps, ok := r.Path.Match(path, ev.captures); ok {
+			ev.rule, ev.captures = r, caps
+			break
+		}
+	}
+	if ev.rule == nil {
+		ev.step("rule", "deny", "no rule matches method and path")
+		return deniedNoRule
+	}
+	ev.step("rule", "ok", ev.rule.Name)
+
+	if ev.rule.Anonymous {
+		ev.step("token", "skip", "anonymous rule")
+	} else {
+		if d, ok := e.authenticate(ctx, ev); !ok {
+			return d
+		}
+		if d, ok := checkOwner(ev); !ok {
+			return d
+		}
+	}
+
+	d, ok := e.charge(ctx, ev)
+	if !ok {
+		return d
+	}
+	d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonAllowed
+	if !ev.rule.Anonymous {
+		d.UpstreamHeaders, d.RemoveHeaders = identityHeaders(p.JWT, ev.identity)
+	}
+	return d
+}
+
+func (e *Engine) authenticate(ctx context.Context, ev *evaluation) (Decision, bool) {
+	p := ev.entry.policy
+	raw, found := extractToken(p.JWT.TokenFrom, ev.req)
+	if !found {
+		ev.step("token", "deny", "no token in the request")
+		return unauthenticated(string(jwt.ReasonMissing)), false
+	}
+	id, err := ev.entry.verifier.Verify(ctx, raw)
+	if err != nil {
+		reason := string(jwt.ReasonOf(err))
+		if reason == "" {
+			reason = string(jwt.ReasonMalformed)
+		}
+		ev.step("token", "deny", reason)
+		return unauthenticated(reason), false
+	}
+	ev.identity = id
+	ev.step("token", "ok", "sub=", id.Subject)
+	return Decision{}, true
+}
+
+func checkOwner(ev *evaluation) (Decision, bool) {
+	o := ev.rule.Owner
+	if o == nil {
+		return Decision{}, true
+	}
+	if o.AllowIf != nil && o.AllowIf.Match(ev.identity.ClaimStrings(o.AllowIf.Claim)) {
+		ev.step("owner", "bypass", o.AllowIf.Claim, " claim allows any owner")
+		return Decision{}, true
+	}
+	var value string
+	switch o.Source {
+	case policy.OwnerFromPath:
+		if o.PathIndex < len(ev.captures) {
+			value = ev.captures[o.PathIndex]
+		}
+		if strings.IndexByte(value, '%') >= 0 {
+			// The normalized path keeps reserved characters escaped;
+			// compare the value the upstream will see.
+			if v, err := url.PathUnescape(value); err == nil {
+				value = v
+			}
+		}
+	case policy.OwnerFromQuery:
+		value = queryValue(ev.req.Path, o.Name)
+	case policy.OwnerFromHeader:
+		value = ev.req.Headers[o.Name]
+	}
+	if value == "" {
+		ev.step("owner", "deny", "no owner value in the request")
+		return deniedOwnerMissing, false
+	}
+	claim, ok := ev.identity.ClaimString(o.Claim)
+	if !ok || claim != value {
+		ev.step("owner", "deny", "owner ", value, " is not the token's ", o.Claim)
+		return deniedOwner, false
+	}
+	ev.step("owner", "ok", o.Claim, " matches")
+	return Decision{}, true
+}
+
+// identityHeaders returns the forwarded-claim headers to set and the
+// headers to remove from the upstream request.
+func identityHeaders(j *policy.JWT, id *jwt.Identity) ([]Header, []string) {
+	var set []Header
+	var remove []string
+	for _, fc := range j.ForwardClaims {
+		if v, ok := id.ClaimString(fc.Claim); ok {
+			if set == nil {
+				set = make([]Header, 0, len(j.ForwardClaims))
+			}
+			set = append(set, Header{Name: fc.Header, Value: v})
+		} else {
+			remove = append(remove, fc.Header)
+		}
+	}
+	if j.StripToken {
+		for _, ts := range j.TokenFrom {
+			if ts.Header != "" {
+				remove = append(remove, ts.Header)
+			}
+		}
+	}
+	return set, remove
+}

@@ -1,0 +1,176 @@
+// Package envoy adapts the decision core to Envoy's ext_authz v3 gRPC API
+// (envoy.service.auth.v3.Authorization/Check).
+package envoy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+)
+
+// A Decider authorizes one request.
+type Decider interface {
+	Decide(ctx context.Context, req *decision.Request) decision.Decision
+}
+
+// PolicyExtension is the context_extensions key that selects a policy
+// explicitly ("namespace/name").
+const PolicyExtension = "policy"
+
+// Server implements the Authorization service over a Decider.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	decider Decider
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// NewServer returns an Authorization server answering with d.
+func NewServer(d Decider) *Server { return &Server{decider: d} }
+
+// Check answers Envoy. A denial is a CheckResponse with a non-OK status and
+// a DeniedHttpResponse, never a gRPC error: a gRPC error would make Envoy
+// apply failure_mode_allow instead of tollgate's answer.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r := Request(req)
+	d := s.decider.Decide(ctx, &r)
+	return Response(&d), nil
+}
+
+// Request converts a CheckRequest into the decision core's Request.
+func Request(req *authv3.CheckRequest) decision.Request {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	headers := h.GetHeaders()
+	if len(headers) == 0 {
+		if hm := h.GetHeaderMap(); hm != nil {
+			headers = headerMap(hm)
+		}
+	}
+	host := h.GetHost()
+	if host == "" {
+		host = headers[":authority"]
+	}
+	method := h.GetMethod()
+	if method == "" {
+		method = headers[":method"]
+	}
+	path := h.GetPath()
+	if path == "" {
+		path = headers[":path"]
+	}
+	return decision.Request{
+		Method:    method,
+		Host:      host,
+		Path:      path,
+		Headers:   headers,
+		SourceIP:  attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		PolicyKey: attrs.GetContextExtensions()[PolicyExtension],
+	}
+}
+
+// headerMap flattens Envoy's raw header map (sent when the filter sets
+// encode_raw_headers): repeated headers are joined with commas.
+func headerMap(hm *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(hm.GetHeaders()))
+	for _, hv := range hm.GetHeaders() {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		if prev, ok := out[k]; ok {
+			v = prev + "," + v
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// allowed holds every message of an OK answer, so that building one
+// allocates once. Its parts are referenced by pointer and never copied.
+type allowed struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	wrap   authv3.CheckResponse_OkResponse
+	ok     authv3.OkHttpResponse
+}
+
+// Response converts a Decision into Envoy's answer.
+func Response(d *decision.Decision) *authv3.CheckResponse {
+	if d.Allowed {
+		a := &allowed{}
+		a.status.Code = int32(codes.OK)
+		a.ok.Headers = headerOptions(d.UpstreamHeaders, 0)
+		a.ok.HeadersToRemove = d.RemoveHeaders
+		a.ok.ResponseHeadersToAdd = headerOptions(d.ResponseHeaders, 0)
+		a.wrap.OkResponse = &a.ok
+		a.resp.Status = &a.status
+		a.resp.HttpResponse = &a.wrap
+		return &a.resp
+	}
+	headers := headerOptions(d.ResponseHeaders, 1)
+	headers[len(headers)-1] = overwrite("content-type", "application/json")
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(Code(d.Status)), Message: d.Reason},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+			Headers: headers,
+			Body:    string(d.Body()),
+		}},
+	}
+}
+
+// Code maps a deny's HTTP status to its google.rpc code.
+func Code(status int) codes.Code {
+	switch status {
+	case http.StatusOK:
+		return codes.OK
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	default:
+		return codes.PermissionDenied
+	}
+}
+
+// headerOptions converts headers to overwriting header options, leaving
+// extra nil slots at the end for the caller. The options and values are
+// allocated in two blocks rather than two objects per header.
+func headerOptions(hs []decision.Header, extra int) []*corev3.HeaderValueOption {
+	if len(hs)+extra == 0 {
+		return nil
+	}
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	values := make([]corev3.HeaderValue, len(hs))
+	out := make([]*corev3.HeaderValueOption, len(hs), len(hs)+extra)
+	for i, h := range hs {
+		values[i].Key, values[i].Value = h.Name, h.Value
+		opts[i].Header = &values[i]
+		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &opts[i]
+	}
+	return out[:len(hs)+extra]
+}
+
+// overwrite replaces any value of the header, so that a client can never
+// smuggle its own copy of an identity header next to tollgate's. The
+// deprecated append field stays unset: Envoy versions that predate
+// append_action read unset as "do not append".
+func overwrite(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}

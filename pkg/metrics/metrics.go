@@ -1,0 +1,123 @@
+// Package metrics holds tollgate's Prometheus metrics (prefix tollgate_) on
+// a registry of its own, and implements the observer hooks of the packages
+// that report to it.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+)
+
+// Metrics records what tollgate decides and how it is doing.
+type Metrics struct {
+	// Registry holds every tollgate metric plus the Go and process
+	// collectors; serve it on /metrics.
+	Registry *prometheus.Registry
+
+	decisions      *prometheus.CounterVec
+	checkLatency   *prometheus.HistogramVec
+	jwtFailures    *prometheus.CounterVec
+	jwksFetches    *prometheus.CounterVec
+	jwksErrors     *prometheus.CounterVec
+	cacheHits      prometheus.Counter
+	cacheMisses    prometheus.Counter
+	policiesLoaded prometheus.Gauge
+	policiesReady  prometheus.Gauge
+}
+
+var _ jwt.Observer = (*Metrics)(nil)
+
+// New returns Metrics registered on a new registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_decisions_total",
+			Help: "Authorization decisions by policy, rule, result (allow, deny, dry_run_deny) and reason.",
+		}, []string{"policy", "rule", "result", "reason"}),
+		checkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_check_duration_seconds",
+			Help:    "Time to decide one check, by transport (grpc, http).",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"transport"}),
+		jwtFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_jwt_verification_failures_total",
+			Help: "Tokens rejected, by reason.",
+		}, []string{"reason"}),
+		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_jwks_fetches_total",
+			Help: "JWKS fetches by URI and result (success, error).",
+		}, []string{"uri", "result"}),
+		jwksErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_jwks_fetch_errors_total",
+			Help: "Failed JWKS fetches by URI.",
+		}, []string{"uri"}),
+		policiesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_policies_loaded",
+			Help: "Policies in the serving snapshot.",
+		}),
+		policiesReady: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_policies_ready",
+			Help: "1 once a policy set has been loaded and is serving.",
+		}),
+	}
+	tokenCache := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_token_cache_lookups_total",
+		Help: "Verified-token cache lookups by result (hit, miss).",
+	}, []string{"result"})
+	m.cacheHits, m.cacheMisses = tokenCache.WithLabelValues("hit"), tokenCache.WithLabelValues("miss")
+	reg.MustRegister(m.decisions, m.checkLatency, m.jwtFailures, m.jwksFetches, m.jwksErrors,
+		tokenCache, m.policiesLoaded, m.policiesReady,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range jwt.Reasons() {
+		m.jwtFailures.WithLabelValues(string(r))
+	}
+	return m
+}
+
+// Decision records one decision and its latency.
+func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Duration) {
+	result := "allow"
+	switch {
+	case d.WouldDeny:
+		result = "dry_run_deny"
+	case !d.Allowed:
+		result = "deny"
+	}
+	m.decisions.WithLabelValues(d.Policy, d.Rule, result, d.Reason).Inc()
+	m.checkLatency.WithLabelValues(transport).Observe(took.Seconds())
+}
+
+// JWKSFetch implements jwt.Observer.
+func (m *Metrics) JWKSFetch(uri string, err error) {
+	if err != nil {
+		m.jwksFetches.WithLabelValues(uri, "error").Inc()
+		m.jwksErrors.WithLabelValues(uri).Inc()
+		return
+	}
+	m.jwksFetches.WithLabelValues(uri, "success").Inc()
+}
+
+// VerifyFailure implements jwt.Observer.
+func (m *Metrics) VerifyFailure(r jwt.Reason) { m.jwtFailures.WithLabelValues(string(r)).Inc() }
+
+// CacheLookup implements jwt.Observer.
+func (m *Metrics) CacheLookup(hit bool) {
+	if hit {
+		m.cacheHits.Inc()
+		return
+	}
+	m.cacheMisses.Inc()
+}
+
+// Policies records the size of the serving snapshot.
+func (m *Metrics) Policies(loaded int) {
+	m.policiesLoaded.Set(float64(loaded))
+	m.policiesReady.Set(1)
+}

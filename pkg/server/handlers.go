@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/httpauth"
+)
+
+// observed wraps the engine with metrics and deny logs for one transport.
+type observed struct {
+	s         *Server
+	transport string
+}
+
+// Decide decides and records the decision. Every deny is logged at info
+// with policy, rule, reason and sub; never the token, and the path without
+// its query, which may carry one.
+func (o observed) Decide(ctx context.Context, req *decision.Request) decision.Decision {
+	start := time.Now()
+	d := o.s.engine.Decide(ctx, req)
+	o.s.metrics.Decision(o.transport, &d, time.Since(start))
+	if !d.Allowed || d.WouldDeny {
+		path, _, _ := strings.Cut(req.Path, "?")
+		path, _, _ = strings.Cut(path, "#")
+		o.s.log.Info("deny",
+			"transport", o.transport, "policy", d.Policy, "rule", d.Rule, "reason", d.Reason,
+			"status", d.Status, "dryRun", d.DryRun, "sub", d.Subject,
+			"method", req.Method, "host", req.Host, "path", path, "source", req.SourceIP)
+	}
+	return d
+}
+
+func (s *Server) httpAuthHandler() http.Handler {
+	return httpauth.NewHandler(observed{s: s, transport: "http"})
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// healthHandler serves /healthz (live) and /readyz (ready once policies are
+// loaded). A quota store outage shows in the /readyz body, never in its
+// status: every replica turning unready at once would make a Redis outage
+// a total outage.
+func (s *Server) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ready := s.ready.Load()
+		store := "up"
+		if !s.quota.Up() {
+			store = "down"
+		}
+		body := struct {
+			Ready      bool   `json:"ready"`
+			Policies   int    `json:"policies"`
+			QuotaStore string `json:"quotaStore"`
+		}{ready, s.engine.Snapshot().Len(), store}
+		w.Header().Set("Content-Type", "application/json")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(body)
+	})
+	return mux
+}

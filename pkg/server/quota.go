@@ -1,0 +1,64 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/pkg/metrics"
+	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+)
+
+// newQuotaStore builds the store named by opts.QuotaStore: memory, or Redis
+// behind a Resilient wrapper that falls back per opts.OnStoreError.
+func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaStore, error) {
+	switch opts.QuotaStore {
+	case "", "memory":
+		return memoryStore{ratelimit.NewMemory(ratelimit.MemoryOptions{})}, nil
+	case "redis":
+	default:
+		return nil, fmt.Errorf("--quota-store %q: want memory or redis", opts.QuotaStore)
+	}
+	onError, err := ratelimit.ParseOnError(opts.OnStoreError)
+	if err != nil {
+		return nil, fmt.Errorf("--on-store-error: %w", err)
+	}
+	client, err := ratelimit.NewClient(opts.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	primary, err := ratelimit.NewRedis(ratelimit.RedisOptions{Client: client, Logger: log})
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	fallback := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	resilient, err := ratelimit.NewResilient(primary, fallback, ratelimit.ResilientOptions{
+		OnError:    onError,
+		Logger:     log,
+		Registerer: m.Registry,
+	})
+	if err != nil {
+		client.Close()
+		fallback.Close()
+		return nil, err
+	}
+	return &redisStore{Resilient: resilient, client: client, fallback: fallback}, nil
+}
+
+// memoryStore is always up.
+type memoryStore struct{ *ratelimit.Memory }
+
+func (memoryStore) Up() bool { return true }
+
+type redisStore struct {
+	*ratelimit.Resilient
+	client   redis.UniversalClient
+	fallback *ratelimit.Memory
+}
+
+func (r *redisStore) Close() error {
+	r.fallback.Close()
+	return r.client.Close()
+}

@@ -1,0 +1,287 @@
+// Package server wires tollgate's parts into the running service: policy
+// loading and hot reload, the decision engine, the quota store, the Envoy
+// gRPC and HTTP forward-auth endpoints, metrics and health.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/metrics"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policyfile"
+	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+)
+
+// Options configures a Server. Empty addresses disable their listener.
+type Options struct {
+	GRPCAddr    string
+	HTTPAddr    string
+	MetricsAddr string
+	HealthAddr  string
+
+	// PolicyPaths are files and directories of AuthPolicy YAML, watched.
+	PolicyPaths []string
+	// ReloadInterval is how often policy files are checked for changes.
+	// Default 500ms.
+	ReloadInterval time.Duration
+	// SecretsDir maps secretRef{name,key} of namespace NS to DIR/NS/NAME/KEY.
+	SecretsDir string
+	// TokenCacheSize bounds the verified-token cache; 0 disables it.
+	TokenCacheSize int
+
+	// QuotaStore is "memory" or "redis".
+	QuotaStore string
+	Redis      ratelimit.ClientOptions
+	// OnStoreError is "local", "allow" or "deny".
+	OnStoreError string
+
+	// DefaultAllow allows requests that match no policy.
+	DefaultAllow bool
+	// TrustedHops is the number of trusted X-Forwarded-For hops.
+	TrustedHops int
+
+	// ShutdownGrace bounds how long in-flight checks may take to finish
+	// after the context is cancelled. Default 10s.
+	ShutdownGrace time.Duration
+
+	Logger *slog.Logger
+}
+
+// A Server is a running tollgate.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	jwt     *jwt.Manager
+	engine  *decision.Engine
+	quota   quotaStore
+	ready   atomic.Bool
+
+	grpcLis, httpLis, metricsLis, healthLis net.Listener
+}
+
+// quotaStore is the store the engine counts with, and what /readyz reports
+// of it.
+type quotaStore interface {
+	decision.QuotaStore
+	Up() bool
+	Close() error
+}
+
+// New builds a Server and binds its listeners, so that an address in use
+// fails here rather than after start.
+func New(opts Options) (*Server, error) {
+	if opts.ReloadInterval <= 0 {
+		opts.ReloadInterval = 500 * time.Millisecond
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: metrics.New()}
+
+	store, err := newQuotaStore(opts, s.metrics, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.quota = store
+
+	cacheSize := opts.TokenCacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // jwt.Options: negative disables, 0 means default
+	}
+	jopts := jwt.Options{CacheSize: cacheSize, Logger: s.log, Observer: s.metrics}
+	if opts.SecretsDir != "" {
+		jopts.Secrets = jwt.NewDirSecrets(opts.SecretsDir, nil)
+	}
+	s.jwt = jwt.NewManager(jopts)
+	s.engine = decision.NewEngine(decision.Options{Quota: store, DefaultAllow: opts.DefaultAllow, TrustedHops: opts.TrustedHops})
+
+	if err := s.listen(); err != nil {
+		s.closeListeners()
+		s.jwt.Close()
+		store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) listen() error {
+	for _, l := range []struct {
+		addr string
+		dst  *net.Listener
+		name string
+	}{
+		{s.opts.GRPCAddr, &s.grpcLis, "grpc"},
+		{s.opts.HTTPAddr, &s.httpLis, "http"},
+		{s.opts.MetricsAddr, &s.metricsLis, "metrics"},
+		{s.opts.HealthAddr, &s.healthLis, "health"},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		lis, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", l.name, err)
+		}
+		*l.dst = lis
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.metricsLis, s.healthLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// Addr returns the bound address of a listener ("grpc", "http", "metrics",
+// "health"), useful when the configured port was 0.
+func (s *Server) Addr(name string) string {
+	l := map[string]net.Listener{"grpc": s.grpcLis, "http": s.httpLis, "metrics": s.metricsLis, "health": s.healthLis}[name]
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// Engine returns the decision engine.
+func (s *Server) Engine() *decision.Engine { return s.engine }
+
+// Ready reports whether a policy set has been loaded.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Run serves until ctx is cancelled, then stops accepting, lets in-flight
+// checks finish within the shutdown grace period, and returns.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.jwt.Close()
+	defer s.quota.Close()
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var wg sync.WaitGroup
+	if len(s.opts.PolicyPaths) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			policyfile.Watch(watchCtx, s.opts.ReloadInterval, s.reload, s.opts.PolicyPaths...)
+		}()
+	} else {
+		s.ready.Store(true)
+		s.metrics.Policies(0)
+	}
+
+	errc := make(chan error, 4)
+	stops := s.serve(errc)
+	s.log.Info("tollgate serving", "grpc", s.Addr("grpc"), "http", s.Addr("http"), "metrics", s.Addr("metrics"), "health", s.Addr("health"))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		s.log.Error("listener failed; shutting down", "error", err)
+	}
+	s.log.Info("shutting down", "grace", s.opts.ShutdownGrace)
+	graceCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+	defer cancel()
+	var sw sync.WaitGroup
+	for _, stop := range stops {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			stop(graceCtx)
+		}()
+	}
+	sw.Wait()
+	stopWatch()
+	wg.Wait()
+	return err
+}
+
+// reload loads the policy files and swaps in a new snapshot. Any problem
+// keeps the last good snapshot serving.
+func (s *Server) reload() {
+	policies, problems := policyfile.Load(s.opts.PolicyPaths...)
+	if len(problems) > 0 {
+		for _, p := range problems {
+			s.log.Error("invalid policy; keeping the last good policy set", "file", p.File, "object", p.Object, "field", p.Field, "error", p.Message)
+		}
+		return
+	}
+	if err := s.swap(policies); err != nil {
+		s.log.Error("policy set not loaded; keeping the last good policy set", "error", err)
+		return
+	}
+}
+
+func (s *Server) swap(policies []*policy.Policy) error {
+	snap, err := decision.NewSnapshot(policies, func(c jwt.Config) (decision.TokenVerifier, error) {
+		v, err := s.jwt.Verifier(c)
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.engine.Swap(snap)
+	s.metrics.Policies(snap.Len())
+	if !s.ready.Swap(true) {
+		s.log.Info("policies loaded; ready", "policies", snap.Len())
+	} else {
+		s.log.Info("policies reloaded", "policies", snap.Len())
+	}
+	return nil
+}
+
+// serve starts every enabled endpoint and returns their stop functions.
+func (s *Server) serve(errc chan<- error) []func(context.Context) {
+	var stops []func(context.Context)
+	if s.grpcLis != nil {
+		stops = append(stops, s.serveGRPC(errc))
+	}
+	for _, h := range []struct {
+		lis     net.Listener
+		handler http.Handler
+	}{
+		{s.httpLis, s.httpAuthHandler()},
+		{s.metricsLis, s.metricsHandler()},
+		{s.healthLis, s.healthHandler()},
+	} {
+		if h.lis == nil {
+			continue
+		}
+		srv := &http.Server{
+			Handler:           h.handler,
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+		}
+		go func() {
+			if err := srv.Serve(h.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		stops = append(stops, func(ctx context.Context) {
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+			}
+		})
+	}
+	return stops
+}

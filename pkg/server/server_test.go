@@ -1,0 +1,521 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+	"github.com/tollgate-dev/tollgate/pkg/server"
+)
+
+const issuer = "https://auth.example.com"
+
+// policyYAML is the tasks scenario with an inline JWKS and small limits.
+func policyYAML(name, jwks string, perUser int) string {
+	return fmt.Sprintf(`apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: %s
+  namespace: shop
+spec:
+  hosts: ["api.example.com"]
+  pathPrefix: /api
+  jwt:
+    issuer: %s
+    jwks: '%s'
+    forwardClaims:
+      x-user-id: sub
+  rules:
+    - name: health
+      path: /api/health
+      anonymous: true
+    - name: own-tasks
+      path: /api/users/{userId}/tasks/**
+      owner:
+        path: userId
+        allowIf: {claim: role, values: [admin]}
+      limits:
+        - name: per-user
+          requests: %d
+          period: 1h
+          by: user
+`, name, issuer, jwks, perUser)
+}
+
+const otherPolicy = `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: public
+  namespace: shop
+spec:
+  rules:
+    - name: everything
+      anonymous: true
+`
+
+type harness struct {
+	t       testing.TB
+	dir     string
+	key     *jwttest.Key
+	srv     *server.Server
+	cancel  context.CancelFunc
+	done    chan error
+	auth    authv3.AuthorizationClient
+	conn    *grpc.ClientConn
+	logs    *syncBuffer
+	httpURL string
+}
+
+// syncBuffer collects logs from the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func start(t testing.TB, files map[string]string, mutate ...func(*server.Options)) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), key: jwttest.NewEd25519(t), logs: &syncBuffer{}}
+	for name, content := range files {
+		h.write(name, strings.ReplaceAll(content, "$JWKS", h.key.JWKS()))
+	}
+	opts := server.Options{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
+		PolicyPaths:    []string{h.dir},
+		ReloadInterval: 50 * time.Millisecond,
+		TokenCacheSize: 1000,
+		Logger:         slog.New(slog.NewJSONHandler(h.logs, nil)),
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	srv, err := server.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-h.done
+	})
+	h.waitFor("server ready", srv.Ready)
+	conn, err := grpc.NewClient(srv.Addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h.conn, h.auth = conn, authv3.NewAuthorizationClient(conn)
+	h.httpURL = "http://" + srv.Addr("http")
+	return h
+}
+
+func (h *harness) write(name, content string) {
+	h.t.Helper()
+	tmp := filepath.Join(h.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(h.dir, name)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds or a deadline passes.
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) token(sub string, extra map[string]any) string {
+	c := jwttest.Claims(sub, issuer, "", time.Now(), time.Hour)
+	for k, v := range extra {
+		c[k] = v
+	}
+	return h.key.Mint(h.t, c)
+}
+
+func checkRequest(path, token string, headers map[string]string, ext map[string]string) *authv3.CheckRequest {
+	hs := map[string]string{":authority": "api.example.com", ":method": "GET", ":path": path}
+	if token != "" {
+		hs["authorization"] = "Bearer " + token
+	}
+	for k, v := range headers {
+		hs[k] = v
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "192.0.2.7"}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Host: "api.example.com", Path: path, Headers: hs,
+		}},
+		ContextExtensions: ext,
+	}}
+}
+
+func (h *harness) check(req *authv3.CheckRequest) *authv3.CheckResponse {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := h.auth.Check(ctx, req)
+	if err != nil {
+		h.t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+// outcome is what Envoy would do with a CheckResponse, or what nginx would
+// do with a forward-auth response: the status, and the headers set for the
+// upstream (allow) or the client (deny).
+type outcome struct {
+	status   int
+	rpc      codes.Code
+	headers  map[string]string
+	removed  []string
+	body     string
+	clientRL map[string]string
+}
+
+func grpcOutcome(resp *authv3.CheckResponse) outcome {
+	o := outcome{rpc: codes.Code(resp.GetStatus().GetCode()), headers: map[string]string{}, clientRL: map[string]string{}}
+	if ok := resp.GetOkResponse(); ok != nil || o.rpc == codes.OK {
+		o.status = 200
+		for _, hv := range ok.GetHeaders() {
+			if hv.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				o.headers["!append:"+hv.GetHeader().GetKey()] = hv.GetHeader().GetValue()
+			}
+			o.headers[hv.GetHeader().GetKey()] = hv.GetHeader().GetValue()
+		}
+		for _, hv := range ok.GetResponseHeadersToAdd() {
+			o.clientRL[hv.GetHeader().GetKey()] = hv.GetHeader().GetValue()
+		}
+		o.removed = ok.GetHeadersToRemove()
+		return o
+	}
+	d := resp.GetDeniedResponse()
+	o.status = int(d.GetStatus().GetCode())
+	for _, hv := range d.GetHeaders() {
+		o.headers[hv.GetHeader().GetKey()] = hv.GetHeader().GetValue()
+	}
+	o.body = d.GetBody()
+	return o
+}
+
+func (h *harness) httpOutcome(path, token string, headers map[string]string) outcome {
+	h.t.Helper()
+	req, err := http.NewRequest("GET", h.httpURL+"/", nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("X-Forwarded-Method", "GET")
+	req.Header.Set("X-Forwarded-Host", "api.example.com")
+	req.Header.Set("X-Forwarded-Uri", path)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	o := outcome{status: resp.StatusCode, headers: map[string]string{}, body: string(body)}
+	for k := range resp.Header {
+		o.headers[strings.ToLower(k)] = resp.Header.Get(k)
+	}
+	if rm := resp.Header.Get("X-Envoy-Auth-Headers-To-Remove"); rm != "" {
+		o.removed = strings.Split(rm, ",")
+	}
+	return o
+}
+
+func TestDecisionsOverGRPCAndHTTP(t *testing.T) {
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 2), "public.yaml": otherPolicy})
+	alice := h.token("alice", nil)
+	tests := []struct {
+		name    string
+		path    string
+		token   string
+		headers map[string]string
+		status  int
+		rpc     codes.Code
+		check   func(t *testing.T, o outcome)
+	}{
+		{name: "alice reads her tasks, upstream sees alice only", path: "/api/users/alice/tasks", token: alice,
+			headers: map[string]string{"x-user-id": "bob"}, status: 200, rpc: codes.OK,
+			check: func(t *testing.T, o outcome) {
+				if o.headers["x-user-id"] != "alice" {
+					t.Errorf("x-user-id = %q, want alice (headers %v)", o.headers["x-user-id"], o.headers)
+				}
+				if _, appended := o.headers["!append:x-user-id"]; appended {
+					t.Error("x-user-id is appended, not overwritten")
+				}
+			}},
+		{name: "an encoded slash is 400", path: "/api/users/alice%2ftasks", token: alice, status: 400, rpc: codes.InvalidArgument,
+			check: func(t *testing.T, o outcome) { wantBody(t, o, "bad_request") }},
+		{name: "no token is 401 with a challenge", path: "/api/users/alice/tasks", status: 401, rpc: codes.Unauthenticated,
+			check: func(t *testing.T, o outcome) {
+				wantBody(t, o, "unauthenticated")
+				if o.headers["www-authenticate"] != `Bearer error="invalid_token"` {
+					t.Errorf("www-authenticate = %q", o.headers["www-authenticate"])
+				}
+			}},
+		{name: "a forged token is 401 and not echoed", path: "/api/users/alice/tasks", token: alice[:len(alice)-4] + "AAAA", status: 401, rpc: codes.Unauthenticated,
+			check: func(t *testing.T, o outcome) {
+				if strings.Contains(o.body, alice[:20]) {
+					t.Error("body echoes the token")
+				}
+			}},
+		{name: "bob's tasks are 403 for alice", path: "/api/users/bob/tasks", token: alice, status: 403, rpc: codes.PermissionDenied,
+			check: func(t *testing.T, o outcome) { wantBody(t, o, "forbidden") }},
+		{name: "a path without a rule is 403", path: "/api/admin", token: alice, status: 403, rpc: codes.PermissionDenied},
+	}
+	for _, tc := range tests {
+		t.Run("grpc/"+tc.name, func(t *testing.T) {
+			o := grpcOutcome(h.check(checkRequest(tc.path, tc.token, tc.headers, nil)))
+			if o.status != tc.status || o.rpc != tc.rpc {
+				t.Fatalf("status %d rpc %v, want %d %v (%+v)", o.status, o.rpc, tc.status, tc.rpc, o)
+			}
+			if tc.check != nil {
+				tc.check(t, o)
+			}
+		})
+		t.Run("http/"+tc.name, func(t *testing.T) {
+			o := h.httpOutcome(tc.path, tc.token, tc.headers)
+			if o.status != tc.status {
+				t.Fatalf("status %d, want %d (%+v)", o.status, tc.status, o)
+			}
+			if tc.check != nil {
+				tc.check(t, o)
+			}
+		})
+	}
+	if logs := h.logs.String(); strings.Contains(logs, alice[strings.LastIndexByte(alice, '.')+1:]) || strings.Contains(logs, alice[:30]) {
+		t.Error("logs contain the token")
+	}
+}
+
+func wantBody(t *testing.T, o outcome, code string) {
+	t.Helper()
+	var body struct{ Error, Message string }
+	if err := json.Unmarshal([]byte(o.body), &body); err != nil || body.Error != code || body.Message == "" {
+		t.Errorf("body %q (%v), want error %q and a message", o.body, err, code)
+	}
+	if ct := o.headers["content-type"]; ct != "application/json" {
+		t.Errorf("content-type %q", ct)
+	}
+}
+
+func TestRateLimitOverGRPCAndHTTP(t *testing.T) {
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
+	alice := h.token("alice", nil)
+	// gRPC and HTTP share the engine and its counters: 3 allowed in all.
+	first := grpcOutcome(h.check(checkRequest("/api/users/alice/tasks", alice, nil, nil)))
+	if first.status != 200 || first.clientRL["x-ratelimit-limit"] != "3" || first.clientRL["x-ratelimit-remaining"] != "2" {
+		t.Fatalf("first: %+v", first)
+	}
+	if o := h.httpOutcome("/api/users/alice/tasks", alice, nil); o.status != 200 || o.headers["x-ratelimit-remaining"] != "1" {
+		t.Fatalf("second: %+v", o)
+	}
+	if o := grpcOutcome(h.check(checkRequest("/api/users/alice/tasks", alice, nil, nil))); o.status != 200 {
+		t.Fatalf("third: %+v", o)
+	}
+	g := grpcOutcome(h.check(checkRequest("/api/users/alice/tasks", alice, nil, nil)))
+	if g.status != 429 || g.rpc != codes.ResourceExhausted || g.headers["retry-after"] == "" || g.headers["x-ratelimit-remaining"] != "0" {
+		t.Fatalf("grpc 4th: %+v", g)
+	}
+	wantBody(t, g, "rate_limited")
+	o := h.httpOutcome("/api/users/alice/tasks", alice, nil)
+	if o.status != 429 || o.headers["retry-after"] == "" || o.headers["x-ratelimit-limit"] != "3" {
+		t.Fatalf("http 5th: %+v", o)
+	}
+}
+
+func TestContextExtensionsSelectPolicy(t *testing.T) {
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3), "public.yaml": otherPolicy})
+	// By host and prefix, tasks-api governs and denies the anonymous call...
+	if o := grpcOutcome(h.check(checkRequest("/api/users/bob/tasks", "", nil, nil))); o.status != 401 {
+		t.Fatalf("without extension: %+v", o)
+	}
+	// ...but Envoy can name the policy explicitly.
+	o := grpcOutcome(h.check(checkRequest("/api/users/bob/tasks", "", nil, map[string]string{"policy": "shop/public"})))
+	if o.status != 200 {
+		t.Fatalf("with extension: %+v", o)
+	}
+	if o := grpcOutcome(h.check(checkRequest("/api/health", "", nil, map[string]string{"policy": "shop/missing"}))); o.status != 403 {
+		t.Fatalf("unknown policy: %+v", o)
+	}
+}
+
+func TestHotReloadKeepsLastGoodPolicies(t *testing.T) {
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 100)})
+	admin := h.token("root", map[string]any{"role": "admin"})
+	status := func() int {
+		return grpcOutcome(h.check(checkRequest("/api/users/bob/tasks", admin, nil, nil))).status
+	}
+	if s := status(); s != 200 {
+		t.Fatalf("admin before reload: %d", s)
+	}
+	// Remove the admin bypass: the change applies without a restart.
+	h.write("tasks.yaml", strings.Replace(policyYAML("tasks-api", h.key.JWKS(), 100), "        allowIf: {claim: role, values: [admin]}\n", "", 1))
+	h.waitFor("the edited policy to apply", func() bool { return status() == 403 })
+
+	// A broken edit is logged with its field path and changes nothing.
+	h.write("tasks.yaml", strings.Replace(policyYAML("tasks-api", h.key.JWKS(), 100), "requests: 100", "requests: 0", 1))
+	h.waitFor("the broken edit to be reported", func() bool {
+		return strings.Contains(h.logs.String(), `"field":"spec.rules[1].limits[0].requests"`)
+	})
+	if s := status(); s != 403 {
+		t.Fatalf("after a broken edit: %d, want the last good policy (403)", s)
+	}
+	if !h.srv.Ready() {
+		t.Fatal("a broken edit made the server unready")
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
+	h.check(checkRequest("/api/users/bob/tasks", "", nil, nil))
+	get := func(addr, path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get(h.srv.Addr("health"), "/healthz"); code != 200 {
+		t.Errorf("/healthz %d", code)
+	}
+	if code, body := get(h.srv.Addr("health"), "/readyz"); code != 200 || !strings.Contains(body, `"quotaStore":"up"`) {
+		t.Errorf("/readyz %d %s", code, body)
+	}
+	_, metrics := get(h.srv.Addr("metrics"), "/metrics")
+	for _, want := range []string{
+		`tollgate_decisions_total{policy="shop/tasks-api",reason="missing",result="deny",rule="own-tasks"} 1`,
+		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
+		`tollgate_check_duration_seconds_count{transport="grpc"} 1`,
+		`tollgate_policies_loaded 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	hc := healthpb.NewHealthClient(h.conn)
+	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("grpc health: %v %v", resp, err)
+	}
+}
+
+func TestGracefulShutdownFinishesInFlightChecks(t *testing.T) {
+	// A JWKS endpoint that holds the first fetch until released keeps one
+	// check in flight while the server is told to stop.
+	key := jwttest.NewEd25519(t)
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+		io.WriteString(w, key.JWKS())
+	}))
+	defer jwks.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	remote := strings.Replace(policyYAML("tasks-api", "unused", 10), "    jwks: 'unused'", "    jwksURI: "+jwks.URL, 1)
+	h := start(t, map[string]string{"tasks.yaml": remote})
+	token := key.Mint(t, jwttest.Claims("alice", issuer, "", time.Now(), time.Hour))
+
+	result := make(chan *authv3.CheckResponse, 1)
+	go func() {
+		resp, err := h.auth.Check(context.Background(), checkRequest("/api/users/alice/tasks", token, nil, nil))
+		if err != nil {
+			t.Errorf("in-flight Check failed: %v", err)
+		}
+		result <- resp
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the check never reached the JWKS endpoint")
+	}
+	h.cancel() // SIGTERM
+	// New connections are refused once the listener closes...
+	h.waitFor("the gRPC listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", h.srv.Addr("grpc"), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	// ...while the in-flight check still completes.
+	close(release)
+	select {
+	case resp := <-result:
+		if o := grpcOutcome(resp); o.status != 200 {
+			t.Fatalf("in-flight check: %+v", o)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("in-flight check did not finish")
+	}
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		h.done <- nil // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
