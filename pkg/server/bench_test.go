@@ -10,6 +10,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+	"github.com/tollgate-dev/tollgate/pkg/server"
 )
 
 // bareServer is the baseline: a grpc-go Authorization server that answers
@@ -71,4 +75,44 @@ func BenchmarkGRPCCheck(b *testing.B) {
 	req := checkRequest("/api/users/alice/tasks/42", h.token("alice", nil), map[string]string{"x-user-id": "bob"}, nil)
 	b.Run("bare", func(b *testing.B) { run(b, startBare(b), req) })
 	b.Run("tollgate", func(b *testing.B) { run(b, h.srv.Addr("grpc"), req) })
+}
+
+// BenchmarkGRPCCheckQuotaStore compares decision throughput end to end
+// through gRPC Check with the memory store and with Redis, at concurrency
+// 64, in one run: report redis/memory as a throughput ratio.
+func BenchmarkGRPCCheckQuotaStore(b *testing.B) {
+	redis := redistest.StartServer(b)
+	policy := policyYAML("tasks-api", "$JWKS", 1_000_000_000)
+	for _, store := range []struct {
+		name   string
+		mutate func(*server.Options)
+	}{
+		{"memory", func(*server.Options) {}},
+		{"redis", func(o *server.Options) {
+			o.QuotaStore, o.Redis, o.OnStoreError = "redis", ratelimit.ClientOptions{Addr: redis.Addr}, "deny"
+		}},
+	} {
+		b.Run(store.name, func(b *testing.B) {
+			h := start(b, map[string]string{"tasks.yaml": policy}, store.mutate)
+			req := checkRequest("/api/users/alice/tasks/42", h.token("alice", nil), nil, nil)
+			conn, err := grpc.NewClient(h.srv.Addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			client := authv3.NewAuthorizationClient(conn)
+			b.SetParallelism(32) // 2 CPUs x 32 = 64 concurrent checks
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Check(context.Background(), req)
+					if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
+						b.Errorf("Check: %v %v", resp.GetStatus(), err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -3,12 +3,16 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 )
+
+// storeBudget bounds the time one decision spends on Redis.
+const storeBudget = 75 * time.Millisecond
 
 // newQuotaStore builds the store named by opts.QuotaStore: memory, or Redis
 // behind a Resilient wrapper that falls back per opts.OnStoreError.
@@ -35,7 +39,10 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 	}
 	fallback := ratelimit.NewMemory(ratelimit.MemoryOptions{})
 	resilient, err := ratelimit.NewResilient(primary, fallback, ratelimit.ResilientOptions{
-		OnError:    onError,
+		OnError: onError,
+		// Leave room within the 100 ms a check may wait on Redis for the
+		// rest of the decision and the fallback.
+		Budget:     storeBudget,
 		Logger:     log,
 		Registerer: m.Registry,
 	})
