@@ -25,6 +25,8 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(),
 		newValidateCommand(),
 		newServeCommand(),
+		newCheckCommand(),
+		newTokenCommand(),
 	)
 	return root
 }

@@ -1,0 +1,440 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+)
+
+const (
+	testIssuer   = "https://issuer.test"
+	testAudience = "https://api.test"
+)
+
+// testPolicies is shop/tasks, a tasks API where users reach only their own
+// tasks (admins any), and shop/preview, a dry-run policy that needs a token
+// for everything. Both verify tokens against the inline JWKS %[1]s.
+const testPolicies = `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: tasks
+  namespace: shop
+spec:
+  hosts: ["api.example.com"]
+  pathPrefix: /api
+  jwt:
+    issuer: ` + testIssuer + `
+    audiences: ["` + testAudience + `"]
+    jwks: '%[1]s'
+    forwardClaims:
+      x-user-id: sub
+  rules:
+    - name: health
+      methods: [GET]
+      path: /api/health
+      anonymous: true
+    - name: own-tasks
+      methods: [GET, POST]
+      path: /api/users/{userId}/tasks/**
+      owner:
+        claim: sub
+        path: userId
+        allowIf:
+          claim: role
+          values: [admin]
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: preview
+  namespace: shop
+spec:
+  hosts: ["api.example.com"]
+  pathPrefix: /preview
+  mode: dryRun
+  jwt:
+    issuer: ` + testIssuer + `
+    jwks: '%[1]s'
+  rules:
+    - name: everything
+      path: /preview/**
+`
+
+// runTollgate is runCommand with the error message that main prints
+// appended to stderr, so that tests see everything a user would.
+func runTollgate(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := newRootCommand()
+	var stdout, stderr bytes.Buffer
+	cmd.SetOut(&stdout)
+	cmd.SetErr(&stderr)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil && err.Error() != "" {
+		stderr.WriteString("tollgate: " + err.Error() + "\n")
+	}
+	return exitCode(err), stdout.String(), stderr.String()
+}
+
+// blanks matches the runs of spaces that align text output.
+var blanks = regexp.MustCompile(`[ \t]+`)
+
+// writeTestPolicies writes testPolicies with jwks into a new directory and
+// returns it.
+func writeTestPolicies(t *testing.T, jwks string) string {
+	t.Helper()
+	dir := t.TempDir()
+	doc := strings.ReplaceAll(testPolicies, "%[1]s", strings.TrimSpace(jwks))
+	if err := os.WriteFile(filepath.Join(dir, "policies.yaml"), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// checkFixture is a policy directory with tokens signed by its key.
+type checkFixture struct {
+	dir                          string
+	alice, admin, stray, expired string
+}
+
+func newCheckFixture(t *testing.T) checkFixture {
+	t.Helper()
+	key := jwttest.NewEd25519(t)
+	now := time.Now()
+	admin := jwttest.Claims("carol", testIssuer, testAudience, now, time.Hour)
+	admin["role"] = "admin"
+	return checkFixture{
+		dir:     writeTestPolicies(t, key.JWKS()),
+		alice:   key.Mint(t, jwttest.Claims("alice", testIssuer, testAudience, now, time.Hour)),
+		admin:   key.Mint(t, admin),
+		stray:   jwttest.NewEd25519(t).Mint(t, jwttest.Claims("alice", testIssuer, testAudience, now, time.Hour)),
+		expired: key.Mint(t, jwttest.Claims("alice", testIssuer, testAudience, now.Add(-2*time.Hour), time.Hour)),
+	}
+}
+
+// args returns a check command line for this fixture's policies.
+func (f checkFixture) args(extra ...string) []string {
+	return append([]string{"check", "--policy-dir", f.dir, "--host", "api.example.com"}, extra...)
+}
+
+func TestCheckDecisions(t *testing.T) {
+	f := newCheckFixture(t)
+	tests := map[string]struct {
+		args []string
+		code int
+		// stdout must contain each of these.
+		contains []string
+	}{
+		"alice may read her own tasks": {
+			args:     f.args("--path", "/api/users/alice/tasks/1", "--token", f.alice),
+			code:     0,
+			contains: []string{"ALLOW 200", "shop/tasks", "own-tasks", "token ok sub=alice", "x-user-id: alice"},
+		},
+		"alice may not read bob's tasks": {
+			args:     f.args("--path", "/api/users/bob/tasks/1", "--token", f.alice),
+			code:     1,
+			contains: []string{"DENY 403", "shop/tasks", "own-tasks", "owner_mismatch", "owner bob is not the token's sub", `{"error":"forbidden"`},
+		},
+		"an admin may read bob's tasks": {
+			args:     f.args("--method", "post", "--path", "/api/users/bob/tasks", "--token", f.admin),
+			code:     0,
+			contains: []string{"ALLOW 200", "own-tasks", "owner bypass", "x-user-id: carol"},
+		},
+		"no token is denied 401 with a challenge": {
+			args:     f.args("--path", "/api/users/alice/tasks/1"),
+			code:     1,
+			contains: []string{"DENY 401", "own-tasks", "missing", `www-authenticate: Bearer error="invalid_token"`},
+		},
+		"a token from another key is denied": {
+			args:     f.args("--path", "/api/users/alice/tasks/1", "--token", f.stray),
+			code:     1,
+			contains: []string{"DENY 401", "own-tasks", "unknown_kid"},
+		},
+		"an expired token is denied": {
+			args:     f.args("--path", "/api/users/alice/tasks/1", "--token", f.expired),
+			code:     1,
+			contains: []string{"DENY 401", "expired"},
+		},
+		"the token is read from --header too, name lower-cased": {
+			args:     f.args("--path", "/api/users/alice/tasks/1", "--header", "Authorization=Bearer "+f.alice),
+			code:     0,
+			contains: []string{"ALLOW 200", "own-tasks"},
+		},
+		"health needs no token": {
+			args:     f.args("--path", "/api/health"),
+			code:     0,
+			contains: []string{"ALLOW 200", "rule: health", "anonymous rule"},
+		},
+		"a method no rule allows is denied": {
+			args:     f.args("--method", "DELETE", "--path", "/api/users/alice/tasks/1", "--token", f.alice),
+			code:     1,
+			contains: []string{"DENY 403", "no_rule", "rule: -"},
+		},
+		"a path no policy governs is denied by default": {
+			args:     f.args("--path", "/other"),
+			code:     1,
+			contains: []string{"DENY 403", "no_policy", "policy: -"},
+		},
+		"--default-action allow lets it through": {
+			args:     f.args("--path", "/other", "--default-action", "allow"),
+			code:     0,
+			contains: []string{"ALLOW 200", "default_allow"},
+		},
+		"another host matches no policy": {
+			args:     f.args("--host", "other.example.com", "--path", "/api/health"),
+			code:     1,
+			contains: []string{"no_policy"},
+		},
+		"the host header stands in for --host": {
+			args:     []string{"check", "--policy-dir", f.dir, "--header", "host=api.example.com:443", "--path", "/api/health"},
+			code:     0,
+			contains: []string{"ALLOW 200", "health"},
+		},
+		"--policy selects the policy whatever the host": {
+			args:     f.args("--host", "other.example.com", "--policy", "shop/tasks", "--path", "/api/health"),
+			code:     0,
+			contains: []string{"ALLOW 200", "shop/tasks", "health"},
+		},
+		"--policy naming no policy is denied": {
+			args:     f.args("--policy", "shop/nope", "--path", "/api/health"),
+			code:     1,
+			contains: []string{"DENY 403", "unknown_policy"},
+		},
+		"a dry-run policy allows what it would deny": {
+			args:     f.args("--path", "/preview/page"),
+			code:     0,
+			contains: []string{"ALLOW 200 (dry run: enforcing would deny: unauthenticated", "shop/preview", "everything"},
+		},
+		"an encoded slash is a bad request": {
+			args:     f.args("--path", "/api/users/alice%2Fbob/tasks/1", "--token", f.alice),
+			code:     1,
+			contains: []string{"DENY 400", "invalid_path", "encoded slash"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, stdout, stderr := runTollgate(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit code %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
+			}
+			squashed := blanks.ReplaceAllString(stdout, " ")
+			for _, s := range tc.contains {
+				if !strings.Contains(squashed, s) {
+					t.Errorf("stdout does not contain %q:\n%s", s, stdout)
+				}
+			}
+			if stderr != "" {
+				t.Errorf("unexpected stderr:\n%s", stderr)
+			}
+		})
+	}
+}
+
+func TestCheckUsageAndPolicyErrors(t *testing.T) {
+	f := newCheckFixture(t)
+	tests := map[string]struct {
+		args []string
+		// stderr must contain each of these.
+		contains []string
+	}{
+		"--path is required": {
+			args:     f.args(),
+			contains: []string{`"path" not set`},
+		},
+		"policies are required": {
+			args:     []string{"check", "--path", "/api/health"},
+			contains: []string{"--policy-dir or --policy-file"},
+		},
+		"an unknown flag": {
+			args:     f.args("--path", "/api/health", "--no-such-flag"),
+			contains: []string{"unknown flag: --no-such-flag"},
+		},
+		"a stray argument": {
+			args:     f.args("--path", "/api/health", "extra"),
+			contains: []string{"check takes no arguments"},
+		},
+		"an unknown output format": {
+			args:     f.args("--path", "/api/health", "-o", "yaml"),
+			contains: []string{`--output "yaml"`},
+		},
+		"an unknown default action": {
+			args:     f.args("--path", "/api/health", "--default-action", "maybe"),
+			contains: []string{`--default-action "maybe"`},
+		},
+		"a source IP that is not one": {
+			args:     f.args("--path", "/api/health", "--source-ip", "localhost"),
+			contains: []string{`--source-ip "localhost"`},
+		},
+		"a header without a value": {
+			args:     f.args("--path", "/api/health", "--header", "x-a=1", "--header", "x-b"),
+			contains: []string{"--header #2: want name=value"},
+		},
+		"--token and an authorization header together": {
+			args:     f.args("--path", "/api/health", "--token", f.alice, "--header", "authorization=Bearer x"),
+			contains: []string{"--token and --header authorization"},
+		},
+		"a broken policy file names every mistake": {
+			args: []string{"check", "--policy-file", "../../pkg/policyfile/testdata/invalid/many-mistakes.yaml", "--path", "/"},
+			contains: []string{
+				"many-mistakes.yaml: shop/broken: spec.rules[0].owner.path",
+				"many-mistakes.yaml: shop/broken: spec.jwt",
+				"policy error(s)",
+			},
+		},
+		"a missing policy directory": {
+			args:     []string{"check", "--policy-dir", filepath.Join(t.TempDir(), "nope"), "--path", "/"},
+			contains: []string{"nope"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, stdout, stderr := runTollgate(t, tc.args...)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+			}
+			for _, s := range tc.contains {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr does not contain %q:\n%s", s, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	f := newCheckFixture(t)
+	tests := map[string]struct {
+		args []string
+		code int
+		want map[string]any // top-level fields compared after decoding
+		// upstream and response headers expected in the output.
+		upstream, response map[string]any
+		remove             []any
+	}{
+		"allow": {
+			args: f.args("--path", "/api/users/alice/tasks/1", "--token", f.alice, "-o", "json"),
+			code: 0,
+			want: map[string]any{
+				"allowed": true, "status": 200.0, "code": "", "reason": "allowed", "message": "",
+				"policy": "shop/tasks", "rule": "own-tasks", "subject": "alice",
+				"dryRun": false, "wouldDeny": false, "body": nil,
+			},
+			upstream: map[string]any{"x-user-id": "alice"},
+			response: map[string]any{},
+			remove:   []any{},
+		},
+		"deny": {
+			args: f.args("--path", "/api/users/bob/tasks/1", "--token", f.alice, "--output", "json"),
+			code: 1,
+			want: map[string]any{
+				"allowed": false, "status": 403.0, "code": "forbidden", "reason": "owner_mismatch",
+				"message": "this resource belongs to another user",
+				"policy":  "shop/tasks", "rule": "own-tasks", "subject": "alice",
+				"dryRun": false, "wouldDeny": false,
+				"body": map[string]any{"error": "forbidden", "message": "this resource belongs to another user"},
+			},
+			upstream: map[string]any{},
+			response: map[string]any{},
+			remove:   []any{},
+		},
+		"unauthenticated": {
+			args: f.args("--path", "/api/users/bob/tasks/1", "-o", "json"),
+			code: 1,
+			want: map[string]any{
+				"allowed": false, "status": 401.0, "code": "unauthenticated", "reason": "missing",
+				"policy": "shop/tasks", "rule": "own-tasks", "subject": "",
+			},
+			upstream: map[string]any{},
+			response: map[string]any{"www-authenticate": `Bearer error="invalid_token"`},
+			remove:   []any{},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, stdout, stderr := runTollgate(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+				t.Fatalf("output is not one JSON object: %v\n%s", err, stdout)
+			}
+			for _, field := range []string{"allowed", "status", "code", "reason", "message", "policy", "rule", "subject",
+				"dryRun", "wouldDeny", "steps", "upstreamHeaders", "removeHeaders", "responseHeaders", "body"} {
+				if _, ok := got[field]; !ok {
+					t.Errorf("field %q missing", field)
+				}
+			}
+			for field, want := range tc.want {
+				if !jsonEqual(got[field], want) {
+					t.Errorf("%s = %#v, want %#v", field, got[field], want)
+				}
+			}
+			for field, want := range map[string]any{"upstreamHeaders": tc.upstream, "responseHeaders": tc.response, "removeHeaders": tc.remove} {
+				if !jsonEqual(got[field], want) {
+					t.Errorf("%s = %#v, want %#v", field, got[field], want)
+				}
+			}
+			steps, _ := got["steps"].([]any)
+			if len(steps) < 3 {
+				t.Fatalf("steps = %#v, want path, policy, rule and more", got["steps"])
+			}
+			last, _ := steps[len(steps)-1].(map[string]any)
+			for _, k := range []string{"name", "outcome", "detail"} {
+				if _, ok := last[k].(string); !ok {
+					t.Errorf("step field %q missing in %#v", k, last)
+				}
+			}
+		})
+	}
+}
+
+func jsonEqual(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// TestCheckNeverPrintsTheToken runs check in every outcome, the usage
+// errors included, and looks for any of the token's three parts in its
+// output.
+func TestCheckNeverPrintsTheToken(t *testing.T) {
+	f := newCheckFixture(t)
+	tests := map[string]struct {
+		token string
+		args  []string
+	}{
+		"allowed":                     {f.alice, f.args("--path", "/api/users/alice/tasks/1", "--token", f.alice)},
+		"allowed, json":               {f.alice, f.args("--path", "/api/users/alice/tasks/1", "--token", f.alice, "-o", "json")},
+		"owner mismatch":              {f.alice, f.args("--path", "/api/users/bob/tasks/1", "--token", f.alice)},
+		"unknown key, json":           {f.stray, f.args("--path", "/api/users/alice/tasks/1", "--token", f.stray, "-o", "json")},
+		"expired":                     {f.expired, f.args("--path", "/api/users/alice/tasks/1", "--token", f.expired)},
+		"dry run":                     {f.alice, f.args("--path", "/preview/x", "--token", f.alice)},
+		"header in curl syntax":       {f.alice, f.args("--path", "/api/health", "--header", "authorization: Bearer "+f.alice)},
+		"token and header":            {f.alice, f.args("--path", "/api/health", "--token", f.alice, "--header", "authorization=Bearer "+f.alice)},
+		"token with a bad flag":       {f.alice, f.args("--path", "/api/health", "--token", f.alice, "--source-ip", "nope")},
+		"token passed as an argument": {f.alice, f.args("--path", "/api/health", f.alice)},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, stdout, stderr := runTollgate(t, tc.args...)
+			parts := strings.Split(tc.token, ".")
+			if len(parts) != 3 {
+				t.Fatalf("fixture token has %d parts", len(parts))
+			}
+			for i, p := range parts {
+				if strings.Contains(stdout, p) || strings.Contains(stderr, p) {
+					t.Errorf("output contains part %d of the token:\nstdout:\n%s\nstderr:\n%s", i, stdout, stderr)
+				}
+			}
+		})
+	}
+}
