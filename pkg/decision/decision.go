@@ -11,6 +11,8 @@ package decision
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
 )
 
 // A Request holds the attributes of the request being authorized.
@@ -138,8 +140,20 @@ var (
 // SPEC.md fixes it, also for a missing token).
 var challenge = []Header{{Name: "www-authenticate", Value: `Bearer error="invalid_token"`}}
 
-func unauthenticated(reason string) Decision {
-	d := deny(http.StatusUnauthorized, CodeUnauthenticated, reason, "a valid bearer token is required")
-	d.ResponseHeaders = challenge
-	return d
+// deniedUnauthenticated holds the 401 template of every token failure.
+var deniedUnauthenticated = func() map[jwt.Reason]*Decision {
+	m := make(map[jwt.Reason]*Decision)
+	for _, r := range jwt.Reasons() {
+		d := deny(http.StatusUnauthorized, CodeUnauthenticated, string(r), "a valid bearer token is required")
+		d.ResponseHeaders = challenge
+		m[r] = &d
+	}
+	return m
+}()
+
+func unauthenticated(reason jwt.Reason) *Decision {
+	if d, ok := deniedUnauthenticated[reason]; ok {
+		return d
+	}
+	return deniedUnauthenticated[jwt.ReasonMalformed]
 }

@@ -75,7 +75,14 @@ func (ev *evaluation) step(name, outcome string, detail ...string) {
 func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	var captureBuf [8]string
 	ev := evaluation{req: req, captures: captureBuf[:0]}
-	d := e.decide(ctx, &ev)
+	var d Decision
+	if deny := e.decide(ctx, &ev, &d); deny != nil {
+		headers := d.ResponseHeaders
+		d = *deny
+		if headers != nil {
+			d.ResponseHeaders = headers
+		}
+	}
 	d.Steps = ev.steps
 	if ev.entry != nil {
 		d.Policy = ev.entry.policy.Key()
@@ -102,12 +109,16 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	return d
 }
 
-func (e *Engine) decide(ctx context.Context, ev *evaluation) Decision {
+// decide runs the checks in order. It fills d for an allow and returns nil,
+// or returns the denial's template (with any response headers already in
+// d). Templates are shared and never modified: small frames and no copies
+// keep the check from growing the goroutine stack.
+func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decision {
 	req := ev.req
 	path, err := pathnorm.Normalize(req.Path)
 	if err != nil {
 		ev.step("path", "deny", err.Error())
-		return deniedInvalidPath
+		return &deniedInvalidPath
 	}
 	ev.path = path
 	ev.step("path", "ok", path)
@@ -117,7 +128,7 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation) Decision {
 		ev.entry = snap.byKey[req.PolicyKey]
 		if ev.entry == nil {
 			ev.step("policy", "deny", "context_extensions selects unknown policy ", req.PolicyKey)
-			return deniedUnknownPolicy
+			return &deniedUnknownPolicy
 		}
 	} else {
 		ev.entry = snap.selectPolicy(policy.CanonicalHost(req.Host), path)
@@ -125,10 +136,11 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation) Decision {
 	if ev.entry == nil {
 		if e.opts.DefaultAllow {
 			ev.step("policy", "allow", "no policy matches; --default-action allow")
-			return Decision{Allowed: true, Status: http.StatusOK, Reason: ReasonDefaultAllowed}
+			d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonDefaultAllowed
+			return nil
 		}
 		ev.step("policy", "deny", "no policy matches host and path")
-		return deniedNoPolicy
+		return &deniedNoPolicy
 	}
 	p := ev.entry.policy
 	ev.step("policy", "ok", p.Key())
@@ -149,61 +161,59 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation) Decision {
 	}
 	if ev.rule == nil {
 		ev.step("rule", "deny", "no rule matches method and path")
-		return deniedNoRule
+		return &deniedNoRule
 	}
 	ev.step("rule", "ok", ev.rule.Name)
 
 	if ev.rule.Anonymous {
 		ev.step("token", "skip", "anonymous rule")
 	} else {
-		if d, ok := e.authenticate(ctx, ev); !ok {
-			return d
+		if deny := e.authenticate(ctx, ev); deny != nil {
+			return deny
 		}
-		if d, ok := checkOwner(ev); !ok {
-			return d
+		if deny := checkOwner(ev); deny != nil {
+			return deny
 		}
 	}
 
-	d, ok := e.charge(ctx, ev)
-	if !ok {
-		return d
+	headers, deny := e.charge(ctx, ev)
+	d.ResponseHeaders = headers
+	if deny != nil {
+		return deny
 	}
 	d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonAllowed
 	if !ev.rule.Anonymous {
 		d.UpstreamHeaders, d.RemoveHeaders = identityHeaders(p.JWT, ev.identity)
 	}
-	return d
+	return nil
 }
 
-func (e *Engine) authenticate(ctx context.Context, ev *evaluation) (Decision, bool) {
+func (e *Engine) authenticate(ctx context.Context, ev *evaluation) *Decision {
 	p := ev.entry.policy
 	raw, found := extractToken(p.JWT.TokenFrom, ev.req)
 	if !found {
 		ev.step("token", "deny", "no token in the request")
-		return unauthenticated(string(jwt.ReasonMissing)), false
+		return unauthenticated(jwt.ReasonMissing)
 	}
 	id, err := ev.entry.verifier.Verify(ctx, raw)
 	if err != nil {
-		reason := string(jwt.ReasonOf(err))
-		if reason == "" {
-			reason = string(jwt.ReasonMalformed)
-		}
-		ev.step("token", "deny", reason)
-		return unauthenticated(reason), false
+		reason := jwt.ReasonOf(err)
+		ev.step("token", "deny", string(reason))
+		return unauthenticated(reason)
 	}
 	ev.identity = id
 	ev.step("token", "ok", "sub=", id.Subject)
-	return Decision{}, true
+	return nil
 }
 
-func checkOwner(ev *evaluation) (Decision, bool) {
+func checkOwner(ev *evaluation) *Decision {
 	o := ev.rule.Owner
 	if o == nil {
-		return Decision{}, true
+		return nil
 	}
 	if o.AllowIf != nil && o.AllowIf.Match(ev.identity.ClaimStrings(o.AllowIf.Claim)) {
 		ev.step("owner", "bypass", o.AllowIf.Claim, " claim allows any owner")
-		return Decision{}, true
+		return nil
 	}
 	var value string
 	switch o.Source {
@@ -225,15 +235,15 @@ func checkOwner(ev *evaluation) (Decision, bool) {
 	}
 	if value == "" {
 		ev.step("owner", "deny", "no owner value in the request")
-		return deniedOwnerMissing, false
+		return &deniedOwnerMissing
 	}
 	claim, ok := ev.identity.ClaimString(o.Claim)
 	if !ok || claim != value {
 		ev.step("owner", "deny", "owner ", value, " is not the token's ", o.Claim)
-		return deniedOwner, false
+		return &deniedOwner
 	}
 	ev.step("owner", "ok", o.Claim, " matches")
-	return Decision{}, true
+	return nil
 }
 
 // identityHeaders returns the forwarded-claim headers to set and the

@@ -22,10 +22,15 @@ const (
 // request without it shares one counter rather than escaping the limit.
 const missingKey = "\x00"
 
-// charge counts the request against every limit of the policy and rule.
-func (e *Engine) charge(ctx context.Context, ev *evaluation) (Decision, bool) {
+// storeDegradedHeaders go with a denial when the quota store cannot answer.
+var storeDegradedHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
+
+// charge counts the request against every limit of the policy and rule and
+// returns the rate-limit headers, and the denial template when a limit (or
+// the store) denies.
+func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decision) {
 	if e.opts.Quota == nil {
-		return Decision{}, true
+		return nil, nil
 	}
 	var buf [8]ratelimit.Limit
 	limits := buf[:0]
@@ -50,26 +55,22 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) (Decision, bool) {
 	}
 	if len(limits) == 0 {
 		ev.step("quota", "skip", "no limits apply")
-		return Decision{}, true
+		return nil, nil
 	}
 	res, err := e.opts.Quota.Take(ctx, limits)
 	if err != nil || (!res.Allowed && len(res.Statuses) == 0) {
 		ev.step("quota", "deny", "quota store unavailable")
-		d := deniedStoreDegraded
-		d.ResponseHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
-		return d, false
+		return storeDegradedHeaders, &deniedStoreDegraded
 	}
 	headers := rateLimitHeaders(res)
 	if !res.Allowed {
 		ev.step("quota", "deny", "limit exceeded")
-		d := deniedRateLimited
-		d.ResponseHeaders = headers
-		return d, false
+		return headers, &deniedRateLimited
 	}
 	if ev.req.Explain {
 		ev.step("quota", "ok", strconv.Itoa(len(limits)), " limit(s) charged")
 	}
-	return Decision{ResponseHeaders: headers}, true
+	return headers, nil
 }
 
 // counterKey builds the counter identity of a limit for this request; ok is
