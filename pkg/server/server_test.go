@@ -452,8 +452,8 @@ func TestHealthAndMetrics(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesInFlightChecks(t *testing.T) {
-	// A JWKS endpoint that holds the first fetch until released keeps one
-	// check in flight while the server is told to stop.
+	// A JWKS endpoint that holds every fetch until released keeps a check
+	// that waits for the key set in flight while the server is told to stop.
 	key := jwttest.NewEd25519(t)
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 1)
@@ -488,8 +488,19 @@ func TestGracefulShutdownFinishesInFlightChecks(t *testing.T) {
 	select {
 	case <-arrived:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the check never reached the JWKS endpoint")
+		t.Fatal("nothing reached the JWKS endpoint")
 	}
+	// The check is in flight once it has looked up its token: it then
+	// waits for the held key set.
+	h.waitFor("the check to be in flight", func() bool {
+		resp, err := http.Get("http://" + h.srv.Addr("metrics") + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `tollgate_token_cache_lookups_total{result="miss"} 1`)
+	})
 	h.cancel() // SIGTERM
 	// New connections are refused once the listener closes...
 	h.waitFor("the gRPC listener to close", func() bool {
