@@ -31,6 +31,7 @@ type AuthPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +listType=set
 	Hosts []string `json:"hosts,omitempty"`
 
 	// PathPrefix restricts the policy to paths under this prefix.
@@ -62,6 +63,8 @@ type AuthPolicySpec struct {
 	// A request that matches the policy but none of its rules is denied.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=256
+	// +listType=map
+	// +listMapKey=name
 	Rules []Rule `json:"rules"`
 }
 

@@ -592,6 +592,21 @@ spec:
   jwt: {issuer: https://auth.example.com, discovery: true}
   rules: [{name: r, methods: [get]}]
 `, want: []wantErr{{"spec.rules[0].methods[0]", `Unsupported value: "get"`}, {"<nil>", notChecked}}},
+		"duplicate rule names are rejected": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  rules: [{name: r, anonymous: true}, {name: r, anonymous: true, path: /x}]
+`, want: []wantErr{{"spec.rules[1]", "Duplicate value"}}},
+		"duplicate hosts are rejected": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  hosts: [api.example.com, api.example.com]
+  rules: [{name: r, anonymous: true}]
+`, want: []wantErr{{"spec.hosts[1]", "Duplicate value"}}},
 		"an upper-case host is rejected": {doc: `
 apiVersion: tollgate.dev/v1alpha1
 kind: AuthPolicy
