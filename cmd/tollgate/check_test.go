@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -67,22 +65,6 @@ spec:
     - name: everything
       path: /preview/**
 `
-
-// runTollgate is runCommand with the error message that main prints
-// appended to stderr, so that tests see everything a user would.
-func runTollgate(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := newRootCommand()
-	var stdout, stderr bytes.Buffer
-	cmd.SetOut(&stdout)
-	cmd.SetErr(&stderr)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	if err != nil && err.Error() != "" {
-		stderr.WriteString("tollgate: " + err.Error() + "\n")
-	}
-	return exitCode(err), stdout.String(), stderr.String()
-}
 
 // blanks matches the runs of spaces that align text output.
 var blanks = regexp.MustCompile(`[ \t]+`)
@@ -221,7 +203,7 @@ func TestCheckDecisions(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			code, stdout, stderr := runTollgate(t, tc.args...)
+			code, stdout, stderr := runCommand(t, tc.args...)
 			if code != tc.code {
 				t.Fatalf("exit code %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
 			}
@@ -296,7 +278,7 @@ func TestCheckUsageAndPolicyErrors(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			code, stdout, stderr := runTollgate(t, tc.args...)
+			code, stdout, stderr := runCommand(t, tc.args...)
 			if code != 2 {
 				t.Fatalf("exit code %d, want 2; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 			}
@@ -359,7 +341,7 @@ func TestCheckJSON(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			code, stdout, stderr := runTollgate(t, tc.args...)
+			code, stdout, stderr := runCommand(t, tc.args...)
 			if code != tc.code {
 				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tc.code, stderr)
 			}
@@ -425,7 +407,7 @@ func TestCheckNeverPrintsTheToken(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, stdout, stderr := runTollgate(t, tc.args...)
+			_, stdout, stderr := runCommand(t, tc.args...)
 			parts := strings.Split(tc.token, ".")
 			if len(parts) != 3 {
 				t.Fatalf("fixture token has %d parts", len(parts))

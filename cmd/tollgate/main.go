@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,7 +17,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
-	os.Exit(exitCode(err))
+	os.Exit(exitCode(err, os.Stderr))
 }
 
 // exitError carries a process exit code through cobra.
@@ -28,17 +29,19 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-func exitCode(err error) int {
+// exitCode reports err on stderr and returns the process exit code: the
+// code an exitError carries, 2 (usage) for any other error.
+func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(os.Stderr, "tollgate:", ee.err)
+			fmt.Fprintln(stderr, "tollgate:", ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "tollgate:", err)
+	fmt.Fprintln(stderr, "tollgate:", err)
 	return 2
 }

@@ -21,7 +21,7 @@ import (
 // mintToken runs `tollgate token` and returns the token it printed.
 func mintToken(t *testing.T, args ...string) string {
 	t.Helper()
-	code, stdout, stderr := runTollgate(t, append([]string{"token"}, args...)...)
+	code, stdout, stderr := runCommand(t, append([]string{"token"}, args...)...)
 	if code != 0 {
 		t.Fatalf("token %v: exit code %d; stderr:\n%s", args, code, stderr)
 	}
@@ -66,7 +66,7 @@ func TestTokenRoundTripThroughCheck(t *testing.T) {
 		return mintToken(t, append([]string{"--key", keyFile, "--iss", testIssuer, "--aud", testAudience}, extra...)...)
 	}
 
-	code, stdout, stderr := runTollgate(t, "token", "--key", keyFile, "--iss", testIssuer, "--aud", testAudience, "--sub", "alice")
+	code, stdout, stderr := runCommand(t, "token", "--key", keyFile, "--iss", testIssuer, "--aud", testAudience, "--sub", "alice")
 	if code != 0 || !strings.Contains(stderr, "generated a EdDSA key in "+keyFile) || !strings.Contains(stderr, "dev-jwks.json") {
 		t.Fatalf("first token: exit code %d, stderr:\n%s", code, stderr)
 	}
@@ -91,7 +91,7 @@ func TestTokenRoundTripThroughCheck(t *testing.T) {
 
 	// Later tokens reuse the key.
 	admin := mint("--sub", "carol", "--claim", "role=admin")
-	code, _, stderr = runTollgate(t, "token", "--key", keyFile, "--sub", "x")
+	code, _, stderr = runCommand(t, "token", "--key", keyFile, "--sub", "x")
 	if again, _ := os.ReadFile(keyFile); code != 0 || !bytes.Equal(again, key) || strings.Contains(stderr, "generated") {
 		t.Fatalf("second token replaced the key or said so (exit code %d):\n%s", code, stderr)
 	}
@@ -114,7 +114,7 @@ func TestTokenRoundTripThroughCheck(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			code, stdout, stderr := runTollgate(t, "check", "--policy-dir", dir, "--host", "api.example.com", "--path", tc.path, "--token", tc.token)
+			code, stdout, stderr := runCommand(t, "check", "--policy-dir", dir, "--host", "api.example.com", "--path", tc.path, "--token", tc.token)
 			if code != tc.code {
 				t.Fatalf("exit code %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
 			}
@@ -210,7 +210,7 @@ func TestTokenErrors(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			code, _, stderr := runTollgate(t, tc.args...)
+			code, _, stderr := runCommand(t, tc.args...)
 			if code != tc.code || !strings.Contains(stderr, tc.contains) {
 				t.Fatalf("exit code %d, want %d; stderr should contain %q:\n%s", code, tc.code, tc.contains, stderr)
 			}
@@ -241,7 +241,7 @@ func TestTokenKeygen(t *testing.T) {
 	}
 	keygen := func(args ...string) (int, string) {
 		t.Helper()
-		code, _, stderr := runTollgate(t, append([]string{"token", "keygen"}, args...)...)
+		code, _, stderr := runCommand(t, append([]string{"token", "keygen"}, args...)...)
 		return code, stderr
 	}
 
@@ -313,7 +313,7 @@ spec:
 `)
 		for alg, want := range map[string]int{"HS256": 0, "HS384": 1} {
 			tok := mintToken(t, "--key", secretFile, "--sub", "alice", "--iss", testIssuer, "--alg", alg)
-			code, stdout, stderr := runTollgate(t, "check", "--policy-dir", policyDir, "--secrets-dir", secretsDir, "--path", "/x", "--token", tok)
+			code, stdout, stderr := runCommand(t, "check", "--policy-dir", policyDir, "--secrets-dir", secretsDir, "--path", "/x", "--token", tok)
 			if code != want {
 				t.Errorf("%s token: exit code %d, want %d; stdout:\n%s\nstderr:\n%s", alg, code, want, stdout, stderr)
 			}

@@ -8,7 +8,7 @@ import (
 )
 
 // runCommand runs tollgate with args and returns its exit code, stdout and
-// stderr, as the process would.
+// stderr (with the error message main prints), as the process would.
 func runCommand(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := newRootCommand()
@@ -17,7 +17,7 @@ func runCommand(t *testing.T, args ...string) (int, string, string) {
 	cmd.SetErr(&stderr)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
-	return exitCode(err), stdout.String(), stderr.String()
+	return exitCode(err, &stderr), stdout.String(), stderr.String()
 }
 
 func TestValidate(t *testing.T) {

@@ -48,33 +48,36 @@ func startBare(b *testing.B) string {
 // with the bare server, over loopback with the same client, in one run:
 // report tollgate/bare ns/op as the throughput ratio.
 func BenchmarkGRPCCheck(b *testing.B) {
-	run := func(b *testing.B, addr string, req *authv3.CheckRequest) {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer conn.Close()
-		client := authv3.NewAuthorizationClient(conn)
-		if _, err := client.Check(context.Background(), req); err != nil {
-			b.Fatal(err)
-		}
-		b.SetParallelism(16)
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				resp, err := client.Check(context.Background(), req)
-				if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
-					b.Errorf("Check: %v %v", resp.GetStatus(), err)
-					return
-				}
-			}
-		})
-	}
 	h := start(b, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 1_000_000_000)})
 	req := checkRequest("/api/users/alice/tasks/42", h.token("alice", nil), map[string]string{"x-user-id": "bob"}, nil)
-	b.Run("bare", func(b *testing.B) { run(b, startBare(b), req) })
-	b.Run("tollgate", func(b *testing.B) { run(b, h.srv.Addr("grpc"), req) })
+	b.Run("bare", func(b *testing.B) { checkLoad(b, startBare(b), req, 16) })
+	b.Run("tollgate", func(b *testing.B) { checkLoad(b, h.srv.Addr("grpc"), req, 16) })
+}
+
+// checkLoad sends req to addr from parallelism×GOMAXPROCS goroutines over
+// one connection, as Envoy does, until b.N checks are answered OK.
+func checkLoad(b *testing.B, addr string, req *authv3.CheckRequest, parallelism int) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	if _, err := client.Check(context.Background(), req); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Check(context.Background(), req)
+			if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
+				b.Errorf("Check: %v %v", resp.GetStatus(), err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkGRPCCheckQuotaStore compares decision throughput end to end
@@ -95,24 +98,7 @@ func BenchmarkGRPCCheckQuotaStore(b *testing.B) {
 		b.Run(store.name, func(b *testing.B) {
 			h := start(b, map[string]string{"tasks.yaml": policy}, store.mutate)
 			req := checkRequest("/api/users/alice/tasks/42", h.token("alice", nil), nil, nil)
-			conn, err := grpc.NewClient(h.srv.Addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			client := authv3.NewAuthorizationClient(conn)
-			b.SetParallelism(32) // 2 CPUs x 32 = 64 concurrent checks
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Check(context.Background(), req)
-					if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
-						b.Errorf("Check: %v %v", resp.GetStatus(), err)
-						return
-					}
-				}
-			})
+			checkLoad(b, h.srv.Addr("grpc"), req, 32) // 2 CPUs x 32 = 64 concurrent checks
 		})
 	}
 }

@@ -418,22 +418,13 @@ func TestHotReloadKeepsLastGoodPolicies(t *testing.T) {
 func TestHealthAndMetrics(t *testing.T) {
 	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
 	h.check(checkRequest("/api/users/bob/tasks", "", nil, nil))
-	get := func(addr, path string) (int, string) {
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, _ := get(h.srv.Addr("health"), "/healthz"); code != 200 {
+	if code, _ := get(t, h.srv.Addr("health"), "/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
 	}
-	if code, body := get(h.srv.Addr("health"), "/readyz"); code != 200 || !strings.Contains(body, `"quotaStore":"up"`) {
+	if code, body := get(t, h.srv.Addr("health"), "/readyz"); code != 200 || !strings.Contains(body, `"quotaStore":"up"`) {
 		t.Errorf("/readyz %d %s", code, body)
 	}
-	_, metrics := get(h.srv.Addr("metrics"), "/metrics")
+	_, metrics := get(t, h.srv.Addr("metrics"), "/metrics")
 	for _, want := range []string{
 		`tollgate_decisions_total{policy="shop/tasks-api",reason="missing",result="deny",rule="own-tasks"} 1`,
 		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
