@@ -252,7 +252,7 @@ func identityHeaders(j *policy.JWT, id *jwt.Identity) ([]Header, []string) {
 	var set []Header
 	var remove []string
 	for _, fc := range j.ForwardClaims {
-		if v, ok := id.ClaimString(fc.Claim); ok {
+		if v, ok := id.ClaimString(fc.Claim); ok && validHeaderValue(v) {
 			if set == nil {
 				set = make([]Header, 0, len(j.ForwardClaims))
 			}
@@ -269,4 +269,16 @@ func identityHeaders(j *policy.JWT, id *jwt.Identity) ([]Header, []string) {
 		}
 	}
 	return set, remove
+}
+
+// validHeaderValue reports whether v can be sent as a header value: a claim
+// with CR, LF or other control characters would let a token's issuer (or
+// anyone who can set a claim, such as a user's display name) inject headers.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -187,6 +187,18 @@ func TestDecideIdentityHeadersCannotBeSpoofed(t *testing.T) {
 	}
 }
 
+func TestDecideNeverForwardsControlCharacters(t *testing.T) {
+	f := newFixture(t, decision.Options{})
+	token := f.token(t, "alice", map[string]any{"plan": "gold\r\nx-admin: true"})
+	d := f.engine.Decide(context.Background(), request("GET", "/api/users/alice/tasks", token, "x-user-plan", "spoofed"))
+	if !d.Allowed {
+		t.Fatalf("denied: %+v", d)
+	}
+	if v, set := header(d.UpstreamHeaders, "x-user-plan"); set || !slices.Contains(d.RemoveHeaders, "x-user-plan") {
+		t.Errorf("x-user-plan set to %q (removed: %v); a claim with CR LF must not become a header", v, d.RemoveHeaders)
+	}
+}
+
 func TestDecideQuota(t *testing.T) {
 	f := newFixture(t, decision.Options{})
 	alice := f.token(t, "alice", nil)
