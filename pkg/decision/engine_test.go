@@ -310,3 +310,36 @@ func TestDecideExplain(t *testing.T) {
 		t.Fatalf("steps %v, want %v", names, want)
 	}
 }
+
+func TestDecideOwnerFromQueryAndHeader(t *testing.T) {
+	f := newFixture(t, decision.Options{})
+	f.load(t, pt.New(
+		pt.WithJWTChange(func(j *v1alpha1.JWT) { j.JWKS = f.key.JWKS() }),
+		pt.WithRule(v1alpha1.Rule{Name: "by-query", Path: "/q", Owner: &v1alpha1.Owner{Query: "user"}}),
+		pt.WithRule(v1alpha1.Rule{Name: "by-header", Path: "/h", Owner: &v1alpha1.Owner{Header: "X-Owner"}}),
+	))
+	alice := f.token(t, "alice", nil)
+	tests := map[string]struct {
+		path    string
+		headers []string
+		status  int
+		reason  string
+	}{
+		"the query names the caller":                  {"/q?user=alice", nil, 200, decision.ReasonAllowed},
+		"an escaped query value is compared decoded":  {"/q?user=al%69ce", nil, 200, decision.ReasonAllowed},
+		"the query names someone else":                {"/q?user=bob", nil, 403, decision.ReasonOwnerMismatch},
+		"a repeated equal value is fine":              {"/q?user=alice&user=alice", nil, 200, decision.ReasonAllowed},
+		"a second, different value is ambiguous":      {"/q?user=alice&user=bob", nil, 403, decision.ReasonOwnerMissing},
+		"a missing parameter names nobody":            {"/q?other=alice", nil, 403, decision.ReasonOwnerMissing},
+		"the header names the caller":                 {"/h", []string{"x-owner", "alice"}, 200, decision.ReasonAllowed},
+		"a header joined from two values never match": {"/h", []string{"x-owner", "alice,bob"}, 403, decision.ReasonOwnerMismatch},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			d := f.engine.Decide(context.Background(), request("GET", tc.path, alice, tc.headers...))
+			if d.Status != tc.status || d.Reason != tc.reason {
+				t.Fatalf("got %d %s, want %d %s", d.Status, d.Reason, tc.status, tc.reason)
+			}
+		})
+	}
+}

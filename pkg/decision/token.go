@@ -46,14 +46,19 @@ func cookieValue(header, name string) string {
 	return ""
 }
 
-// queryValue returns the first value of a query parameter of a raw request
-// target, unescaped; "" when absent or badly escaped.
+// queryValue returns the value of a query parameter of a raw request
+// target, unescaped. It returns "" when the parameter is absent, badly
+// escaped, or given more than once with different values: frameworks
+// disagree on which of several values counts (first, last, all), so an
+// ambiguous value must not decide anything.
 func queryValue(target, name string) string {
 	_, query, ok := strings.Cut(target, "?")
 	if !ok {
 		return ""
 	}
 	query, _, _ = strings.Cut(query, "#")
+	var value string
+	found := false
 	for query != "" {
 		var pair string
 		pair, query, _ = strings.Cut(query, "&")
@@ -62,10 +67,10 @@ func queryValue(target, name string) string {
 			continue
 		}
 		v, err := url.QueryUnescape(v)
-		if err != nil {
+		if err != nil || (found && v != value) {
 			return ""
 		}
-		return v
+		value, found = v, true
 	}
-	return ""
+	return value
 }
