@@ -44,6 +44,10 @@ type RedisOptions struct {
 // request can see the counter one request fuller (and be denied), and a
 // refund that fails (Redis unreachable) leaves one request charged.
 //
+// Decisions whose limits share one slot (all decisions on a single server)
+// are pipelined: concurrent decisions go to Redis together, each still one
+// atomic script run (see batch.go). Close stops the pipelining goroutines.
+//
 // Why not github.com/go-redis/redis_rate/v10: it implements the same GCRA
 // in Lua but for one key per call (Allow / AllowN), so a decision with a
 // per-user and a per-ip limit would charge the first even when the second
@@ -56,14 +60,25 @@ type Redis struct {
 	cluster bool
 	prefix  string
 	scripts scripts
+	batch   *batcher
 	log     *slog.Logger
 }
 
 var _ Store = (*Redis)(nil)
 
 // NewRedis returns a Redis store. The scripts are loaded lazily, on the
-// first NOSCRIPT.
+// first NOSCRIPT. Close the store before its client.
 func NewRedis(opts RedisOptions) (*Redis, error) {
+	r, err := newRedis(opts)
+	if err != nil {
+		return nil, err
+	}
+	r.batch.start(pipelineLoops)
+	return r, nil
+}
+
+// newRedis returns a Redis store whose pipelining loops are not started.
+func newRedis(opts RedisOptions) (*Redis, error) {
 	if opts.Client == nil {
 		return nil, errors.New("ratelimit: RedisOptions.Client is nil")
 	}
@@ -80,7 +95,16 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
+	r.batch = newBatcher(r.client, r.scripts.take, takeLua)
 	return r, nil
+}
+
+// Close stops the goroutines that send pipelines, after the pipelines in
+// flight; Takes waiting on them and later Takes return an error. It does
+// not close the client. Close is idempotent and always returns nil.
+func (r *Redis) Close() error {
+	r.batch.close()
+	return nil
 }
 
 // maxTagLen bounds the hash tag; longer keys are replaced by their SHA-256.
@@ -163,11 +187,16 @@ func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
 	if len(limits) == 0 {
 		return Result{Allowed: true}, nil
 	}
+	if r.batch.closed() {
+		return Result{}, errClosed
+	}
 	res := Result{Allowed: true, Statuses: make([]Status, len(limits))}
 	var charged []slotGroup
-	for _, g := range r.groups(limits) {
+	groups := r.groups(limits)
+	for _, g := range groups {
 		charge := res.Allowed
-		allowed, now, tats, err := r.take(ctx, limits, g, charge)
+		// One group is the whole decision in one script run: pipelined.
+		allowed, now, tats, err := r.take(ctx, limits, g, charge, len(groups) == 1)
 		if err != nil {
 			r.refund(ctx, limits, charged)
 			return Result{}, err
@@ -193,15 +222,21 @@ func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
 	return res, nil
 }
 
-// take runs take.lua for one slot group.
-func (r *Redis) take(ctx context.Context, limits []Limit, g slotGroup, charge bool) (allowed bool, now int64, tats []int64, err error) {
+// take runs take.lua for one slot group, in the next pipeline when
+// pipelined is true, else on its own.
+func (r *Redis) take(ctx context.Context, limits []Limit, g slotGroup, charge, pipelined bool) (allowed bool, now int64, tats []int64, err error) {
 	args := make([]any, 0, 1+2*len(g.idx))
 	args = append(args, b2i(charge))
 	for _, i := range g.idx {
 		gc := newGCRA(limits[i], time.Microsecond)
 		args = append(args, gc.interval, gc.window)
 	}
-	reply, err := r.scripts.take.Run(ctx, r.client, g.keys, args...).Int64Slice()
+	var reply []int64
+	if pipelined {
+		reply, err = r.batch.run(ctx, g.keys, args)
+	} else {
+		reply, err = r.scripts.take.Run(ctx, r.client, g.keys, args...).Int64Slice()
+	}
 	if err != nil {
 		return false, 0, nil, fmt.Errorf("ratelimit: redis take: %w", err)
 	}

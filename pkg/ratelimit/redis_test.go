@@ -25,6 +25,7 @@ func newRedisStore(t testing.TB, o ClientOptions) *Redis {
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
+	t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 
@@ -198,6 +199,7 @@ func TestRedisKeyEscaping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = r.Close() })
 	tests := map[string]struct{ key, want string }{
 		"a plain key is its own tag": {"shop/api:per-ip:10.0.0.1", "tollgate:{shop/api:per-ip:10.0.0.1}"},
 		"braces are escaped":         {"a{b}c", "tollgate:{a%7Bb%7Dc}"},

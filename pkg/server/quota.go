@@ -47,11 +47,12 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 		Registerer: m.Registry,
 	})
 	if err != nil {
+		primary.Close()
 		client.Close()
 		fallback.Close()
 		return nil, err
 	}
-	return &redisStore{Resilient: resilient, client: client, fallback: fallback}, nil
+	return &redisStore{Resilient: resilient, primary: primary, client: client, fallback: fallback}, nil
 }
 
 // memoryStore is always up.
@@ -61,11 +62,14 @@ func (memoryStore) Up() bool { return true }
 
 type redisStore struct {
 	*ratelimit.Resilient
+	primary  *ratelimit.Redis
 	client   redis.UniversalClient
 	fallback *ratelimit.Memory
 }
 
+// Close closes the Redis store before its client.
 func (r *redisStore) Close() error {
 	r.fallback.Close()
+	r.primary.Close()
 	return r.client.Close()
 }

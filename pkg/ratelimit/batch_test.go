@@ -1,0 +1,173 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+func TestRedisPipelinesConcurrentTakesExactly(t *testing.T) {
+	for target, opts := range redisTargets(t) {
+		t.Run(target, func(t *testing.T) {
+			r := newRedisStore(t, opts)
+			limit := Limit{Key: "shop/tasks-api:per-user:u:iss|batched", Requests: 20, Period: time.Hour}
+			if got := takeConcurrently(t, []Store{r}, 90, []Limit{limit}); got != 20 {
+				t.Fatalf("allowed %d of 90, want exactly 20", got)
+			}
+			pipelines := r.batch.pipelines.Load()
+			t.Logf("90 takes in %d pipelines", pipelines)
+			if pipelines < 1 || pipelines >= 90 {
+				t.Fatalf("90 concurrent takes went in %d pipelines, want 1 to 89", pipelines)
+			}
+		})
+	}
+}
+
+// A caller whose ctx ends while its call waits in the queue returns at once,
+// and its call is never sent, so it charges nothing.
+func TestRedisQueuedCallerLeavesWhenItsContextEnds(t *testing.T) {
+	srv := redistest.StartServer(t)
+	c, err := NewClient(ClientOptions{Addr: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := newRedis(RedisOptions{Client: c}) // no loops yet: every call stays queued
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	limit := Limit{Key: "queued", Requests: 3, Period: time.Hour}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.Take(ctx, []Limit{limit}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("queued Take with an expiring ctx: %v, want context.DeadlineExceeded", err)
+	}
+	if n := len(r.batch.queue); n != 1 {
+		t.Fatalf("%d calls queued, want the abandoned one", n)
+	}
+
+	r.batch.start(1)
+	res := mustTake(t, r, limit)
+	if !res.Allowed || res.Statuses[0].Remaining != 2 {
+		t.Fatalf("first served Take: %+v, want allowed with 2 remaining (the abandoned call charged nothing)", res)
+	}
+	if got := r.batch.pipelines.Load(); got != 1 {
+		t.Fatalf("%d pipelines sent, want 1: the abandoned call is not sent", got)
+	}
+}
+
+// With every loop waiting on a hung Redis, a queued caller still leaves when
+// its ctx ends, long before the pipelines in flight do.
+func TestRedisQueuedCallerLeavesWhileRedisHangs(t *testing.T) {
+	srv := redistest.StartServer(t)
+	// Timeouts far above the caller's, so that only the caller's ctx can
+	// end its wait.
+	c := redis.NewClient(&redis.Options{
+		Addr:                  srv.Addr,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := newRedis(RedisOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.batch.maxWait = 10 * time.Second
+	r.batch.start(pipelineLoops)
+	t.Cleanup(func() { _ = r.Close() })
+	mustTake(t, r, Limit{Key: "warm-up", Requests: 1, Period: time.Hour}) // loads the script
+
+	srv.Pause()
+	t.Cleanup(srv.Resume) // runs before Close, which waits for the pipelines
+	blocked := Limit{Key: "blocked", Requests: 10, Period: time.Hour}
+	var returned atomic.Int32
+	var blockers sync.WaitGroup
+	errs := make(chan error, pipelineLoops)
+	for i := range pipelineLoops {
+		blockers.Go(func() {
+			defer returned.Add(1)
+			if res, err := r.Take(context.Background(), []Limit{blocked}); err != nil || !res.Allowed {
+				errs <- fmt.Errorf("blocked take: %+v, %v; want allowed after the resume", res, err)
+			}
+		})
+		// One at a time, so that each takes a loop of its own.
+		waitFor(t, func() bool { return r.batch.inFlight.Load() == int32(i+1) })
+	}
+
+	queued := Limit{Key: "queued", Requests: 3, Period: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.Take(ctx, []Limit{queued}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("queued Take with an expiring ctx: %v, want context.DeadlineExceeded", err)
+	}
+	if n := returned.Load(); n != 0 {
+		t.Fatalf("%d blocked takes returned before the queued caller, want 0", n)
+	}
+
+	srv.Resume()
+	blockers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := mustTake(t, r, queued).Statuses[0].Remaining; got != 2 {
+		t.Fatalf("queued key: %d remaining, want 2 (the abandoned call charged nothing)", got)
+	}
+	if got := mustTake(t, r, blocked).Statuses[0].Remaining; got != 10-pipelineLoops-1 {
+		t.Fatalf("blocked key: %d remaining, want %d", got, 10-pipelineLoops-1)
+	}
+}
+
+func TestRedisClose(t *testing.T) {
+	srv := redistest.StartServer(t)
+	c, err := NewClient(ClientOptions{Addr: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := newRedis(RedisOptions{Client: c}) // no loops: the call stays queued
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := Limit{Key: "closed", Requests: 3, Period: time.Hour}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Take(context.Background(), []Limit{limit})
+		errc <- err
+	}()
+	waitFor(t, func() bool { return len(r.batch.queue) == 1 })
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, errClosed) {
+		t.Fatalf("Take queued at Close: %v, want errClosed", err)
+	}
+	if _, err := r.Take(context.Background(), []Limit{limit}); !errors.Is(err, errClosed) {
+		t.Fatalf("Take after Close: %v, want errClosed", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, for at most 10s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+	}
+}
