@@ -430,6 +430,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
 		`tollgate_check_duration_seconds_count{transport="grpc"} 1`,
 		`tollgate_policies_loaded 1`,
+		`tollgate_quota_store_up 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
