@@ -30,9 +30,7 @@ func (s *Server) serveGRPC(errc chan<- error) func(context.Context) {
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
 	)
 	authv3.RegisterAuthorizationServer(srv, envoy.NewServer(observed{s: s, transport: "grpc"}))
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs := s.health
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
 	go func() {
@@ -53,4 +51,19 @@ func (s *Server) serveGRPC(errc chan<- error) func(context.Context) {
 			srv.Stop()
 		}
 	}
+}
+
+// newHealth returns the gRPC health server, NOT_SERVING until policies are
+// loaded, like /readyz.
+func newHealth() *health.Server {
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	return hs
+}
+
+// markServing sets the gRPC health of every service to SERVING.
+func markServing(hs *health.Server) {
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }

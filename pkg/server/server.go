@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/health"
+
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
@@ -66,6 +68,7 @@ type Server struct {
 	engine  *decision.Engine
 	quota   quotaStore
 	ready   atomic.Bool
+	health  *health.Server
 
 	grpcLis, httpLis, metricsLis, healthLis net.Listener
 }
@@ -90,7 +93,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: metrics.New()}
+	s := &Server{opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth()}
 
 	store, err := newQuotaStore(opts, s.metrics, s.log)
 	if err != nil {
@@ -182,6 +185,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	} else {
 		s.ready.Store(true)
+		markServing(s.health)
 		s.metrics.Policies(0)
 	}
 
@@ -242,6 +246,7 @@ func (s *Server) swap(policies []*policy.Policy) error {
 	s.engine.Swap(snap)
 	s.metrics.Policies(snap.Len())
 	if !s.ready.Swap(true) {
+		markServing(s.health)
 		s.log.Info("policies loaded; ready", "policies", snap.Len())
 	} else {
 		s.log.Info("policies reloaded", "policies", snap.Len())

@@ -522,3 +522,51 @@ func TestGracefulShutdownFinishesInFlightChecks(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+func TestNotReadyUntilPoliciesLoad(t *testing.T) {
+	dir := t.TempDir()
+	broken := strings.Replace(otherPolicy, "anonymous: true", "anonymous: true\n      path: /a/**/b", 1)
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{GRPCAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", PolicyPaths: []string{dir}, ReloadInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	conn, err := grpc.NewClient(srv.Addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	status := func() healthpb.HealthCheckResponse_ServingStatus {
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetStatus()
+	}
+	h := &harness{t: t}
+	// The listener answers before the broken file is even read.
+	if code, _ := get(t, srv.Addr("health"), "/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d before any policy loaded", code)
+	}
+	if s := status(); s != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("grpc health = %v before any policy loaded", s)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(otherPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("ready after the fix", srv.Ready)
+	if code, _ := get(t, srv.Addr("health"), "/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d after the fix", code)
+	}
+	if s := status(); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("grpc health = %v after the fix", s)
+	}
+}
