@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -83,4 +84,27 @@ func (r *redisStore) Close() error {
 	r.fallback.Close()
 	r.primary.Close()
 	return r.client.Close()
+}
+
+// probeLimit is the counter that keeps checking a quota store that is down
+// while no request arrives to do it; its limit is never reached.
+var probeLimit = []ratelimit.Limit{{Key: "tollgate:probe", Requests: 1_000_000_000, Period: time.Hour}}
+
+// probeWhileDown takes from the probe counter every interval while the
+// store is down, so that its recovery shows in /readyz and the
+// tollgate_quota_store_up gauge without waiting for traffic. The store's
+// breaker decides whether a probe reaches Redis.
+func probeWhileDown(ctx context.Context, store quotaStore, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !store.Up() {
+				_, _ = store.Take(ctx, probeLimit)
+			}
+		}
+	}
 }

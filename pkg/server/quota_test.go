@@ -212,6 +212,13 @@ func TestRedisOutage(t *testing.T) {
 			}
 
 			redis.Restart()
+			// Without any traffic, the store's recovery shows in /readyz.
+			for _, h := range hs {
+				h.waitFor("/readyz to report the store up", func() bool {
+					_, body := get(t, h.srv.Addr("health"), "/readyz")
+					return strings.Contains(body, `"quotaStore":"up"`)
+				})
+			}
 			// Shared counting resumes without restarting tollgate: a new
 			// user's 3 requests on one replica exhaust her limit on the
 			// other. go-redis redials with a backoff, so poll.

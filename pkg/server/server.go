@@ -189,6 +189,12 @@ func (s *Server) Run(ctx context.Context) error {
 		s.metrics.Policies(0)
 	}
 
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		probeWhileDown(watchCtx, s.quota, time.Second)
+	}()
+
 	errc := make(chan error, 4)
 	stops := s.serve(errc)
 	s.log.Info("tollgate serving", "grpc", s.Addr("grpc"), "http", s.Addr("http"), "metrics", s.Addr("metrics"), "health", s.Addr("health"))
