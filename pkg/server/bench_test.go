@@ -3,7 +3,10 @@ package server_test
 import (
 	"context"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -101,4 +104,67 @@ func BenchmarkGRPCCheckQuotaStore(b *testing.B) {
 			checkLoad(b, h.srv.Addr("grpc"), req, 32) // 2 CPUs x 32 = 64 concurrent checks
 		})
 	}
+}
+
+// BenchmarkGRPCCheckPaired alternates short rounds of the bare server and
+// tollgate (memory store), and of tollgate with the memory and the Redis
+// store, so that both sides of each ratio see the same machine: this VM's
+// speed drifts by tens of percent within a minute. It reports the
+// throughput ratios tollgate/bare and redis/memory.
+func BenchmarkGRPCCheckPaired(b *testing.B) {
+	redis := redistest.StartServer(b)
+	policy := policyYAML("tasks-api", "$JWKS", 1_000_000_000)
+	mem := start(b, map[string]string{"tasks.yaml": policy})
+	red := start(b, map[string]string{"tasks.yaml": policy}, func(o *server.Options) {
+		o.QuotaStore, o.Redis, o.OnStoreError = "redis", ratelimit.ClientOptions{Addr: redis.Addr}, "deny"
+	})
+	req := checkRequest("/api/users/alice/tasks/42", mem.token("alice", nil), nil, nil)
+	redReq := checkRequest("/api/users/alice/tasks/42", red.token("alice", nil), nil, nil)
+	bare := pairedClient(b, startBare(b))
+	tollgate := pairedClient(b, mem.srv.Addr("grpc"))
+	redisClient := pairedClient(b, red.srv.Addr("grpc"))
+
+	var tBare, tTollgate, tMemory, tRedis time.Duration
+	const round = 2000
+	b.ResetTimer()
+	for i := 0; i < b.N; i += round {
+		tBare += pairedRound(b, bare, req, round, 32)
+		tTollgate += pairedRound(b, tollgate, req, round, 32)
+		tMemory += pairedRound(b, tollgate, req, round, 64)
+		tRedis += pairedRound(b, redisClient, redReq, round, 64)
+	}
+	b.ReportMetric(float64(tBare)/float64(tTollgate), "tollgate/bare")
+	b.ReportMetric(float64(tMemory)/float64(tRedis), "redis/memory")
+}
+
+func pairedClient(b *testing.B, addr string) authv3.AuthorizationClient {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+// pairedRound sends n checks from concurrency goroutines and returns the
+// wall time they took.
+func pairedRound(b *testing.B, client authv3.AuthorizationClient, req *authv3.CheckRequest, n, concurrency int) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				resp, err := client.Check(context.Background(), req)
+				if err != nil || resp.GetStatus().GetCode() != int32(codes.OK) {
+					b.Errorf("Check: %v %v", resp.GetStatus(), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
 }
