@@ -55,6 +55,7 @@ func Request(r *http.Request) decision.Request {
 	if uri == "" {
 		uri = r.URL.RequestURI()
 	}
+	uri = originForm(uri)
 	source := r.RemoteAddr
 	if h, _, err := net.SplitHostPort(source); err == nil {
 		source = h
@@ -66,6 +67,26 @@ func Request(r *http.Request) decision.Request {
 		Headers:  headers,
 		SourceIP: source,
 	}
+}
+
+// originForm turns an absolute-form request target (a proxy's
+// "http://host/path?q") into its path and query; any other target is
+// returned as is, raw, for the decision core to normalize.
+func originForm(target string) string {
+	if strings.HasPrefix(target, "/") {
+		return target
+	}
+	scheme, rest, ok := strings.Cut(target, "://")
+	if !ok || (!strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https")) {
+		return target
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		if rest[i] == '?' {
+			return "/" + rest[i:]
+		}
+		return rest[i:]
+	}
+	return "/"
 }
 
 func first(values ...string) string {

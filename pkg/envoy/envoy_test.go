@@ -1,0 +1,79 @@
+package envoy_test
+
+import (
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/envoy"
+)
+
+func TestRequest(t *testing.T) {
+	tests := map[string]struct {
+		http *authv3.AttributeContext_HttpRequest
+		want decision.Request
+	}{
+		"fields of the HTTP request": {
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Host: "api.example.com", Path: "/a?b=c",
+				Headers: map[string]string{"authorization": "Bearer x"}},
+			want: decision.Request{Method: "GET", Host: "api.example.com", Path: "/a?b=c"},
+		},
+		"pseudo-headers when the fields are empty": {
+			http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{":method": "PUT", ":authority": "h", ":path": "/p"}},
+			want: decision.Request{Method: "PUT", Host: "h", Path: "/p"},
+		},
+		"raw header map with repeated headers": {
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Host: "h", Path: "/p", HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: "X-Owner", RawValue: []byte("alice")},
+				{Key: "x-owner", Value: "bob"},
+			}}},
+			want: decision.Request{Method: "GET", Host: "h", Path: "/p"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := envoy.Request(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request:           &authv3.AttributeContext_Request{Http: tc.http},
+				Source:            &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "192.0.2.1"}}}},
+				ContextExtensions: map[string]string{"policy": "shop/p"},
+			}})
+			if got.Method != tc.want.Method || got.Host != tc.want.Host || got.Path != tc.want.Path {
+				t.Errorf("got %s %s %s, want %s %s %s", got.Method, got.Host, got.Path, tc.want.Method, tc.want.Host, tc.want.Path)
+			}
+			if got.SourceIP != "192.0.2.1" || got.PolicyKey != "shop/p" {
+				t.Errorf("source %q policy %q", got.SourceIP, got.PolicyKey)
+			}
+			if tc.http.HeaderMap != nil && got.Headers["x-owner"] != "alice,bob" {
+				t.Errorf("x-owner = %q, want the values joined", got.Headers["x-owner"])
+			}
+		})
+	}
+}
+
+func TestResponse(t *testing.T) {
+	for status, code := range map[int]codes.Code{200: codes.OK, 400: codes.InvalidArgument, 401: codes.Unauthenticated, 403: codes.PermissionDenied, 429: codes.ResourceExhausted} {
+		if got := envoy.Code(status); got != code {
+			t.Errorf("Code(%d) = %v, want %v", status, got, code)
+		}
+	}
+	allow := envoy.Response(&decision.Decision{Allowed: true, Status: 200,
+		UpstreamHeaders: []decision.Header{{Name: "x-user-id", Value: "alice"}},
+		RemoveHeaders:   []string{"x-user-plan"},
+		ResponseHeaders: []decision.Header{{Name: "x-ratelimit-remaining", Value: "9"}}})
+	ok := allow.GetOkResponse()
+	if allow.GetStatus().GetCode() != 0 || len(ok.GetHeaders()) != 1 || ok.GetHeaders()[0].GetHeader().GetValue() != "alice" ||
+		ok.GetHeaders()[0].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD ||
+		len(ok.GetHeadersToRemove()) != 1 || len(ok.GetResponseHeadersToAdd()) != 1 {
+		t.Errorf("allow response: %v", allow)
+	}
+	deny := envoy.Response(&decision.Decision{Status: 429, Code: decision.CodeRateLimited, Message: "m",
+		ResponseHeaders: []decision.Header{{Name: "retry-after", Value: "3"}}})
+	d := deny.GetDeniedResponse()
+	if d.GetStatus().GetCode() != 429 || d.GetBody() != `{"error":"rate_limited","message":"m"}` || len(d.GetHeaders()) != 2 ||
+		d.GetHeaders()[1].GetHeader().GetKey() != "content-type" || codes.Code(deny.GetStatus().GetCode()) != codes.ResourceExhausted {
+		t.Errorf("deny response: %v", deny)
+	}
+}
