@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/pathnorm"
 )
 
 // Defaults and bounds applied by Compile.
@@ -185,6 +186,9 @@ func checkPathPrefix(prefix string) string {
 		if seg == "." || seg == ".." {
 			return "must not contain dot segments"
 		}
+	}
+	if norm, err := pathnorm.Normalize(prefix); err != nil || norm != prefix {
+		return "must be a normalized path (requests are matched after normalization)"
 	}
 	return ""
 }

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/pkg/pathnorm"
 )
 
 // A Template is a compiled rule path: literal segments, {name} (one
@@ -69,9 +71,17 @@ func ParseTemplate(raw string) (*Template, error) {
 			return nil, fmt.Errorf("empty segment (%q) never matches a normalized path", "//")
 		case p == "." || p == "..":
 			return nil, fmt.Errorf("dot segment %q never matches a normalized path", p)
-		case strings.ContainsAny(p, "?#\\%"):
-			return nil, fmt.Errorf("segment %q contains a character (?, #, \\ or %%) that never appears in a normalized path", p)
+		case strings.ContainsAny(p, "?#\\"):
+			return nil, fmt.Errorf("segment %q contains a character (?, # or \\) that never appears in a normalized path", p)
 		default:
+			// Requests are matched after normalization, so a literal must
+			// be in normal form to ever match (é is %C3%A9, %3a is %3A).
+			if norm, err := pathnorm.Normalize("/" + p); err != nil || norm != "/"+p {
+				if err != nil {
+					return nil, fmt.Errorf("segment %q can never match: %w", p, err)
+				}
+				return nil, fmt.Errorf("segment %q can never match a normalized path; write it as %q", p, norm[1:])
+			}
 			t.segs = append(t.segs, segment{kind: literalSegment, value: p})
 		}
 	}

@@ -28,6 +28,7 @@ func TestTemplateMatch(t *testing.T) {
 		"double star needs its prefix":               {"/users/{id}/tasks/**", "/users/alice/task", false, nil},
 		"root double star matches root":              {"/**", "/", true, nil},
 		"root double star matches anything":          {"/**", "/a/b", true, nil},
+		"an escaped literal matches its normal form": {"/caf%C3%A9/{id}", "/caf%C3%A9/x", true, []string{"x"}},
 		"two variables are captured in order":        {"/orgs/{org}/users/{user}", "/orgs/acme/users/bob", true, []string{"acme", "bob"}},
 		"relative path never matches":                {"/a", "a", false, nil},
 		"empty path never matches":                   {"/a", "", false, nil},
@@ -73,6 +74,9 @@ func TestParseTemplateErrors(t *testing.T) {
 		"dot segment":                  "/a/../b",
 		"percent sign":                 "/a/%2F",
 		"query in template":            "/a?x=1",
+		"raw non-ASCII literal":        "/caf\u00e9",
+		"lower-case escape":            "/a%3ab",
+		"escaped unreserved character": "/%61",
 	}
 	for name, raw := range tests {
 		t.Run(name, func(t *testing.T) {
