@@ -179,8 +179,8 @@ func checkPathPrefix(prefix string) string {
 		return "must be at most 1024 characters"
 	case strings.Contains(prefix, "//"):
 		return `must not contain "//" (paths are normalized before matching)`
-	case strings.ContainsAny(prefix, "?#\\%{}*"):
-		return "must be a plain normalized path (no ?, #, \\, %, {, } or *)"
+	case strings.ContainsAny(prefix, "?#\\{}*"):
+		return "must be a plain normalized path (no ?, #, \\, {, } or *)"
 	}
 	for _, seg := range strings.Split(prefix, "/") {
 		if seg == "." || seg == ".." {
