@@ -1,0 +1,35 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestServeFlagErrors(t *testing.T) {
+	tests := map[string]struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		"an unknown default action":           {args: []string{"--default-action", "maybe"}, want: "--default-action"},
+		"an environment variable sets a flag": {env: map[string]string{"TOLLGATE_LOG_FORMAT": "xml"}, want: "--log-format"},
+		"a dashed flag maps to UPPER_SNAKE":   {env: map[string]string{"TOLLGATE_ON_STORE_ERROR": "retry"}, want: "--on-store-error"},
+		"a bad value in the environment":      {env: map[string]string{"TOLLGATE_TOKEN_CACHE_SIZE": "many"}, want: "TOLLGATE_TOKEN_CACHE_SIZE"},
+		"redis without an address":            {args: []string{"--quota-store", "redis"}, want: "--redis-addr"},
+		"an unknown quota store":              {args: []string{"--quota-store", "etcd"}, want: "--quota-store"},
+		"the controller is not in this build": {args: []string{"--kubernetes"}, want: "--kubernetes"},
+		"a negative token cache":              {args: []string{"--token-cache-size", "-1"}, want: "--token-cache-size"},
+		"the command line wins over the env":  {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, _, stderr := runCommand(t, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--metrics-addr", "", "--health-addr", ""}, tc.args...)...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 mentioning %s", code, stderr, tc.want)
+			}
+		})
+	}
+}
