@@ -74,7 +74,11 @@ type Manager struct {
 	secretS map[SecretRef]*secretSource
 	inline  map[string]*keySet
 	vids    map[string]uint64
-	closed  bool
+	nextVID uint64
+	// stops cancels the background work of each remote ("jwks URI",
+	// "discovery URI") and secret (SecretRef.String()) source.
+	stops  map[string]context.CancelFunc
+	closed bool
 }
 
 // NewManager returns a Manager configured by opts.
@@ -90,6 +94,7 @@ func NewManager(opts Options) *Manager {
 		secretS:    make(map[SecretRef]*secretSource),
 		inline:     make(map[string]*keySet),
 		vids:       make(map[string]uint64),
+		stops:      make(map[string]context.CancelFunc),
 	}
 	if m.client == nil {
 		m.client = &http.Client{Timeout: fetchTimeout}
@@ -154,7 +159,8 @@ func (m *Manager) Verifier(cfg Config) (*Verifier, error) {
 	}
 	vid, ok := m.vids[fp]
 	if !ok {
-		vid = uint64(len(m.vids) + 1)
+		m.nextVID++
+		vid = m.nextVID
 		m.vids[fp] = vid
 	}
 	v.vid = vid
@@ -183,7 +189,7 @@ func (m *Manager) Verifier(cfg Config) (*Verifier, error) {
 		if !ok {
 			s = newSecretSource(m, *cfg.Secret)
 			m.secretS[*cfg.Secret] = s
-			m.startLocked(s.poll)
+			m.startLocked(cfg.Secret.String(), s.poll)
 		}
 		v.src = s
 	case cfg.JWKSURI != "":
@@ -206,17 +212,80 @@ func (m *Manager) remoteLocked(uri string, discovery bool) *remoteSource {
 	}
 	s := newRemoteSource(m, uri, discovery)
 	m.remotes[name] = s
-	m.startLocked(s.run)
+	m.startLocked(name, s.run)
 	return s
 }
 
-// startLocked runs fn in a goroutine tracked by Close. m.mu must be held.
-func (m *Manager) startLocked(fn func(ctx context.Context)) {
+// startLocked runs fn in a goroutine tracked by Close and stoppable by
+// Retain under name. m.mu must be held.
+func (m *Manager) startLocked(name string, fn func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	m.stops[name] = cancel
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		fn(m.ctx)
+		fn(ctx)
 	}()
+}
+
+// Retain keeps the key sources, and verified-token cache namespaces, of
+// cfgs and drops every other: remote key sets stop refreshing, secrets stop
+// being polled, inline key sets are forgotten. Call it after a new policy
+// set is serving, with that set's configs, so that policies that were
+// removed do not keep fetching for the life of the process. Verifiers of
+// dropped sources keep the keys they had.
+func (m *Manager) Retain(cfgs []Config) {
+	keepSources := make(map[string]bool, len(cfgs))
+	keepInline := make(map[string]bool)
+	keepVIDs := make(map[string]bool, len(cfgs))
+	for i := range cfgs {
+		c := &cfgs[i]
+		switch {
+		case c.InlineJWKS != "":
+			keepInline[c.InlineJWKS] = true
+		case c.Secret != nil:
+			keepSources[c.Secret.String()] = true
+		case c.JWKSURI != "":
+			keepSources["jwks "+c.JWKSURI] = true
+		case c.Discovery:
+			keepSources["discovery "+c.Issuer] = true
+		}
+		if algs, err := c.validate(); err == nil {
+			keepVIDs[c.fingerprint(algs)] = true
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name := range m.remotes {
+		if !keepSources[name] {
+			m.stopLocked(name)
+			delete(m.remotes, name)
+		}
+	}
+	for ref := range m.secretS {
+		if !keepSources[ref.String()] {
+			m.stopLocked(ref.String())
+			delete(m.secretS, ref)
+		}
+	}
+	for doc := range m.inline {
+		if !keepInline[doc] {
+			delete(m.inline, doc)
+		}
+	}
+	for fp := range m.vids {
+		if !keepVIDs[fp] {
+			delete(m.vids, fp)
+		}
+	}
+}
+
+// stopLocked cancels the background work of a source. m.mu must be held.
+func (m *Manager) stopLocked(name string) {
+	if cancel, ok := m.stops[name]; ok {
+		cancel()
+		delete(m.stops, name)
+	}
 }
 
 func (m *Manager) logSkipped(source string, skipped []skippedKey) {

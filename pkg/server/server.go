@@ -250,6 +250,14 @@ func (s *Server) swap(policies []*policy.Policy) error {
 		return err
 	}
 	s.engine.Swap(snap)
+	// Stop refreshing key sets that no served policy uses any more.
+	var cfgs []jwt.Config
+	for _, p := range snap.Policies() {
+		if p.JWT != nil {
+			cfgs = append(cfgs, p.JWT.Config)
+		}
+	}
+	s.jwt.Retain(cfgs)
 	s.metrics.Policies(snap.Len())
 	if !s.ready.Swap(true) {
 		markServing(s.health)
