@@ -20,7 +20,17 @@ type MemoryOptions struct {
 	SweepInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// MaxKeys bounds the number of counters. Default DefaultMaxKeys;
+	// negative means unbounded. When a new counter would exceed it, the
+	// most refilled of a few sampled counters is dropped (see evictLocked).
+	MaxKeys int
 }
+
+// DefaultMaxKeys bounds a Memory store at about 100 MB of counters.
+const DefaultMaxKeys = 1_000_000
+
+// evictionSamples is how many counters evictLocked compares.
+const evictionSamples = 8
 
 // Memory is a Store that counts in this process only. It is exact under
 // concurrency: every Take locks the shards of all its keys, in ascending shard
@@ -28,7 +38,9 @@ type MemoryOptions struct {
 // Idle counters are dropped by Sweep, so memory is bounded by the number of
 // counters active within one Period.
 type Memory struct {
-	shards []memoryShard
+	// perShard caps the counters of one shard; 0 is unbounded.
+	perShard int
+	shards   []memoryShard
 	mask   uint64
 	seed   maphash.Seed
 	now    func() time.Time
@@ -62,8 +74,17 @@ func NewMemory(opts MemoryOptions) *Memory {
 			n <<= 1
 		}
 	}
+	maxKeys := opts.MaxKeys
+	if maxKeys == 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	perShard := 0 // unbounded
+	if maxKeys > 0 {
+		perShard = max(1, maxKeys/n)
+	}
 	m := &Memory{
-		shards: make([]memoryShard, n),
+		perShard: perShard,
+		shards:   make([]memoryShard, n),
 		mask:   uint64(n - 1),
 		seed:   maphash.MakeSeed(),
 		now:    opts.Now,
@@ -219,9 +240,36 @@ func (m *Memory) takeLocked(limits []Limit) Result {
 			s.tats[l.Key] = tats[i] + g.interval
 			continue
 		}
+		if m.perShard > 0 && len(s.tats) >= m.perShard {
+			evictLocked(s, now, limits)
+		}
 		// Clone: the caller's key may share memory with a request buffer.
 		s.tats[strings.Clone(l.Key)] = tats[i] + g.interval
 		s.peak = max(s.peak, len(s.tats))
 	}
 	return res
+}
+
+// evictLocked drops one counter of a full shard: an idle one if the sample
+// has one, else the most refilled (earliest TAT) of a few sampled counters,
+// never one of the current decision's keys. Dropping a counter refills it,
+// so the most refilled one loses the least, while a drained counter (a
+// caller being limited) has a TAT far ahead and survives a flood of new
+// keys meant to push it out. The shard's lock must be held.
+func evictLocked(s *memoryShard, now int64, current []Limit) {
+	victim, victimTAT, n := "", int64(0), 0
+	for k, tat := range s.tats { // map iteration starts at a random entry
+		if slices.ContainsFunc(current, func(l Limit) bool { return l.Key == k }) {
+			continue
+		}
+		if victim == "" || tat < victimTAT {
+			victim, victimTAT = k, tat
+		}
+		if n++; n >= evictionSamples || tat <= now {
+			break
+		}
+	}
+	if victim != "" {
+		delete(s.tats, victim)
+	}
 }

@@ -284,3 +284,28 @@ func TestMemoryBackgroundSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMemoryMaxKeysSurvivesAFlood(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{Shards: 1, MaxKeys: 64, SweepInterval: -1, Now: clock.Now})
+	ctx := context.Background()
+	limited := []Limit{{Key: "attacker", Requests: 5, Period: time.Hour}}
+	for range 5 {
+		if res, _ := m.Take(ctx, limited); !res.Allowed {
+			t.Fatal("the first 5 requests must be allowed")
+		}
+	}
+	// A flood of new keys meant to push the drained counter out.
+	for i := range 1000 {
+		clock.Advance(time.Millisecond)
+		if _, err := m.Take(ctx, []Limit{{Key: fmt.Sprintf("flood-%d", i), Requests: 1000, Period: time.Hour}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := m.Len(); n > 64 {
+		t.Fatalf("%d counters, want at most MaxKeys (64)", n)
+	}
+	if res, _ := m.Take(ctx, limited); res.Allowed {
+		t.Fatal("the drained counter was evicted by the flood: its limit was reset")
+	}
+}
