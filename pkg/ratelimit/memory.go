@@ -41,10 +41,10 @@ type Memory struct {
 	// perShard caps the counters of one shard; 0 is unbounded.
 	perShard int
 	shards   []memoryShard
-	mask   uint64
-	seed   maphash.Seed
-	now    func() time.Time
-	base   time.Time // TATs are nanoseconds since base, on the monotonic clock
+	mask     uint64
+	seed     maphash.Seed
+	now      func() time.Time
+	base     time.Time // TATs are nanoseconds since base, on the monotonic clock
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -85,11 +85,11 @@ func NewMemory(opts MemoryOptions) *Memory {
 	m := &Memory{
 		perShard: perShard,
 		shards:   make([]memoryShard, n),
-		mask:   uint64(n - 1),
-		seed:   maphash.MakeSeed(),
-		now:    opts.Now,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		mask:     uint64(n - 1),
+		seed:     maphash.MakeSeed(),
+		now:      opts.Now,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	if m.now == nil {
 		m.now = time.Now
