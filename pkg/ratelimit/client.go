@@ -60,24 +60,13 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 		// which takes it from each node's address.
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	if len(o.ClusterAddrs) > 0 {
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 o.ClusterAddrs,
-			Password:              password,
-			TLSConfig:             tlsConfig,
-			DialTimeout:           dialTimeout,
-			ReadTimeout:           ioTimeout,
-			WriteTimeout:          ioTimeout,
-			PoolTimeout:           poolTimeout,
-			ContextTimeoutEnabled: true,
-			MaxRetries:            maxRetries,
-			MinRetryBackoff:       minBackoff,
-			MaxRetryBackoff:       maxBackoff,
-			MaxRedirects:          maxRedirects,
-		}), nil
+	addrs := o.ClusterAddrs
+	if len(addrs) == 0 {
+		addrs = []string{o.Addr}
 	}
-	return redis.NewClient(&redis.Options{
-		Addr:                  o.Addr,
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 addrs,
+		IsClusterMode:         len(o.ClusterAddrs) > 0,
 		Password:              password,
 		TLSConfig:             tlsConfig,
 		DialTimeout:           dialTimeout,
@@ -88,5 +77,11 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 		MaxRetries:            maxRetries,
 		MinRetryBackoff:       minBackoff,
 		MaxRetryBackoff:       maxBackoff,
+		MaxRedirects:          maxRedirects,
+		// go-redis retries a refused dial 5 times, 100 ms apart, by
+		// default: longer than a decision's whole budget. One attempt lets
+		// a dead Redis fail fast and open the breaker.
+		DialerRetries:      1,
+		DialerRetryTimeout: minBackoff,
 	}), nil
 }
