@@ -23,7 +23,6 @@ type Metrics struct {
 	checkLatency   *prometheus.HistogramVec
 	jwtFailures    *prometheus.CounterVec
 	jwksFetches    *prometheus.CounterVec
-	jwksErrors     *prometheus.CounterVec
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
 	policiesLoaded prometheus.Gauge
@@ -52,12 +51,8 @@ func New() *Metrics {
 		}, []string{"reason"}),
 		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_jwks_fetches_total",
-			Help: "JWKS fetches by URI and result (success, error).",
+			Help: "JWKS (and discovery document) fetches by URI and result (success, error); errors are result=\"error\".",
 		}, []string{"uri", "result"}),
-		jwksErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_jwks_fetch_errors_total",
-			Help: "Failed JWKS fetches by URI.",
-		}, []string{"uri"}),
 		policiesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_policies_loaded",
 			Help: "Policies in the serving snapshot.",
@@ -72,7 +67,7 @@ func New() *Metrics {
 		Help: "Verified-token cache lookups by result (hit, miss).",
 	}, []string{"result"})
 	m.cacheHits, m.cacheMisses = tokenCache.WithLabelValues("hit"), tokenCache.WithLabelValues("miss")
-	reg.MustRegister(m.decisions, m.checkLatency, m.jwtFailures, m.jwksFetches, m.jwksErrors,
+	reg.MustRegister(m.decisions, m.checkLatency, m.jwtFailures, m.jwksFetches,
 		tokenCache, m.policiesLoaded, m.policiesReady,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range jwt.Reasons() {
@@ -98,7 +93,6 @@ func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Dur
 func (m *Metrics) JWKSFetch(uri string, err error) {
 	if err != nil {
 		m.jwksFetches.WithLabelValues(uri, "error").Inc()
-		m.jwksErrors.WithLabelValues(uri).Inc()
 		return
 	}
 	m.jwksFetches.WithLabelValues(uri, "success").Inc()

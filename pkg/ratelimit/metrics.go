@@ -14,14 +14,30 @@ type metrics struct {
 	breaker prometheus.Gauge
 }
 
+func newUpGauge() prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_quota_store_up",
+		Help: "1 when the shared quota store answers (circuit breaker closed), 0 while decisions follow --on-store-error.",
+	})
+}
+
+// RegisterUp registers tollgate_quota_store_up, set to 1, on reg: the gauge
+// of a store that cannot go down (Memory), so that dashboards and alerts
+// work whatever the store. Resilient registers its own.
+func RegisterUp(reg prometheus.Registerer) error {
+	up := newUpGauge()
+	up.Set(1)
+	if err := reg.Register(up); err != nil {
+		return fmt.Errorf("ratelimit: register quota store metrics: %w", err)
+	}
+	return nil
+}
+
 // newMetrics creates the metrics and registers them on reg, unless reg is
 // nil.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		up: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tollgate_quota_store_up",
-			Help: "1 when the shared quota store answers (circuit breaker closed), 0 while decisions follow --on-store-error.",
-		}),
+		up: newUpGauge(),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tollgate_quota_store_latency_seconds",
 			Help:    "Time of one call to the shared quota store, including failed calls.",

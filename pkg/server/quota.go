@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
@@ -21,14 +20,7 @@ const storeBudget = 75 * time.Millisecond
 func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaStore, error) {
 	switch opts.QuotaStore {
 	case "", "memory":
-		// The memory store cannot fail; the gauge is there so that
-		// dashboards and alerts work whatever the store.
-		up := prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tollgate_quota_store_up",
-			Help: "1 when the shared quota store answers (circuit breaker closed), 0 while decisions follow --on-store-error.",
-		})
-		up.Set(1)
-		if err := m.Registry.Register(up); err != nil {
+		if err := ratelimit.RegisterUp(m.Registry); err != nil {
 			return nil, err
 		}
 		return memoryStore{ratelimit.NewMemory(ratelimit.MemoryOptions{})}, nil

@@ -1,0 +1,54 @@
+package metrics_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/metrics"
+)
+
+func TestMetrics(t *testing.T) {
+	m := metrics.New()
+	m.JWKSFetch("https://a/jwks", nil)
+	m.JWKSFetch("https://a/jwks", errors.New("refused"))
+	m.VerifyFailure(jwt.ReasonExpired)
+	m.CacheLookup(true)
+	m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonAllowed}, time.Millisecond)
+	m.Decision("http", &decision.Decision{Allowed: true, WouldDeny: true, DryRun: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonOwnerMismatch}, time.Millisecond)
+	m.Decision("http", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: "expired"}, time.Millisecond)
+	m.Policies(3)
+
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, f := range families {
+		if _, err := expfmt.MetricFamilyToText(&out, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{
+		`tollgate_jwks_fetches_total{result="success",uri="https://a/jwks"} 1`,
+		`tollgate_jwks_fetches_total{result="error",uri="https://a/jwks"} 1`,
+		`tollgate_jwt_verification_failures_total{reason="expired"} 1`,
+		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
+		`tollgate_token_cache_lookups_total{result="hit"} 1`,
+		`tollgate_decisions_total{policy="shop/p",reason="allowed",result="allow",rule="r"} 1`,
+		`tollgate_decisions_total{policy="shop/p",reason="owner_mismatch",result="dry_run_deny",rule="r"} 1`,
+		`tollgate_decisions_total{policy="shop/p",reason="expired",result="deny",rule="r"} 1`,
+		`tollgate_check_duration_seconds_count{transport="http"} 2`,
+		`tollgate_policies_loaded 3`,
+		`tollgate_policies_ready 1`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+}
