@@ -46,7 +46,10 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			return srv.Run(cmd.Context())
+			if err := srv.Run(cmd.Context()); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return nil
 		},
 	}
 	fl := cmd.Flags()
@@ -80,6 +83,13 @@ func (f *serveFlags) options() (server.Options, error) {
 	}
 	if f.kubernetes {
 		return server.Options{}, errors.New("--kubernetes: the AuthPolicy controller is not part of this build yet; use --policy-dir")
+	}
+	// A missing path is a typo, not a policy set that may appear later: a
+	// mounted ConfigMap directory exists from the start.
+	for _, p := range append(append([]string(nil), f.policyDirs...), f.policyFiles...) {
+		if _, err := os.Stat(p); err != nil {
+			return server.Options{}, fmt.Errorf("policy path: %w", err)
+		}
 	}
 	var defaultAllow bool
 	switch f.defaultAction {
