@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# The proxy tests (test/proxies) run the real nginx and Caddy from Debian.
+command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || need_apt+=(nginx)
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
 if ((${#need_apt[@]})); then
 	echo "installing ${need_apt[*]} with apt-get"
 	export DEBIAN_FRONTEND=noninteractive

@@ -15,7 +15,7 @@ const repoRoot = "../.."
 
 // exampleDirs hold the proxy examples; every file in them is checked by
 // TestExamplesNameOnlyTheChartService.
-var exampleDirs = []string{"config/envoy", "config/istio"}
+var exampleDirs = []string{"config/envoy", "config/istio", "config/nginx", "config/caddy"}
 
 // examplePath returns the path of a file under the repository root.
 func examplePath(rel string) string { return filepath.Join(repoRoot, filepath.FromSlash(rel)) }
