@@ -1,6 +1,9 @@
 package jwt
 
 import (
+	"crypto"
+	_ "crypto/sha256" // hashes of the algorithms table
+	_ "crypto/sha512"
 	"fmt"
 	"net/url"
 	"strings"
@@ -44,19 +47,27 @@ const (
 
 type algInfo struct {
 	family algFamily
-	curve  string // for famEC: the JWK crv the key must have
+	curve  string      // for famEC: the JWK crv the key must have
+	hash   crypto.Hash // digest, or HMAC hash; 0 for EdDSA
+	pss    bool        // RSA PSS rather than PKCS #1 v1.5
 }
 
 // algorithms is the closed table of algorithms tollgate accepts. It is
 // read-only after package initialisation.
 var algorithms = map[string]algInfo{
-	"HS256": {family: famHMAC}, "HS384": {family: famHMAC}, "HS512": {family: famHMAC},
-	"RS256": {family: famRSA}, "RS384": {family: famRSA}, "RS512": {family: famRSA},
-	"PS256": {family: famRSA}, "PS384": {family: famRSA}, "PS512": {family: famRSA},
-	"ES256": {family: famEC, curve: "P-256"},
-	"ES384": {family: famEC, curve: "P-384"},
-	"ES512": {family: famEC, curve: "P-521"},
+	"HS256": {family: famHMAC, hash: crypto.SHA256}, "HS384": {family: famHMAC, hash: crypto.SHA384}, "HS512": {family: famHMAC, hash: crypto.SHA512},
+	"RS256": {family: famRSA, hash: crypto.SHA256}, "RS384": {family: famRSA, hash: crypto.SHA384}, "RS512": {family: famRSA, hash: crypto.SHA512},
+	"PS256": {family: famRSA, hash: crypto.SHA256, pss: true}, "PS384": {family: famRSA, hash: crypto.SHA384, pss: true}, "PS512": {family: famRSA, hash: crypto.SHA512, pss: true},
+	"ES256": {family: famEC, curve: "P-256", hash: crypto.SHA256},
+	"ES384": {family: famEC, curve: "P-384", hash: crypto.SHA384},
+	"ES512": {family: famEC, curve: "P-521", hash: crypto.SHA512},
 	"EdDSA": {family: famEdDSA},
+}
+
+// algorithmNames lists the keys of algorithms in a fixed order.
+var algorithmNames = []string{
+	"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "EdDSA",
 }
 
 // defaultAsymmetric is the default allow-list for key-set sources.

@@ -8,7 +8,9 @@ import (
 // Reasons feed metrics labels and log fields; they never contain token data.
 type Reason string
 
-// The reasons Verify reports. Every one of them maps to an HTTP 401.
+// The reasons Verify reports. ReasonKeysUnavailable is a server-side outage
+// (the keys could not be had; HTTP 503); every other reason is the token's
+// fault (HTTP 401).
 const (
 	ReasonMissing         Reason = "missing"
 	ReasonMalformed       Reason = "malformed"
@@ -22,6 +24,7 @@ const (
 	ReasonBadAudience     Reason = "bad_audience"
 	ReasonUnsupportedCrit Reason = "unsupported_crit"
 	ReasonKeysUnavailable Reason = "keys_unavailable"
+	ReasonMissingExp      Reason = "missing_exp"
 )
 
 // Reasons lists every Reason, for pre-registering metric label values.
@@ -30,7 +33,36 @@ func Reasons() []Reason {
 		ReasonMissing, ReasonMalformed, ReasonTooLarge, ReasonAlgNotAllowed,
 		ReasonUnknownKid, ReasonBadSignature, ReasonExpired, ReasonNotYetValid,
 		ReasonBadIssuer, ReasonBadAudience, ReasonUnsupportedCrit, ReasonKeysUnavailable,
+		ReasonMissingExp,
 	}
+}
+
+// descriptions are the fixed texts of Description.
+var descriptions = map[Reason]string{
+	ReasonMissing:         "no token",
+	ReasonMalformed:       "malformed token",
+	ReasonTooLarge:        "token too large",
+	ReasonAlgNotAllowed:   "algorithm not allowed",
+	ReasonUnknownKid:      "unknown key id",
+	ReasonBadSignature:    "bad signature",
+	ReasonExpired:         "token expired",
+	ReasonNotYetValid:     "token not yet valid",
+	ReasonBadIssuer:       "wrong issuer",
+	ReasonBadAudience:     "wrong audience",
+	ReasonUnsupportedCrit: "unsupported critical header",
+	ReasonKeysUnavailable: "verification keys unavailable",
+	ReasonMissingExp:      "token has no expiry",
+}
+
+// Description returns a short, fixed description of the reason's class
+// ("token expired", "bad signature", ...), fit for an RFC 6750
+// error_description: printable ASCII without quotes or backslashes, and
+// never token content. Unknown reasons describe themselves as malformed.
+func (r Reason) Description() string {
+	if d, ok := descriptions[r]; ok {
+		return d
+	}
+	return descriptions[ReasonMalformed]
 }
 
 // Error is the error type of every failure returned by Verifier.Verify.
@@ -77,8 +109,16 @@ func failWrap(r Reason, detail string, err error) *Error {
 	return &Error{Reason: r, Detail: detail, Err: err}
 }
 
-// Sentinel errors for configuration problems reported by Manager.Verifier.
+// Sentinel errors for configuration problems reported by Manager.Verifier
+// and, for remote key sets, by Verifier.WaitKeys. Their texts carry no
+// package prefix when they are causes inside another error of this package,
+// so that a chain says "jwt:" once.
 var (
 	ErrInvalidConfig = errors.New("jwt: invalid config")
-	ErrNoKeys        = errors.New("jwt: no usable keys")
+	ErrNoKeys        = errors.New("no usable keys")
+	// ErrDuplicateKid: a key set where one kid names two keys for the same
+	// algorithm is refused.
+	ErrDuplicateKid = errors.New("duplicate kid in key set")
+	// ErrTooManyKeys: a key set with more than MaxKeys keys is refused.
+	ErrTooManyKeys = errors.New("too many keys in key set")
 )

@@ -41,5 +41,5 @@ func Example() {
 	fmt.Println(jwt.ReasonOf(err))
 	// Output:
 	// user-1 [admin]
-	// bad_signature
+	// malformed
 }

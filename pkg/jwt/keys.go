@@ -47,11 +47,13 @@ func (k *key) accepts(alg string) bool {
 	return k.alg == "" || k.alg == alg
 }
 
-// keySet is an immutable set of keys.
+// keySet is an immutable set of keys. parseJWKS guarantees that no two of
+// its keys share a kid and fit the same algorithm, so a token is checked
+// against at most one key.
 type keySet struct {
 	byKid  map[string][]*key
 	all    []*key
-	anyKid bool // every key is a candidate whatever the token's kid (HS secrets)
+	anyKid bool // the one key is used whatever the token's kid (HS secrets)
 }
 
 func newKeySet(keys []*key) *keySet {
@@ -62,13 +64,72 @@ func newKeySet(keys []*key) *keySet {
 	return s
 }
 
-// candidates returns the keys a token with this kid may be checked against:
-// the keys with that kid, or every key when the token names none.
-func (s *keySet) candidates(kid string, hasKid bool) []*key {
-	if !hasKid || s.anyKid {
-		return s.all
+// A pick is the outcome of choosing the key for a token.
+type pick int
+
+const (
+	picked     pick = iota // key is the one key to check the token against
+	noFit                  // keys exist for the kid, none fits the algorithm
+	unknownKid             // the set has no key with the token's kid
+	ambiguous              // the token names no kid and several keys fit
+)
+
+// pick returns the one key a token with this kid and canonical algorithm may
+// be checked against. A token without kid is checked only when exactly one
+// key of the set fits its algorithm: trying several would multiply the cost
+// of every forged token, and which one signed would be a guess.
+func (s *keySet) pick(kid string, hasKid bool, alg string) (*key, pick) {
+	group := s.all
+	if hasKid && !s.anyKid {
+		group = s.byKid[kid]
+		if len(group) == 0 {
+			return nil, unknownKid
+		}
 	}
-	return s.byKid[kid]
+	var found *key
+	for _, k := range group {
+		if k.accepts(alg) {
+			if found != nil {
+				return nil, ambiguous
+			}
+			found = k
+		}
+	}
+	if found == nil {
+		return nil, noFit
+	}
+	return found, picked
+}
+
+// checkUnique refuses a set in which one kid (or the absence of one) names
+// two keys for the same algorithm: a token with that kid would have to be
+// tried against both, and an attacker publishing many such keys would
+// multiply the cost of every forged token.
+func checkUnique(keys []*key) error {
+	for i, a := range keys {
+		for _, b := range keys[:i] {
+			if a.kid != b.kid {
+				continue
+			}
+			for _, alg := range algorithmNames {
+				if a.accepts(alg) && b.accepts(alg) {
+					if a.kid == "" {
+						return fmt.Errorf("%w: two keys without kid fit %s", ErrDuplicateKid, alg)
+					}
+					return fmt.Errorf("%w: kid %q names two keys for %s", ErrDuplicateKid, shorten(a.kid), alg)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// shorten cuts a key-set-supplied string for an error message.
+func shorten(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // skippedKey describes a JWKS member that was left out.
@@ -77,10 +138,14 @@ type skippedKey struct {
 	Reason string
 }
 
+// MaxKeys is the most keys a JWKS may hold; a larger set is refused.
+const MaxKeys = 64
+
 // parseJWKS parses a JWKS document. Members with an unknown or unsupported
 // kty, curve or alg, symmetric members, weak RSA keys and unparsable members
-// are skipped and reported, never fatal. Only an unparsable document is an
-// error.
+// are skipped and reported, never fatal. An unparsable document, one with
+// more than MaxKeys members, and one where a kid names two keys for the same
+// algorithm (ErrDuplicateKid) are errors.
 func parseJWKS(doc []byte) ([]*key, []skippedKey, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -90,6 +155,9 @@ func parseJWKS(doc []byte) ([]*key, []skippedKey, error) {
 	}
 	if set.Keys == nil {
 		return nil, nil, errors.New("decode jwks: no \"keys\" member")
+	}
+	if len(set.Keys) > MaxKeys {
+		return nil, nil, fmt.Errorf("%w: %d keys, at most %d are accepted", ErrTooManyKeys, len(set.Keys), MaxKeys)
 	}
 	var keys []*key
 	var skipped []skippedKey
@@ -104,6 +172,9 @@ func parseJWKS(doc []byte) ([]*key, []skippedKey, error) {
 			continue
 		}
 		keys = append(keys, k)
+	}
+	if err := checkUnique(keys); err != nil {
+		return nil, skipped, err
 	}
 	return keys, skipped, nil
 }
@@ -162,6 +233,9 @@ func parseJWK(raw []byte) (*key, error) {
 	k := &key{kid: pub.KeyID(), alg: alg, family: fam}
 	switch rk := rawKey.(type) {
 	case ed25519.PublicKey:
+		if len(rk) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("ed25519 key of %d bytes", len(rk))
+		}
 		k.raw = rk
 	case *ecdsa.PublicKey:
 		k.curve = hdr.Crv

@@ -175,7 +175,7 @@ func (m *Manager) Verifier(cfg Config) (*Verifier, error) {
 			}
 			m.logSkipped("inline", skipped)
 			if len(keys) == 0 {
-				return nil, fmt.Errorf("%w: inline jwks", ErrNoKeys)
+				return nil, fmt.Errorf("jwt: inline jwks: %w", ErrNoKeys)
 			}
 			set = newKeySet(keys)
 			m.inline[cfg.InlineJWKS] = set

@@ -30,7 +30,10 @@ const (
 
 // errThrottled means an on-demand refresh was skipped because one completed
 // less than unknownKidInterval ago.
-var errThrottled = errors.New("jwt: jwks refresh throttled")
+var errThrottled = errors.New("jwks refresh throttled")
+
+// errNotLoaded means no fetch has finished yet.
+var errNotLoaded = errors.New("jwks not loaded yet")
 
 // remoteSource is a JWKS fetched over HTTP, directly or through OIDC
 // discovery, shared by every Verifier that names it. A background goroutine
@@ -101,36 +104,31 @@ func (s *remoteSource) keys(ctx context.Context) (*keySet, error) {
 	if set := s.set.Load(); set != nil {
 		return set, nil
 	}
-	return s.refreshUnknown(ctx)
+	set, err := s.refreshUnknown(ctx)
+	if set == nil {
+		return nil, err
+	}
+	return set, nil
 }
 
 // refreshUnknown is called when a token names a kid the set lacks. It
 // refreshes at most once per unknownKidInterval; concurrent callers share
-// one fetch. It returns the key set to use (possibly unchanged).
+// one fetch. It returns the key set to use (possibly unchanged) and, when
+// the latest fetch attempt failed, that attempt's error.
 func (s *remoteSource) refreshUnknown(ctx context.Context) (*keySet, error) {
-	if !s.mayRefresh() {
-		return s.current()
-	}
-	if _, err := s.fetchShared(ctx, true); err != nil && !errors.Is(err, errThrottled) {
-		if set := s.set.Load(); set != nil {
-			return set, nil // keep serving the keys we have
+	if s.mayRefresh() {
+		if _, err := s.fetchShared(ctx, true); err != nil && !errors.Is(err, errThrottled) {
+			return s.set.Load(), err
 		}
-		return nil, err
-	}
-	return s.current()
-}
-
-func (s *remoteSource) current() (*keySet, error) {
-	if set := s.set.Load(); set != nil {
-		return set, nil
 	}
 	s.mu.Lock()
 	err := s.lastErr
 	s.mu.Unlock()
-	if err == nil {
-		err = errors.New("jwt: jwks not loaded yet")
+	set := s.set.Load()
+	if set == nil && err == nil {
+		err = errNotLoaded
 	}
-	return nil, err
+	return set, err
 }
 
 func (s *remoteSource) mayRefresh() bool {

@@ -142,6 +142,10 @@ func TestRemoteUnknownKidFlood(t *testing.T) {
 	t.Logf("50 concurrent unknown kids → %d fetches (1 initial)", got)
 }
 
+// TestRemoteOutageKeepsKeys: a JWKS that goes down keeps its keys, and a
+// kid the set lacks is then an outage (keys_unavailable, a 503), not the
+// token's fault — also while further refreshes are throttled — until a
+// fetch succeeds again.
 func TestRemoteOutageKeepsKeys(t *testing.T) {
 	k := jwttest.NewEd25519(t)
 	srv := newJWKSServer(t, k.JWKS())
@@ -151,16 +155,27 @@ func TestRemoteOutageKeepsKeys(t *testing.T) {
 	srv.down.Store(true)
 	clock.Advance(time.Minute)
 	ctx := context.Background()
+	unknown := jwttest.NewEd25519(t).Mint(t, claims(clock.Now()))
 	// An unknown kid triggers a refresh that fails...
-	if _, err := v.Verify(ctx, jwttest.NewEd25519(t).Mint(t, claims(clock.Now()))); ReasonOf(err) != ReasonUnknownKid {
-		t.Fatalf("unknown kid during outage: %v", err)
+	if _, err := v.Verify(ctx, unknown); ReasonOf(err) != ReasonKeysUnavailable {
+		t.Fatalf("unknown kid during outage: %v, want keys_unavailable", err)
 	}
 	if !strings.Contains(logs.String(), "jwks fetch failed") {
 		t.Fatal("the failed refresh was not attempted/logged")
 	}
-	// ...and never empties the set: known keys keep working.
+	// ...the next one, throttled, still knows the set is stale...
+	if _, err := v.Verify(ctx, unknown); ReasonOf(err) != ReasonKeysUnavailable {
+		t.Fatalf("unknown kid during outage, throttled: %v, want keys_unavailable", err)
+	}
+	// ...and the set is never emptied: known keys keep working.
 	if _, err := v.Verify(ctx, k.Mint(t, claims(clock.Now()))); err != nil {
 		t.Fatalf("known key during outage: %v", err)
+	}
+	// Once the JWKS answers again, an unknown kid is the token's fault.
+	srv.down.Store(false)
+	clock.Advance(time.Minute)
+	if _, err := v.Verify(ctx, unknown); ReasonOf(err) != ReasonUnknownKid {
+		t.Fatalf("unknown kid after recovery: %v, want unknown_kid", err)
 	}
 }
 

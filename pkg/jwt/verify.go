@@ -3,18 +3,12 @@ package jwt
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"strings"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
 // MaxTokenSize is the largest token Verify looks at; longer ones are
@@ -28,9 +22,12 @@ const maxNumericDate = 253402300799
 type keySource interface {
 	// keys returns the current key set; it may wait for a first load.
 	keys(ctx context.Context) (*keySet, error)
-	// refreshUnknown is called when a token names a kid the set lacks;
-	// it may refresh (rate limited) and returns the set to use.
-	refreshUnknown(ctx context.Context) (*keySet, error)
+	// refreshUnknown is called when a token names a kid the set lacks; it
+	// may refresh (rate limited) and returns the set to use. err is set
+	// when the latest attempt to get the keys failed: then an unknown kid
+	// is an outage (the key may be in the set we could not fetch), not the
+	// token's fault. set may be non-nil with an error.
+	refreshUnknown(ctx context.Context) (set *keySet, err error)
 }
 
 // staticSource is an inline JWKS.
@@ -63,11 +60,13 @@ func (v *Verifier) WaitKeys(ctx context.Context) error {
 // returns the verified identity. Every error is an *Error with a Reason;
 // its message never contains the token or any part of it.
 //
-// Checks, in order: size (16 KiB) and shape (exactly two dots) before any
-// parsing; the verified-token cache; the header (alg allowed and never
-// "none", no crit, kid known — with at most one rate-limited refresh of a
-// remote JWKS); the signature with a configured key whose type and JWK alg
-// fit the header alg (header keys jwk/jku/x5u/x5c are never used); then
+// Checks, cheapest first: size (16 KiB) and shape (exactly two dots); the
+// verified-token cache; the structure of every segment (base64url
+// alphabet; header and claims JSON within depth and member limits, without
+// duplicate names — see parseCompact); the header (alg allowed and never
+// "none", no crit, no b64); the one key the kid names for that algorithm
+// (with at most one rate-limited refresh of a remote JWKS for an unknown
+// kid; header keys jwk/jku/x5u/x5c are never used); the signature; then
 // exp (required), nbf and iat with the clock skew, iss and aud.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	id, ferr := v.verify(ctx, raw)
@@ -98,119 +97,65 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, *Error) {
 		v.m.obs.CacheLookup(false)
 	}
 
-	p := picker{v: v}
-	var used any
-	payload, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithContext(ctx),
-		jws.WithKeyProvider(&p), jws.WithKeyUsed(&used))
-	if err != nil {
-		var e *Error
-		switch {
-		case errors.As(err, &e):
-			return nil, e
-		case jws.IsVerificationError(err):
-			return nil, fail(ReasonBadSignature, "signature does not verify")
-		default:
-			return nil, fail(ReasonMalformed, "cannot parse token")
-		}
-	}
-	k := p.keyFor(used)
-	if k == nil {
-		return nil, fail(ReasonBadSignature, "signature does not verify")
-	}
-	id, exp, ferr := v.checkClaims(payload, now)
+	t, ferr := parseCompact(raw)
 	if ferr != nil {
 		return nil, ferr
 	}
-	id.KeyID = p.kid
-	id.Algorithm = p.alg
+	alg := canonicalAlg(t.alg)
+	switch {
+	case alg == "" || !v.allowed[alg]:
+		return nil, fail(ReasonAlgNotAllowed, "algorithm not allowed")
+	case t.crit:
+		return nil, fail(ReasonUnsupportedCrit, "unsupported critical header")
+	case t.b64:
+		// RFC 7797 unencoded payloads are not JWTs.
+		return nil, fail(ReasonUnsupportedCrit, "unsupported b64 header")
+	}
+	k, ferr := v.key(ctx, t.kid, t.hasKid, alg)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if !verifySignature(k, alg, t.input, t.sig) {
+		return nil, fail(ReasonBadSignature, "signature does not verify")
+	}
+	id, exp, ferr := v.checkClaims(t.payload, now)
+	if ferr != nil {
+		return nil, ferr
+	}
+	id.KeyID = t.kid
+	id.Algorithm = alg
 	if c := v.m.cache; c != nil && now.UnixNano() < exp {
 		c.put(ck, cacheEntry{id: id, key: k, expires: exp}, now.UnixNano())
 	}
 	return id, nil
 }
 
-// picker is the jws.KeyProvider of one Verify call. It checks the protected
-// header and offers only configured keys that fit the header's algorithm;
-// nothing the token carries (jwk, jku, x5u, x5c) is ever consulted.
-type picker struct {
-	v     *Verifier
-	alg   string // canonical header alg
-	kid   string
-	cands []*key
-}
-
-var _ jws.KeyProvider = (*picker)(nil)
-
-// FetchKeys implements jws.KeyProvider.
-func (p *picker) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-	hdr := sig.ProtectedHeaders()
-	alg := canonicalAlg(string(hdr.Algorithm()))
-	if alg == "" || !p.v.allowed[alg] {
-		return fail(ReasonAlgNotAllowed, "algorithm not allowed")
-	}
-	if len(hdr.Critical()) > 0 {
-		return fail(ReasonUnsupportedCrit, "unsupported critical header")
-	}
-	if _, ok := hdr.Get("b64"); ok {
-		// RFC 7797 unencoded payloads are not JWTs.
-		return fail(ReasonUnsupportedCrit, "unsupported b64 header")
-	}
-	p.alg = alg
-	p.kid = hdr.KeyID()
-	hasKid := p.kid != ""
-
-	set, err := p.v.src.keys(ctx)
+// key returns the one configured key the token may be checked against.
+// Nothing the token carries (jwk, jku, x5u, x5c) is ever consulted.
+func (v *Verifier) key(ctx context.Context, kid string, hasKid bool, alg string) (*key, *Error) {
+	set, err := v.src.keys(ctx)
 	if err != nil {
-		return failWrap(ReasonKeysUnavailable, "no verification keys", err)
+		return nil, failWrap(ReasonKeysUnavailable, "no verification keys", err)
 	}
-	cands := set.candidates(p.kid, hasKid)
-	if len(cands) == 0 && hasKid {
-		if set, err = p.v.src.refreshUnknown(ctx); err != nil {
-			return failWrap(ReasonKeysUnavailable, "no verification keys", err)
+	k, res := set.pick(kid, hasKid, alg)
+	if res == unknownKid {
+		set, err = v.src.refreshUnknown(ctx)
+		if set != nil {
+			k, res = set.pick(kid, hasKid, alg)
 		}
-		cands = set.candidates(p.kid, hasKid)
-		if len(cands) == 0 {
-			return fail(ReasonUnknownKid, "unknown key id")
-		}
-	}
-	for _, k := range cands {
-		if k.accepts(alg) {
-			p.cands = append(p.cands, k)
-			sink.Key(jwa.SignatureAlgorithm(alg), k.raw)
+		if res == unknownKid && err != nil {
+			return nil, failWrap(ReasonKeysUnavailable, "key set cannot be refreshed", err)
 		}
 	}
-	if len(p.cands) == 0 {
-		return fail(ReasonAlgNotAllowed, "algorithm does not fit the key")
+	switch res {
+	case unknownKid:
+		return nil, fail(ReasonUnknownKid, "unknown key id")
+	case ambiguous:
+		return nil, fail(ReasonUnknownKid, "no key id and several keys fit")
+	case noFit:
+		return nil, fail(ReasonAlgNotAllowed, "algorithm does not fit the key")
 	}
-	return nil
-}
-
-// keyFor maps the raw key jws.Verify used back to our key.
-func (p *picker) keyFor(used any) *key {
-	for _, k := range p.cands {
-		if sameRawKey(k.raw, used) {
-			return k
-		}
-	}
-	return nil
-}
-
-func sameRawKey(a, b any) bool {
-	switch a := a.(type) {
-	case ed25519.PublicKey:
-		b, ok := b.(ed25519.PublicKey)
-		return ok && bytes.Equal(a, b)
-	case []byte:
-		b, ok := b.([]byte)
-		return ok && bytes.Equal(a, b)
-	case *ecdsa.PublicKey:
-		b, ok := b.(*ecdsa.PublicKey)
-		return ok && a == b
-	case *rsa.PublicKey:
-		b, ok := b.(*rsa.PublicKey)
-		return ok && a == b
-	}
-	return false
+	return k, nil
 }
 
 // checkClaims decodes the payload and checks exp, nbf, iat, iss and aud.
@@ -230,7 +175,7 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (*Identity, int64,
 		return nil, 0, fail(ReasonMalformed, "exp is not a number")
 	}
 	if !ok {
-		return nil, 0, fail(ReasonMalformed, "exp claim missing")
+		return nil, 0, fail(ReasonMissingExp, "exp claim missing")
 	}
 	if !now.Before(exp.Add(v.skew)) {
 		return nil, 0, fail(ReasonExpired, "token expired")
