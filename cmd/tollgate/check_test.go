@@ -133,7 +133,7 @@ func TestCheckDecisions(t *testing.T) {
 		"no token is denied 401 with a challenge": {
 			args:     f.args("--path", "/api/users/alice/tasks/1"),
 			code:     1,
-			contains: []string{"DENY 401", "own-tasks", "missing", `www-authenticate: Bearer error="invalid_token"`},
+			contains: []string{"DENY 401", "own-tasks", "missing", `www-authenticate: Bearer realm="tollgate"`},
 		},
 		"a token from another key is denied": {
 			args:     f.args("--path", "/api/users/alice/tasks/1", "--token", f.stray),
@@ -143,7 +143,7 @@ func TestCheckDecisions(t *testing.T) {
 		"an expired token is denied": {
 			args:     f.args("--path", "/api/users/alice/tasks/1", "--token", f.expired),
 			code:     1,
-			contains: []string{"DENY 401", "expired"},
+			contains: []string{"DENY 401", "expired", `www-authenticate: Bearer realm="tollgate", error="invalid_token", error_description="token expired"`},
 		},
 		"the token is read from --header too, name lower-cased": {
 			args:     f.args("--path", "/api/users/alice/tasks/1", "--header", "Authorization=Bearer "+f.alice),
@@ -335,7 +335,7 @@ func TestCheckJSON(t *testing.T) {
 				"policy": "shop/tasks", "rule": "own-tasks", "subject": "",
 			},
 			upstream: map[string]any{},
-			response: map[string]any{"www-authenticate": `Bearer error="invalid_token"`},
+			response: map[string]any{"www-authenticate": `Bearer realm="tollgate"`},
 			remove:   []any{},
 		},
 	}

@@ -41,6 +41,7 @@ const (
 	CodeUnauthenticated = "unauthenticated"
 	CodeForbidden       = "forbidden"
 	CodeRateLimited     = "rate_limited"
+	CodeUnavailable     = "unavailable"
 )
 
 // Reasons of denials that are not token failures (those carry the jwt
@@ -68,7 +69,8 @@ type Header struct {
 // A Decision is the answer to a Request.
 type Decision struct {
 	Allowed bool
-	// Status is the HTTP status: 200 when allowed, else 400, 401, 403 or 429.
+	// Status is the HTTP status: 200 when allowed, else 400, 401, 403, 429
+	// or 503 (keys to verify the token cannot be had).
 	Status int
 	// Code is the deny body's error code; empty when allowed.
 	Code string
@@ -136,24 +138,47 @@ var (
 	deniedStoreDegraded = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonStoreDegraded, "rate limits cannot be checked right now")
 )
 
-// challenge is the WWW-Authenticate header of every 401 (RFC 6750, as
-// SPEC.md fixes it, also for a missing token).
-var challenge = []Header{{Name: "www-authenticate", Value: `Bearer error="invalid_token"`}}
+// Realm is the realm of every Bearer challenge.
+const Realm = "tollgate"
 
-// deniedUnauthenticated holds the 401 template of every token failure.
-var deniedUnauthenticated = func() map[jwt.Reason]*Decision {
+// KeysRetryAfter is the Retry-After, in seconds, of a 503 for keys that
+// cannot be had: the JWKS is retried in the background within seconds.
+const KeysRetryAfter = "5"
+
+// deniedToken holds the deny template of every token failure, by reason:
+//   - no token: 401 with a bare challenge, Bearer realm="tollgate" (RFC 6750
+//     §3.1: no error code when the request carried no credentials);
+//   - keys that cannot be had: 503 with Retry-After, code unavailable — a
+//     server-side outage, not a reason for the client to re-authenticate;
+//   - every other failure: 401 with error="invalid_token" and an
+//     error_description naming the class (jwt.Reason.Description), never
+//     the token.
+var deniedToken = func() map[jwt.Reason]*Decision {
 	m := make(map[jwt.Reason]*Decision)
 	for _, r := range jwt.Reasons() {
-		d := deny(http.StatusUnauthorized, CodeUnauthenticated, string(r), "a valid bearer token is required")
-		d.ResponseHeaders = challenge
+		var d Decision
+		switch r {
+		case jwt.ReasonKeysUnavailable:
+			d = deny(http.StatusServiceUnavailable, CodeUnavailable, string(r), "token verification keys are unavailable; retry later")
+			d.ResponseHeaders = []Header{{Name: "retry-after", Value: KeysRetryAfter}}
+		case jwt.ReasonMissing:
+			d = deny(http.StatusUnauthorized, CodeUnauthenticated, string(r), "a bearer token is required")
+			d.ResponseHeaders = []Header{{Name: "www-authenticate", Value: `Bearer realm="` + Realm + `"`}}
+		default:
+			d = deny(http.StatusUnauthorized, CodeUnauthenticated, string(r), "a valid bearer token is required: "+r.Description())
+			d.ResponseHeaders = []Header{{Name: "www-authenticate",
+				Value: `Bearer realm="` + Realm + `", error="invalid_token", error_description="` + r.Description() + `"`}}
+		}
 		m[r] = &d
 	}
 	return m
 }()
 
+// unauthenticated returns the shared deny template for a token failure
+// (a 401, or the 503 of keys_unavailable).
 func unauthenticated(reason jwt.Reason) *Decision {
-	if d, ok := deniedUnauthenticated[reason]; ok {
+	if d, ok := deniedToken[reason]; ok {
 		return d
 	}
-	return deniedUnauthenticated[jwt.ReasonMalformed]
+	return deniedToken[jwt.ReasonMalformed]
 }

@@ -140,6 +140,8 @@ func Code(status int) codes.Code {
 		return codes.Unauthenticated
 	case http.StatusTooManyRequests:
 		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
 	default:
 		return codes.PermissionDenied
 	}

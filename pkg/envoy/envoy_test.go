@@ -54,7 +54,7 @@ func TestRequest(t *testing.T) {
 }
 
 func TestResponse(t *testing.T) {
-	for status, code := range map[int]codes.Code{200: codes.OK, 400: codes.InvalidArgument, 401: codes.Unauthenticated, 403: codes.PermissionDenied, 429: codes.ResourceExhausted} {
+	for status, code := range map[int]codes.Code{200: codes.OK, 400: codes.InvalidArgument, 401: codes.Unauthenticated, 403: codes.PermissionDenied, 429: codes.ResourceExhausted, 503: codes.Unavailable} {
 		if got := envoy.Code(status); got != code {
 			t.Errorf("Code(%d) = %v, want %v", status, got, code)
 		}

@@ -255,9 +255,26 @@ func (h *harness) httpOutcome(path, token string, headers map[string]string) out
 	return o
 }
 
+// keysDownPolicy serves /keys from a JWKS that refuses connections.
+const keysDownPolicy = `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: keys-down
+  namespace: shop
+spec:
+  hosts: ["api.example.com"]
+  pathPrefix: /keys
+  jwt:
+    issuer: ` + issuer + `
+    jwksURI: http://127.0.0.1:1/jwks
+  rules:
+    - name: any
+`
+
 func TestDecisionsOverGRPCAndHTTP(t *testing.T) {
-	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 2), "public.yaml": otherPolicy})
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 2), "public.yaml": otherPolicy, "keys.yaml": keysDownPolicy})
 	alice := h.token("alice", nil)
+	expired := h.key.Mint(t, jwttest.Claims("alice", issuer, "", time.Now().Add(-2*time.Hour), time.Hour))
 	tests := []struct {
 		name    string
 		path    string
@@ -279,11 +296,25 @@ func TestDecisionsOverGRPCAndHTTP(t *testing.T) {
 			}},
 		{name: "an encoded slash is 400", path: "/api/users/alice%2ftasks", token: alice, status: 400, rpc: codes.InvalidArgument,
 			check: func(t *testing.T, o outcome) { wantBody(t, o, "bad_request") }},
-		{name: "no token is 401 with a challenge", path: "/api/users/alice/tasks", status: 401, rpc: codes.Unauthenticated,
+		{name: "no token is 401 with a bare challenge", path: "/api/users/alice/tasks", status: 401, rpc: codes.Unauthenticated,
 			check: func(t *testing.T, o outcome) {
 				wantBody(t, o, "unauthenticated")
-				if o.headers["www-authenticate"] != `Bearer error="invalid_token"` {
+				if o.headers["www-authenticate"] != `Bearer realm="tollgate"` {
 					t.Errorf("www-authenticate = %q", o.headers["www-authenticate"])
+				}
+			}},
+		{name: "an expired token is 401 naming the class", path: "/api/users/alice/tasks", token: expired, status: 401, rpc: codes.Unauthenticated,
+			check: func(t *testing.T, o outcome) {
+				wantBody(t, o, "unauthenticated")
+				if want := `Bearer realm="tollgate", error="invalid_token", error_description="token expired"`; o.headers["www-authenticate"] != want {
+					t.Errorf("www-authenticate = %q, want %q", o.headers["www-authenticate"], want)
+				}
+			}},
+		{name: "keys that cannot be had are 503 with Retry-After", path: "/keys/x", token: alice, status: 503, rpc: codes.Unavailable,
+			check: func(t *testing.T, o outcome) {
+				wantBody(t, o, "unavailable")
+				if o.headers["retry-after"] == "" || o.headers["www-authenticate"] != "" {
+					t.Errorf("retry-after = %q, www-authenticate = %q", o.headers["retry-after"], o.headers["www-authenticate"])
 				}
 			}},
 		{name: "a forged token is 401 and not echoed", path: "/api/users/alice/tasks", token: alice[:len(alice)-4] + "AAAA", status: 401, rpc: codes.Unauthenticated,
