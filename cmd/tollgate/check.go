@@ -22,19 +22,20 @@ import (
 
 // checkOptions holds the flags of `tollgate check`.
 type checkOptions struct {
-	policyDirs    []string
-	policyFiles   []string
-	secretsDir    string
-	method        string
-	path          string
-	host          string
-	headers       []string
-	token         string
-	sourceIP      string
-	policyKey     string
-	defaultAction string
-	output        string
-	timeout       time.Duration
+	policyDirs     []string
+	policyFiles    []string
+	secretsDir     string
+	method         string
+	path           string
+	host           string
+	headers        []string
+	token          string
+	sourceIP       string
+	policyKey      string
+	defaultAction  string
+	normalizePaths bool
+	output         string
+	timeout        time.Duration
 }
 
 func newCheckCommand() *cobra.Command {
@@ -75,11 +76,15 @@ or policy error.`,
 	f.StringVar(&o.sourceIP, "source-ip", "127.0.0.1", "address of the peer that sent the request to the proxy")
 	f.StringVar(&o.policyKey, "policy", "", "select policy NAMESPACE/NAME explicitly, as Envoy's context_extensions[\"policy\"]")
 	f.StringVar(&o.defaultAction, "default-action", "deny", "requests that match no policy: deny or allow")
+	f.BoolVar(&o.normalizePaths, "normalize-paths", false, normalizePathsUsage)
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on fetching remote JWKS")
 	_ = cmd.MarkFlagRequired("path")
 	return cmd
 }
+
+// normalizePathsUsage documents --normalize-paths of serve and check.
+const normalizePathsUsage = "resolve dot segments and merge slashes (RFC 3986 order) instead of denying paths not in normal form 400; only behind a proxy that forwards the path it normalized"
 
 // usageError is an exit status 2 error.
 func usageError(format string, args ...any) error {
@@ -138,7 +143,7 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 	}
 	quota := ratelimit.NewMemory(ratelimit.MemoryOptions{SweepInterval: -1})
 	defer quota.Close()
-	engine := decision.NewEngine(decision.Options{Quota: quota, DefaultAllow: o.defaultAction == "allow"})
+	engine := decision.NewEngine(decision.Options{Quota: quota, DefaultAllow: o.defaultAction == "allow", NormalizePaths: o.normalizePaths})
 	engine.Swap(snap)
 
 	d := engine.Decide(ctx, req)

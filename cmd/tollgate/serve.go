@@ -26,6 +26,7 @@ type serveFlags struct {
 	onStoreError                                string
 	defaultAction                               string
 	trustedHops                                 int
+	normalizePaths                              bool
 	shutdownGrace                               time.Duration
 	kubernetes                                  bool
 	logLevel, logFormat                         string
@@ -69,6 +70,7 @@ func newServeCommand() *cobra.Command {
 	fl.StringVar(&f.onStoreError, "on-store-error", "local", "when Redis is unreachable: local, allow or deny")
 	fl.StringVar(&f.defaultAction, "default-action", "deny", "requests that match no policy: deny (403) or allow")
 	fl.IntVar(&f.trustedHops, "xff-trusted-hops", 0, "trusted proxies in front of Envoy whose X-Forwarded-For entry names the client IP")
+	fl.BoolVar(&f.normalizePaths, "normalize-paths", false, normalizePathsUsage)
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
 	fl.BoolVar(&f.kubernetes, "kubernetes", false, "watch AuthPolicy objects in Kubernetes")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -129,11 +131,12 @@ func (f *serveFlags) options() (server.Options, error) {
 			PasswordFile: f.redisPasswordFile,
 			TLS:          f.redisTLS,
 		},
-		OnStoreError:  f.onStoreError,
-		DefaultAllow:  defaultAllow,
-		TrustedHops:   f.trustedHops,
-		ShutdownGrace: f.shutdownGrace,
-		Logger:        log,
+		OnStoreError:   f.onStoreError,
+		DefaultAllow:   defaultAllow,
+		TrustedHops:    f.trustedHops,
+		NormalizePaths: f.normalizePaths,
+		ShutdownGrace:  f.shutdownGrace,
+		Logger:         log,
 	}, nil
 }
 

@@ -29,6 +29,11 @@ type Options struct {
 	// tollgate whose X-Forwarded-For entries are trusted for the client IP.
 	// 0 uses the source address only.
 	TrustedHops int
+	// NormalizePaths resolves dot segments and empty segments (RFC 3986
+	// §5.2.4, then merged slashes; pathnorm.Normalize) instead of denying
+	// them 400 (pathnorm.Strict, the default). Only for deployments whose
+	// proxy forwards the path it normalized the same way.
+	NormalizePaths bool
 }
 
 // An Engine decides requests against the current Snapshot. It is safe for
@@ -115,7 +120,11 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 // keep the check from growing the goroutine stack.
 func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decision {
 	req := ev.req
-	path, err := pathnorm.Normalize(req.Path)
+	clean := pathnorm.Strict
+	if e.opts.NormalizePaths {
+		clean = pathnorm.Normalize
+	}
+	path, err := clean(req.Path)
 	if err != nil {
 		ev.step("path", "deny", err.Error())
 		return &deniedInvalidPath

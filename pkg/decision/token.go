@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tollgate-dev/tollgate/pkg/pathnorm"
 	"github.com/tollgate-dev/tollgate/pkg/policy"
 )
 
@@ -50,13 +51,10 @@ func cookieValue(header, name string) string {
 // target, unescaped. It returns "" when the parameter is absent, badly
 // escaped, or given more than once with different values: frameworks
 // disagree on which of several values counts (first, last, all), so an
-// ambiguous value must not decide anything.
+// ambiguous value must not decide anything. The query is what
+// pathnorm.SplitTarget says it is: a "?" after a "#" starts nothing.
 func queryValue(target, name string) string {
-	_, query, ok := strings.Cut(target, "?")
-	if !ok {
-		return ""
-	}
-	query, _, _ = strings.Cut(query, "#")
+	_, query := pathnorm.SplitTarget(target)
 	var value string
 	found := false
 	for query != "" {

@@ -1,26 +1,46 @@
-// Package pathnorm normalizes request paths before policy matching, so that
-// every spelling of a path that an upstream may resolve to the same resource
-// is matched as one string, and spellings known to confuse path handling are
-// rejected instead.
+// Package pathnorm turns the request-target of a request into the path
+// that policies are matched against, and rejects the targets that backends
+// would not all route the same way.
 //
 // The normal form of a path is:
 //
 //   - absolute (starts with "/"), without query or fragment;
-//   - free of "." and ".." segments (resolved as RFC 3986 remove_dot_segments
-//     does; ".." above the root stays at the root) and of repeated slashes;
+//   - free of "." and ".." segments and of empty segments, except that the
+//     path may end with "/";
 //   - made only of RFC 3986 pchar bytes and "/": unreserved characters
 //     (ALPHA / DIGIT / "-" / "." / "_" / "~") appear decoded, every other
 //     byte that is not a sub-delim, ":" or "@" appears percent-encoded with
 //     uppercase hex digits.
 //
-// Raw bytes that RFC 3986 does not allow in a path (space, `"`, "<", ">",
-// "[", "]", "^", "`", "{", "|", "}" and every byte >= 0x80) are
-// percent-encoded, so that "/café" and "/caf%C3%A9" have one normal form. No
-// UTF-8 validation is done: encoded bytes are opaque and never decoded.
+// Strict, the default of the decision engine, accepts only a path that is
+// already in normal form up to its spelling: it rejects any "." or ".."
+// segment (raw or percent-encoded, any case), any empty segment ("//") and
+// any percent-encoded unreserved character, because routers disagree on
+// how to resolve them (RFC 3986 and WHATWG routers pop an empty segment
+// for a "..", nginx and path.Clean merge slashes first, Express-style
+// routers do not resolve dots at all). A normalizing proxy (Envoy with
+// normalize_path and merge_slashes) sends normal paths and is unaffected.
 //
-// Spellings that upstreams resolve in different ways are rejected rather
-// than normalized: encoded "/" and "\", raw "\", NUL, control characters,
-// invalid escapes and dot segments with a ";" parameter. See the Err values.
+// Normalize, the explicit opt-in, resolves such paths as RFC 3986
+// §5.2.4 remove_dot_segments does, with empty segments taking part as
+// segments, and then merges repeated slashes (Envoy's normalize_path
+// followed by merge_slashes). A ".." that would remove an empty segment is
+// rejected: there merging first (nginx, path.Clean) and resolving first
+// (RFC 3986, WHATWG) give different paths.
+//
+// Both accept the same spellings of a segment: lowercase hex digits in
+// escapes are uppercased, and raw bytes that RFC 3986 does not allow in a
+// path (space, `"`, "<", ">", "[", "]", "^", "`", "{", "|", "}" and every
+// byte >= 0x80) are percent-encoded, so that "/café" and "/caf%C3%A9" have
+// one normal form. These never change which segments a path has. No UTF-8
+// validation is done: encoded bytes are opaque and never decoded.
+//
+// Both reject what upstreams resolve in different ways: encoded "/" and
+// "\", raw "\", NUL, control characters, invalid escapes and dot segments
+// with a ";" parameter. See the Err values.
+//
+// The path ends at the first "?" or "#": a "#" before any "?" starts the
+// fragment, and a "?" after it is part of the fragment, not a query.
 //
 // Case is preserved: matching is case-sensitive.
 package pathnorm
@@ -28,11 +48,11 @@ package pathnorm
 import "errors"
 
 // MaxLength is the longest path, before and after normalization, that
-// Normalize accepts. The query and fragment do not count.
+// Strict and Normalize accept. The query and fragment do not count.
 const MaxLength = 8 << 10
 
-// Errors returned by Normalize. Each rejection returns exactly one of them,
-// unwrapped; callers answer any of them with 400 Bad Request.
+// Errors returned by Strict and Normalize. Each rejection returns exactly
+// one of them, unwrapped; callers answer any of them with 400 Bad Request.
 var (
 	// ErrTooLong reports a path longer than MaxLength.
 	ErrTooLong = errors.New("pathnorm: path too long")
@@ -57,20 +77,73 @@ var (
 	// parameter (raw or "%3B"), such as "..;x" or ".;": servers that strip
 	// path parameters (Tomcat) resolve it as a dot segment.
 	ErrDotSegmentParam = errors.New("pathnorm: dot segment with parameter")
+	// ErrDotSegment reports a "." or ".." segment, raw or percent-encoded
+	// in any case (Strict only).
+	ErrDotSegment = errors.New("pathnorm: dot segment")
+	// ErrEmptySegment reports an empty segment ("//") other than a
+	// trailing slash (Strict only).
+	ErrEmptySegment = errors.New("pathnorm: empty segment")
+	// ErrEncodedUnreserved reports a percent-encoded unreserved character
+	// such as "%61" or "%7E" (Strict only).
+	ErrEncodedUnreserved = errors.New("pathnorm: percent-encoded unreserved character")
+	// ErrAmbiguousDotSegment reports a ".." that would remove an empty
+	// segment (Normalize only): "/a/b//.." is "/a/" when slashes are merged
+	// first (nginx, path.Clean) and "/a/b/" when dot segments are resolved
+	// first (RFC 3986, WHATWG).
+	ErrAmbiguousDotSegment = errors.New("pathnorm: dot-dot segment after an empty segment")
 )
 
-// Normalize returns the normal form of the path in raw, a request-target in
-// origin form as Envoy puts it in ":path" (path, optional "?query", optional
-// "#fragment"). The query and fragment are dropped; only their bytes are
-// checked for NUL and control characters.
+// Strict returns the path of raw, a request-target in origin form as Envoy
+// puts it in ":path" (path, optional "?query", optional "#fragment"), when
+// that path is in normal form up to the spelling of its bytes (see the
+// package comment). The query and fragment are dropped; only their bytes
+// are checked for NUL and control characters.
 //
-// On success the result is in normal form (see the package comment) and
-// Normalize(result) returns result. On failure the result is "" and the
-// error is one of the Err values of this package.
+// On success the result is in normal form and Strict(result) returns
+// result. On failure the result is "" and the error is one of the Err
+// values of this package.
+//
+// Strict does not allocate when the path is already in normal form, with
+// or without a query.
+func Strict(raw string) (string, error) { return clean(raw, false) }
+
+// Normalize returns the normal form of the path in raw, resolving dot
+// segments as RFC 3986 §5.2.4 does and then merging repeated slashes. It
+// is the explicit opt-in to Strict (see the package comment); a ".." that
+// would remove an empty segment is rejected with ErrAmbiguousDotSegment.
+//
+// On success the result is in normal form and Normalize(result) returns
+// result. On failure the result is "" and the error is one of the Err
+// values of this package.
 //
 // Normalize does not allocate when the path is already in normal form, with
 // or without a query.
-func Normalize(raw string) (string, error) {
+func Normalize(raw string) (string, error) { return clean(raw, true) }
+
+// SplitTarget splits a request-target into its path and its query: the
+// path ends at the first "?" or "#", and the query is what follows a "?"
+// that no "#" precedes, up to the next "#". A "?" inside the fragment
+// does not start a query.
+func SplitTarget(raw string) (path, query string) {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '#':
+			return raw[:i], ""
+		case '?':
+			query = raw[i+1:]
+			for j := 0; j < len(query); j++ {
+				if query[j] == '#' {
+					query = query[:j]
+					break
+				}
+			}
+			return raw[:i], query
+		}
+	}
+	return raw, ""
+}
+
+func clean(raw string, resolve bool) (string, error) {
 	end := len(raw)
 	for i := 0; i < len(raw); i++ {
 		if raw[i] == '?' || raw[i] == '#' {
@@ -96,6 +169,7 @@ func Normalize(raw string) (string, error) {
 	}
 
 	out := lazybuf{s: path}
+	merged := false   // whether the output holds empty segments to merge
 	trailing := false // whether the last segment asks for a trailing slash
 	for i := 0; i < len(path); {
 		// path[i] == '/': a segment starts at i+1 and ends at the next '/'.
@@ -103,21 +177,40 @@ func Normalize(raw string) (string, error) {
 		for j < len(path) && path[j] != '/' {
 			j++
 		}
+		last := j == len(path)
 		start := out.w
 		out.append('/')
-		if err := out.appendSegment(path[i+1 : j]); err != nil {
+		encodedUnreserved, err := out.appendSegment(path[i+1 : j])
+		if err != nil {
 			return "", err
 		}
 		// Dot segments are recognized after decoding, so "%2e%2E" is "..".
-		switch dots, param := out.dotSegment(start + 1); {
+		dots, param := out.dotSegment(start + 1)
+		empty := out.w == start+1
+		switch {
 		case param:
 			return "", ErrDotSegmentParam
-		case out.w == start+1 || dots == 1:
-			// Empty segment (repeated or trailing slash) or ".".
+		case !resolve && dots > 0:
+			return "", ErrDotSegment
+		case !resolve && encodedUnreserved:
+			return "", ErrEncodedUnreserved
+		case !resolve && empty && !last:
+			return "", ErrEmptySegment
+		case empty:
+			// An empty segment stays in the output until the end, so that
+			// a later ".." can tell that it would remove it.
+			merged = merged || !last
+			trailing = false
+		case dots == 1:
 			out.w = start
 			trailing = true
 		case dots == 2:
-			out.w = out.lastSlash(start)
+			prev := out.lastSlash(start)
+			if prev+1 == start && start > 0 {
+				// The segment before the ".." is empty.
+				return "", ErrAmbiguousDotSegment
+			}
+			out.w = prev
 			trailing = true
 		default:
 			trailing = false
@@ -127,37 +220,42 @@ func Normalize(raw string) (string, error) {
 	if trailing || out.w == 0 {
 		out.append('/')
 	}
+	if merged {
+		out.mergeSlashes()
+	}
 	if out.w > MaxLength {
 		// Escaping raw bytes can grow the path; keep the result acceptable
-		// to a second Normalize.
+		// to a second call.
 		return "", ErrTooLong
 	}
 	return out.string(), nil
 }
 
 // appendSegment appends the normal form of seg, a path segment without
-// "/", to b.
-func (b *lazybuf) appendSegment(seg string) error {
+// "/", to b, and reports whether seg held a percent-encoded unreserved
+// character.
+func (b *lazybuf) appendSegment(seg string) (encodedUnreserved bool, err error) {
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
 		if c == '%' {
 			if i+2 >= len(seg) {
-				return ErrInvalidEscape
+				return false, ErrInvalidEscape
 			}
 			hi, ok1 := unhex(seg[i+1])
 			lo, ok2 := unhex(seg[i+2])
 			if !ok1 || !ok2 {
-				return ErrInvalidEscape
+				return false, ErrInvalidEscape
 			}
 			i += 2
 			switch v := hi<<4 | lo; {
 			case v == '/':
-				return ErrEncodedSlash
+				return false, ErrEncodedSlash
 			case v == '\\':
-				return ErrEncodedBackslash
+				return false, ErrEncodedBackslash
 			case v == 0:
-				return ErrNUL
+				return false, ErrNUL
 			case unreserved(v):
+				encodedUnreserved = true
 				b.append(v)
 			default:
 				b.appendEscaped(v)
@@ -165,10 +263,10 @@ func (b *lazybuf) appendSegment(seg string) error {
 			continue
 		}
 		if c == '\\' {
-			return ErrBackslash
+			return false, ErrBackslash
 		}
 		if err := checkControl(c); err != nil {
-			return err
+			return false, err
 		}
 		if plain(c) {
 			b.append(c)
@@ -176,7 +274,7 @@ func (b *lazybuf) appendSegment(seg string) error {
 			b.appendEscaped(c)
 		}
 	}
-	return nil
+	return encodedUnreserved, nil
 }
 
 // isNormal reports whether p, which starts with "/", has only raw pchar
@@ -325,6 +423,22 @@ func (b *lazybuf) index(i int) byte {
 		return b.s[i]
 	}
 	return b.buf[i]
+}
+
+// mergeSlashes replaces every run of "/" in the output with one "/".
+func (b *lazybuf) mergeSlashes() {
+	if b.buf == nil {
+		b.buf = []byte(b.s[:b.w])
+	}
+	w := 0
+	for i := 0; i < b.w; i++ {
+		if b.buf[i] == '/' && w > 0 && b.buf[w-1] == '/' {
+			continue
+		}
+		b.buf[w] = b.buf[i]
+		w++
+	}
+	b.w = w
 }
 
 func (b *lazybuf) string() string {

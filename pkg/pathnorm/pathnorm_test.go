@@ -8,248 +8,430 @@ import (
 	"testing"
 )
 
-type normalizeCase struct {
-	in      string
-	want    string
-	wantErr error
+// A pathCase is one request-target and what Strict and Normalize make of
+// it: a path, or an error.
+type pathCase struct {
+	in                   string
+	strict, normalized   string
+	strictErr, normalErr error
 }
 
-// normalizeCases is shared by TestNormalize and the seed corpus of
-// FuzzNormalize.
-var normalizeCases = map[string]normalizeCase{
+// same is a case that both functions answer alike.
+func same(in, want string) pathCase { return pathCase{in: in, strict: want, normalized: want} }
+
+// sameErr is a case that both functions reject with err.
+func sameErr(in string, err error) pathCase {
+	return pathCase{in: in, strictErr: err, normalErr: err}
+}
+
+// resolved is a case that Strict rejects with err and Normalize resolves.
+func resolved(in string, err error, want string) pathCase {
+	return pathCase{in: in, strictErr: err, normalized: want}
+}
+
+// pathCases is shared by TestStrict, TestNormalize and the seed corpus of
+// the fuzz targets.
+var pathCases = map[string]pathCase{
 	// Paths already in normal form.
-	"keeps the root":                          {in: "/", want: "/"},
-	"keeps a plain path":                      {in: "/api/v1/users", want: "/api/v1/users"},
-	"keeps a trailing slash":                  {in: "/a/b/", want: "/a/b/"},
-	"keeps case (matching is case-sensitive)": {in: "/Admin/USERS", want: "/Admin/USERS"},
-	"keeps sub-delims, colon and at raw":      {in: "/a:b@c!$&'()*+,;=", want: "/a:b@c!$&'()*+,;="},
-	"keeps a parameter on an ordinary segment": {
-		in: "/admin;jsessionid=1/x", want: "/admin;jsessionid=1/x",
-	},
+	"keeps the root":                           same("/", "/"),
+	"keeps a plain path":                       same("/api/v1/users", "/api/v1/users"),
+	"keeps a trailing slash":                   same("/a/b/", "/a/b/"),
+	"keeps case (matching is case-sensitive)":  same("/Admin/USERS", "/Admin/USERS"),
+	"keeps sub-delims, colon and at raw":       same("/a:b@c!$&'()*+,;=", "/a:b@c!$&'()*+,;="),
+	"keeps a parameter on an ordinary segment": same("/admin;jsessionid=1/x", "/admin;jsessionid=1/x"),
 
 	// Query and fragment.
-	"removes the query":                       {in: "/a/b?x=1&y=2", want: "/a/b"},
-	"removes an empty query":                  {in: "/a?", want: "/a"},
-	"removes the fragment":                    {in: "/a#frag", want: "/a"},
-	"removes a query with a hash inside":      {in: "/a?x=#/../admin", want: "/a"},
-	"removes a fragment with a question":      {in: "/a#x?/../admin", want: "/a"},
-	"does not resolve dots from the query":    {in: "/a?/../../admin", want: "/a"},
-	"cuts the query after an encoded dot":     {in: "/a/%2e%2e?x=1", want: "/"},
-	"cuts the query after a reserved escape":  {in: "/a%3a?x=1", want: "/a%3A"},
-	"keeps an encoded question mark":          {in: "/a%3fb?c", want: "/a%3Fb"},
-	"keeps an encoded hash":                   {in: "/a%23b", want: "/a%23b"},
-	"does not check escapes in the query":     {in: "/a?x=%2F%5C%zz%00", want: "/a"},
-	"does not check backslashes in the query": {in: "/a?x=\\", want: "/a"},
+	"removes the query":                       same("/a/b?x=1&y=2", "/a/b"),
+	"removes an empty query":                  same("/a?", "/a"),
+	"removes the fragment":                    same("/a#frag", "/a"),
+	"removes a query with a hash inside":      same("/a?x=#/../admin", "/a"),
+	"removes a fragment with a question":      same("/a#x?/../admin", "/a"),
+	"ends the path at a hash before a query":  same("/api/files#?owner=alice", "/api/files"),
+	"does not resolve dots from the query":    same("/a?/../../admin", "/a"),
+	"cuts the query after an encoded dot":     resolved("/a/%2e%2e?x=1", ErrDotSegment, "/"),
+	"cuts the query after a reserved escape":  same("/a%3a?x=1", "/a%3A"),
+	"keeps an encoded question mark":          same("/a%3fb?c", "/a%3Fb"),
+	"keeps an encoded hash":                   same("/a%23b", "/a%23b"),
+	"does not check escapes in the query":     same("/a?x=%2F%5C%zz%00", "/a"),
+	"does not check backslashes in the query": same("/a?x=\\", "/a"),
 
 	// Dot segments.
-	"removes a dot segment":             {in: "/a/./b", want: "/a/b"},
-	"resolves a dot-dot segment":        {in: "/a/b/../c", want: "/a/c"},
-	"stops traversal at the root":       {in: "/../../etc/passwd", want: "/etc/passwd"},
-	"stops deep traversal at the root":  {in: "/a/../../../b/../c", want: "/c"},
-	"ends with a slash after a dot":     {in: "/a/.", want: "/a/"},
-	"ends with a slash after a dot-dot": {in: "/a/b/..", want: "/a/"},
-	"resolves a dot-dot to the root":    {in: "/a/..", want: "/"},
-	"resolves a lone dot":               {in: "/.", want: "/"},
-	"resolves a lone dot-dot":           {in: "/..", want: "/"},
-	"keeps three dots as a name":        {in: "/a/.../b", want: "/a/.../b"},
-	"keeps a dot-prefixed name":         {in: "/.well-known/x", want: "/.well-known/x"},
-	"keeps a dot-dot-prefixed name":     {in: "/a/..b/c..", want: "/a/..b/c.."},
+	"removes a dot segment":             resolved("/a/./b", ErrDotSegment, "/a/b"),
+	"resolves a dot-dot segment":        resolved("/a/b/../c", ErrDotSegment, "/a/c"),
+	"stops traversal at the root":       resolved("/../../etc/passwd", ErrDotSegment, "/etc/passwd"),
+	"stops deep traversal at the root":  resolved("/a/../../../b/../c", ErrDotSegment, "/c"),
+	"ends with a slash after a dot":     resolved("/a/.", ErrDotSegment, "/a/"),
+	"ends with a slash after a dot-dot": resolved("/a/b/..", ErrDotSegment, "/a/"),
+	"resolves a dot-dot to the root":    resolved("/a/..", ErrDotSegment, "/"),
+	"resolves a lone dot":               resolved("/.", ErrDotSegment, "/"),
+	"resolves a lone dot-dot":           resolved("/..", ErrDotSegment, "/"),
+	"keeps three dots as a name":        same("/a/.../b", "/a/.../b"),
+	"keeps a dot-prefixed name":         same("/.well-known/x", "/.well-known/x"),
+	"keeps a dot-dot-prefixed name":     same("/a/..b/c..", "/a/..b/c.."),
+	"rejects a dot after a good prefix": resolved("/api/users/alice/./tasks", ErrDotSegment, "/api/users/alice/tasks"),
 
 	// Encoded dots.
-	"resolves %2e%2e":                         {in: "/a/%2e%2e/admin", want: "/admin"},
-	"resolves %2E%2E":                         {in: "/a/%2E%2E/admin", want: "/admin"},
-	"resolves .%2e":                           {in: "/a/.%2e/admin", want: "/admin"},
-	"resolves %2e.":                           {in: "/a/%2e./admin", want: "/admin"},
-	"resolves %2e":                            {in: "/a/%2e/b", want: "/a/b"},
-	"resolves a trailing %2e%2e":              {in: "/a/b/%2e%2e", want: "/a/"},
-	"stops %2e%2e traversal at the root":      {in: "/%2e%2e/%2e%2e/etc", want: "/etc"},
-	"does not decode %252e twice":             {in: "/a/%252e%252e/admin", want: "/a/%252e%252e/admin"},
-	"does not decode %252F twice":             {in: "/a%252Fb", want: "/a%252Fb"},
-	"uppercases only the escape in %252f":     {in: "/a%252f", want: "/a%252f"},
-	"does not decode an encoded escape twice": {in: "/%25%32%65", want: "/%252e"},
+	"resolves %2e%2e":                         resolved("/a/%2e%2e/admin", ErrDotSegment, "/admin"),
+	"resolves %2E%2E":                         resolved("/a/%2E%2E/admin", ErrDotSegment, "/admin"),
+	"resolves .%2e":                           resolved("/a/.%2e/admin", ErrDotSegment, "/admin"),
+	"resolves %2e.":                           resolved("/a/%2e./admin", ErrDotSegment, "/admin"),
+	"resolves %2E.":                           resolved("/api/users/alice/%2E./bob/tasks", ErrDotSegment, "/api/users/bob/tasks"),
+	"resolves %2e":                            resolved("/a/%2e/b", ErrDotSegment, "/a/b"),
+	"resolves a trailing %2e%2e":              resolved("/a/b/%2e%2e", ErrDotSegment, "/a/"),
+	"stops %2e%2e traversal at the root":      resolved("/%2e%2e/%2e%2e/etc", ErrDotSegment, "/etc"),
+	"does not decode %252e twice":             same("/a/%252e%252e/admin", "/a/%252e%252e/admin"),
+	"does not decode %252F twice":             same("/a%252Fb", "/a%252Fb"),
+	"uppercases only the escape in %252f":     same("/a%252f", "/a%252f"),
+	"does not decode an encoded escape twice": resolved("/%25%32%65", ErrEncodedUnreserved, "/%252e"),
 
-	// Repeated slashes.
-	"merges a double slash":                 {in: "//a//b", want: "/a/b"},
-	"merges triple slashes":                 {in: "///a///b///", want: "/a/b/"},
-	"merges slashes only":                   {in: "///", want: "/"},
-	"merges slashes around a dot":           {in: "/a//.//b", want: "/a/b"},
-	"merges slashes around a dot-dot":       {in: "/a/b//..//c", want: "/a/c"},
-	"treats a leading double slash as path": {in: "//evil.example/a", want: "/evil.example/a"},
+	// Empty segments: merged after dot segments are resolved (RFC 3986
+	// order), and a ".." that would remove one is ambiguous.
+	"merges a double slash":                 resolved("//a//b", ErrEmptySegment, "/a/b"),
+	"merges triple slashes":                 resolved("///a///b///", ErrEmptySegment, "/a/b/"),
+	"merges slashes only":                   resolved("///", ErrEmptySegment, "/"),
+	"merges slashes around a dot":           resolved("/a//.//b", ErrEmptySegment, "/a/b"),
+	"merges a slash after a dot-dot":        resolved("/a/b/..//c", ErrDotSegment, "/a/c"),
+	"treats a leading double slash as path": resolved("//evil.example/a", ErrEmptySegment, "/evil.example/a"),
+	"rejects a dot-dot after a double slash": {
+		in: "/a/b//..//c", strictErr: ErrEmptySegment, normalErr: ErrAmbiguousDotSegment,
+	},
+	"rejects the triple-slash owner switch": {
+		in: "/api/users/bob/tasks///../../alice/tasks", strictErr: ErrEmptySegment, normalErr: ErrAmbiguousDotSegment,
+	},
+	"rejects an encoded dot-dot after a double slash": {
+		in: "/api/users/bob//%2e%2e/x", strictErr: ErrEmptySegment, normalErr: ErrAmbiguousDotSegment,
+	},
+	"rejects a dot-dot after a leading double slash": {
+		in: "//..", strictErr: ErrEmptySegment, normalErr: ErrAmbiguousDotSegment,
+	},
+	"resolves a dot-dot past an emptied segment": resolved("/a/..//b", ErrDotSegment, "/b"),
 
 	// Encoded slashes and backslashes.
-	"rejects %2F":                       {in: "/a%2Fb", wantErr: ErrEncodedSlash},
-	"rejects %2f":                       {in: "/a%2fb", wantErr: ErrEncodedSlash},
-	"rejects %2F used for traversal":    {in: "/a/..%2F..%2Fadmin", wantErr: ErrEncodedSlash},
-	"rejects %2F before the query":      {in: "/a%2F?x", wantErr: ErrEncodedSlash},
-	"rejects %5C":                       {in: "/a%5Cb", wantErr: ErrEncodedBackslash},
-	"rejects %5c":                       {in: "/a%5cb", wantErr: ErrEncodedBackslash},
-	"rejects a raw backslash":           {in: "/a\\b", wantErr: ErrBackslash},
-	"rejects a backslash traversal":     {in: "/a/..\\admin", wantErr: ErrBackslash},
-	"rejects a leading backslash":       {in: "/\\..\\admin", wantErr: ErrBackslash},
-	"rejects a backslash after a slash": {in: "/a/\\", wantErr: ErrBackslash},
+	"rejects %2F":                       sameErr("/a%2Fb", ErrEncodedSlash),
+	"rejects %2f":                       sameErr("/a%2fb", ErrEncodedSlash),
+	"rejects %2F used for traversal":    sameErr("/a/..%2F..%2Fadmin", ErrEncodedSlash),
+	"rejects %2F before the query":      sameErr("/a%2F?x", ErrEncodedSlash),
+	"rejects %5C":                       sameErr("/a%5Cb", ErrEncodedBackslash),
+	"rejects %5c":                       sameErr("/a%5cb", ErrEncodedBackslash),
+	"rejects a raw backslash":           sameErr("/a\\b", ErrBackslash),
+	"rejects a backslash traversal":     sameErr("/a/..\\admin", ErrBackslash),
+	"rejects a leading backslash":       sameErr("/\\..\\admin", ErrBackslash),
+	"rejects a backslash after a slash": sameErr("/a/\\", ErrBackslash),
 
 	// NUL and control characters.
-	"rejects a raw NUL":                           {in: "/a\x00b", wantErr: ErrNUL},
-	"rejects %00":                                 {in: "/a%00b", wantErr: ErrNUL},
-	"rejects a raw NUL in the query":              {in: "/a?x=\x00", wantErr: ErrNUL},
-	"rejects CR LF":                               {in: "/a\r\nX-User-Id: 1", wantErr: ErrControlChar},
-	"rejects a tab":                               {in: "/a\tb", wantErr: ErrControlChar},
-	"rejects DEL":                                 {in: "/a\x7f", wantErr: ErrControlChar},
-	"rejects a control character in the query":    {in: "/a?x=\n", wantErr: ErrControlChar},
-	"rejects a control character in the fragment": {in: "/a#\x1b", wantErr: ErrControlChar},
-	"keeps an encoded control character":          {in: "/a%0a%7f", want: "/a%0A%7F"},
+	"rejects a raw NUL":                           sameErr("/a\x00b", ErrNUL),
+	"rejects %00":                                 sameErr("/a%00b", ErrNUL),
+	"rejects a raw NUL in the query":              sameErr("/a?x=\x00", ErrNUL),
+	"rejects CR LF":                               sameErr("/a\r\nX-User-Id: 1", ErrControlChar),
+	"rejects a tab":                               sameErr("/a\tb", ErrControlChar),
+	"rejects DEL":                                 sameErr("/a\x7f", ErrControlChar),
+	"rejects a control character in the query":    sameErr("/a?x=\n", ErrControlChar),
+	"rejects a control character in the fragment": sameErr("/a#\x1b", ErrControlChar),
+	"keeps an encoded control character":          same("/a%0a%7f", "/a%0A%7F"),
 
 	// Invalid escapes.
-	"rejects %zz":                         {in: "/a%zz", wantErr: ErrInvalidEscape},
-	"rejects a half-hex escape":           {in: "/%g1", wantErr: ErrInvalidEscape},
-	"rejects a truncated %4":              {in: "/a%4", wantErr: ErrInvalidEscape},
-	"rejects a lone percent":              {in: "/a%", wantErr: ErrInvalidEscape},
-	"rejects a truncated escape before /": {in: "/a%4/b", wantErr: ErrInvalidEscape},
-	"rejects a truncated escape before ?": {in: "/a%4?1", wantErr: ErrInvalidEscape},
-	"rejects a percent before a query":    {in: "/a%?41", wantErr: ErrInvalidEscape},
-	"rejects an escape with a sign":       {in: "/a%+1", wantErr: ErrInvalidEscape},
+	"rejects %zz":                         sameErr("/a%zz", ErrInvalidEscape),
+	"rejects a half-hex escape":           sameErr("/%g1", ErrInvalidEscape),
+	"rejects a truncated %4":              sameErr("/a%4", ErrInvalidEscape),
+	"rejects a lone percent":              sameErr("/a%", ErrInvalidEscape),
+	"rejects a truncated escape before /": sameErr("/a%4/b", ErrInvalidEscape),
+	"rejects a truncated escape before ?": sameErr("/a%4?1", ErrInvalidEscape),
+	"rejects a percent before a query":    sameErr("/a%?41", ErrInvalidEscape),
+	"rejects an escape with a sign":       sameErr("/a%+1", ErrInvalidEscape),
 
 	// Dot segments with a parameter (Tomcat strips ";..." from segments).
-	"rejects ..;x":                          {in: "/a/..;x/admin", wantErr: ErrDotSegmentParam},
-	"rejects .;x":                           {in: "/a/.;x/b", wantErr: ErrDotSegmentParam},
-	"rejects ..;":                           {in: "/public/..;/admin", wantErr: ErrDotSegmentParam},
-	"rejects .;":                            {in: "/.;/admin", wantErr: ErrDotSegmentParam},
-	"rejects a trailing ..;":                {in: "/a/..;", wantErr: ErrDotSegmentParam},
-	"rejects %2e%2e;":                       {in: "/a/%2e%2e;/admin", wantErr: ErrDotSegmentParam},
-	"rejects ..%3b":                         {in: "/a/..%3b/admin", wantErr: ErrDotSegmentParam},
-	"rejects .%3B":                          {in: "/a/.%3Bx", wantErr: ErrDotSegmentParam},
-	"rejects ..;x even when it is resolved": {in: "/a/..;x/..", wantErr: ErrDotSegmentParam},
+	"rejects ..;x":                          sameErr("/a/..;x/admin", ErrDotSegmentParam),
+	"rejects .;x":                           sameErr("/a/.;x/b", ErrDotSegmentParam),
+	"rejects ..;":                           sameErr("/public/..;/admin", ErrDotSegmentParam),
+	"rejects .;":                            sameErr("/.;/admin", ErrDotSegmentParam),
+	"rejects a trailing ..;":                sameErr("/a/..;", ErrDotSegmentParam),
+	"rejects %2e%2e;":                       sameErr("/a/%2e%2e;/admin", ErrDotSegmentParam),
+	"rejects ..%3b":                         sameErr("/a/..%3b/admin", ErrDotSegmentParam),
+	"rejects .%3B":                          sameErr("/a/.%3Bx", ErrDotSegmentParam),
+	"rejects ..;x even when it is resolved": sameErr("/a/..;x/..", ErrDotSegmentParam),
 
 	// Unreserved and reserved escapes.
-	"decodes unreserved %61":          {in: "/%61dmin", want: "/admin"},
-	"decodes unreserved %7E":          {in: "/%7Euser", want: "/~user"},
-	"decodes unreserved %7e":          {in: "/%7euser", want: "/~user"},
-	"decodes every unreserved class":  {in: "/%41%5a%30%39%2D%5F%2E%7a", want: "/AZ09-_.z"},
-	"uppercases a reserved escape":    {in: "/a%3ab", want: "/a%3Ab"},
-	"keeps an uppercase escape":       {in: "/a%3Ab", want: "/a%3Ab"},
-	"keeps an encoded percent":        {in: "/100%25", want: "/100%25"},
-	"keeps an encoded space":          {in: "/a%20b", want: "/a%20b"},
-	"keeps an encoded semicolon":      {in: "/a%3bb", want: "/a%3Bb"},
-	"uppercases an encoded non-ASCII": {in: "/caf%c3%a9", want: "/caf%C3%A9"},
+	"decodes unreserved %61":          resolved("/%61dmin", ErrEncodedUnreserved, "/admin"),
+	"decodes unreserved %7E":          resolved("/%7Euser", ErrEncodedUnreserved, "/~user"),
+	"decodes unreserved %7e":          resolved("/%7euser", ErrEncodedUnreserved, "/~user"),
+	"decodes an owner's letter":       resolved("/api/users/%61lice/tasks", ErrEncodedUnreserved, "/api/users/alice/tasks"),
+	"decodes every unreserved class":  resolved("/%41%5a%30%39%2D%5F%2E%7a", ErrEncodedUnreserved, "/AZ09-_.z"),
+	"uppercases a reserved escape":    same("/a%3ab", "/a%3Ab"),
+	"keeps an uppercase escape":       same("/a%3Ab", "/a%3Ab"),
+	"keeps an encoded percent":        same("/100%25", "/100%25"),
+	"keeps an encoded space":          same("/a%20b", "/a%20b"),
+	"keeps an encoded semicolon":      same("/a%3bb", "/a%3Bb"),
+	"uppercases an encoded non-ASCII": same("/caf%c3%a9", "/caf%C3%A9"),
 
 	// Raw bytes outside RFC 3986 pchar.
-	"escapes raw UTF-8":              {in: "/café", want: "/caf%C3%A9"},
-	"escapes invalid UTF-8":          {in: "/\xc0\xae\xc0\xae/\xc0\xaf", want: "/%C0%AE%C0%AE/%C0%AF"},
-	"escapes a raw space":            {in: "/a b", want: "/a%20b"},
-	"escapes raw unsafe punctuation": {in: "/{a}|^`\"<>[]", want: "/%7Ba%7D%7C%5E%60%22%3C%3E%5B%5D"},
+	"escapes raw UTF-8":              same("/café", "/caf%C3%A9"),
+	"escapes invalid UTF-8":          same("/\xc0\xae\xc0\xae/\xc0\xaf", "/%C0%AE%C0%AE/%C0%AF"),
+	"escapes a raw space":            same("/a b", "/a%20b"),
+	"escapes raw unsafe punctuation": same("/{a}|^`\"<>[]", "/%7Ba%7D%7C%5E%60%22%3C%3E%5B%5D"),
 
 	// Absolute paths and length.
-	"rejects the empty path":           {in: "", wantErr: ErrNotAbsolute},
-	"rejects a query without a path":   {in: "?a=1", wantErr: ErrNotAbsolute},
-	"rejects a fragment only":          {in: "#/admin", wantErr: ErrNotAbsolute},
-	"rejects a relative path":          {in: "a/b", wantErr: ErrNotAbsolute},
-	"rejects a relative dot path":      {in: "../admin", wantErr: ErrNotAbsolute},
-	"rejects the asterisk form":        {in: "*", wantErr: ErrNotAbsolute},
-	"rejects the absolute form":        {in: "http://x/admin", wantErr: ErrNotAbsolute},
-	"rejects an encoded leading slash": {in: "%2Fadmin", wantErr: ErrNotAbsolute},
-	"accepts a path of MaxLength": {
-		in: "/" + strings.Repeat("a", MaxLength-1), want: "/" + strings.Repeat("a", MaxLength-1),
-	},
-	"rejects a path over MaxLength": {
-		in: "/" + strings.Repeat("a", MaxLength), wantErr: ErrTooLong,
-	},
-	"rejects a path over MaxLength before decoding": {
-		in: "/" + strings.Repeat("%61", MaxLength/3+1), wantErr: ErrTooLong,
-	},
-	"rejects a path that grows over MaxLength": {
-		in: "/" + strings.Repeat("é", MaxLength/2-1), wantErr: ErrTooLong,
-	},
-	"does not count the query in the length": {
-		in: "/a?" + strings.Repeat("q", 2*MaxLength), want: "/a",
-	},
+	"rejects the empty path":           sameErr("", ErrNotAbsolute),
+	"rejects a query without a path":   sameErr("?a=1", ErrNotAbsolute),
+	"rejects a fragment only":          sameErr("#/admin", ErrNotAbsolute),
+	"rejects a relative path":          sameErr("a/b", ErrNotAbsolute),
+	"rejects a relative dot path":      sameErr("../admin", ErrNotAbsolute),
+	"rejects the asterisk form":        sameErr("*", ErrNotAbsolute),
+	"rejects the absolute form":        sameErr("http://x/admin", ErrNotAbsolute),
+	"rejects an encoded leading slash": sameErr("%2Fadmin", ErrNotAbsolute),
+	"accepts a path of MaxLength": same(
+		"/"+strings.Repeat("a", MaxLength-1), "/"+strings.Repeat("a", MaxLength-1)),
+	"rejects a path over MaxLength": sameErr("/"+strings.Repeat("a", MaxLength), ErrTooLong),
+	"rejects a path over MaxLength before decoding": sameErr(
+		"/"+strings.Repeat("%61", MaxLength/3+1), ErrTooLong),
+	"rejects a path that grows over MaxLength": sameErr("/"+strings.Repeat("é", MaxLength/2-1), ErrTooLong),
+	"does not count the query in the length": same(
+		"/a?"+strings.Repeat("q", 2*MaxLength), "/a"),
 }
 
-func TestNormalize(t *testing.T) {
-	for name, tc := range normalizeCases {
-		t.Run(name, func(t *testing.T) {
-			got, err := Normalize(tc.in)
-			if got != tc.want {
-				t.Errorf("Normalize(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-			if tc.wantErr == nil {
-				if err != nil {
-					t.Fatalf("Normalize(%q) error = %v, want nil", tc.in, err)
-				}
-				if again, err := Normalize(got); again != got || err != nil {
-					t.Errorf("Normalize(%q) = %q, %v; want it unchanged", got, again, err)
-				}
-				return
-			}
-			if !errors.Is(err, tc.wantErr) {
-				t.Errorf("Normalize(%q) error = %v, want %v", tc.in, err, tc.wantErr)
-			}
-		})
-	}
+// modes are the two functions under test, for tests that run both.
+var modes = []struct {
+	name string
+	fn   func(string) (string, error)
+	want func(pathCase) (string, error)
+}{
+	{"Strict", Strict, func(c pathCase) (string, error) { return c.strict, c.strictErr }},
+	{"Normalize", Normalize, func(c pathCase) (string, error) { return c.normalized, c.normalErr }},
 }
 
-func TestNormalizeDoesNotAllocateForNormalPaths(t *testing.T) {
-	for _, in := range []string{"/", "/api/v1/users/42", "/api/v1/users/42/?page=2#top", "/a:b@c/%3A/~x/"} {
-		allocs := testing.AllocsPerRun(100, func() {
-			if _, err := Normalize(in); err != nil {
-				t.Fatal(err)
-			}
-		})
-		if allocs != 0 {
-			t.Errorf("Normalize(%q) allocates %v times, want 0", in, allocs)
+func TestStrictAndNormalize(t *testing.T) {
+	for _, m := range modes {
+		for name, tc := range pathCases {
+			t.Run(m.name+"/"+name, func(t *testing.T) {
+				want, wantErr := m.want(tc)
+				got, err := m.fn(tc.in)
+				if got != want {
+					t.Errorf("%s(%q) = %q, want %q", m.name, tc.in, got, want)
+				}
+				if wantErr == nil {
+					if err != nil {
+						t.Fatalf("%s(%q) error = %v, want nil", m.name, tc.in, err)
+					}
+					for _, again := range modes {
+						if p, err := again.fn(got); p != got || err != nil {
+							t.Errorf("%s(%q) = %q, %v; want it unchanged", again.name, got, p, err)
+						}
+					}
+					return
+				}
+				if !errors.Is(err, wantErr) {
+					t.Errorf("%s(%q) error = %v, want %v", m.name, tc.in, err, wantErr)
+				}
+			})
 		}
 	}
 }
 
-func FuzzNormalize(f *testing.F) {
-	for _, tc := range normalizeCases {
-		// Seeds of MaxLength make each mutation and minimization slow;
-		// the length checks have their table cases.
-		if len(tc.in) <= 256 {
+func TestSplitTarget(t *testing.T) {
+	tests := map[string]struct{ in, path, query string }{
+		"no query":                       {"/a", "/a", ""},
+		"a query":                        {"/a?x=1", "/a", "x=1"},
+		"a query and a fragment":         {"/a?x=1#f", "/a", "x=1"},
+		"a hash before the question":     {"/api/files#?owner=alice", "/api/files", ""},
+		"a hash inside the query":        {"/a?x=1#?owner=alice", "/a", "x=1"},
+		"an empty query":                 {"/a?", "/a", ""},
+		"a second question in the query": {"/a?x=?y", "/a", "x=?y"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if p, q := SplitTarget(tc.in); p != tc.path || q != tc.query {
+				t.Errorf("SplitTarget(%q) = %q, %q; want %q, %q", tc.in, p, q, tc.path, tc.query)
+			}
+		})
+	}
+}
+
+func TestNormalPathsDoNotAllocate(t *testing.T) {
+	for _, m := range modes {
+		for _, in := range []string{"/", "/api/v1/users/42", "/api/v1/users/42/?page=2#top", "/a:b@c/%3A/~x/", "/.well-known/x"} {
+			allocs := testing.AllocsPerRun(100, func() {
+				if _, err := m.fn(in); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%s(%q) allocates %v times, want 0", m.name, in, allocs)
+			}
+		}
+	}
+}
+
+// maxFuzzInput bounds the inputs the fuzz targets look at: longer ones
+// find nothing new (the length checks have their table cases) and make the
+// fuzzer spend its time minimizing them.
+const maxFuzzInput = 512
+
+// addSeeds adds the table's inputs to a fuzz target's corpus.
+func addSeeds(f *testing.F) {
+	for _, tc := range pathCases {
+		if len(tc.in) <= maxFuzzInput {
 			f.Add(tc.in)
 		}
 	}
+}
+
+// FuzzNormalize checks the promises of Strict and Normalize on their own:
+// a result is in normal form and stays as it is, a rejection is one of the
+// package's errors and does not depend on what surrounds it.
+func FuzzNormalize(f *testing.F) {
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, in string) {
-		out, err := Normalize(in)
-		if err != nil {
-			if out != "" {
-				t.Fatalf("Normalize(%q) = %q with error %v, want \"\"", in, out, err)
-			}
-			checkStaysRejected(t, in, err)
+		if len(in) > maxFuzzInput {
 			return
 		}
-		checkNormalForm(t, in, out)
-		if again, err := Normalize(out); again != out || err != nil {
-			t.Fatalf("Normalize(%q) = %q, %v; Normalize(%q) = %q, %v; want idempotent",
-				in, out, nil, out, again, err)
+		strict, strictErr := Strict(in)
+		for _, m := range modes {
+			out, err := m.fn(in)
+			if err != nil {
+				if out != "" {
+					t.Fatalf("%s(%q) = %q with error %v, want \"\"", m.name, in, out, err)
+				}
+				checkStaysRejected(t, m.name, m.fn, in, err)
+				continue
+			}
+			checkNormalForm(t, in, out)
+			for _, again := range modes {
+				if p, err := again.fn(out); p != out || err != nil {
+					t.Fatalf("%s(%q) = %q; %s(%q) = %q, %v; want it unchanged", m.name, in, out, again.name, out, p, err)
+				}
+			}
 		}
-		checkAgainstPathClean(t, in, out)
+		// Normalize only adds to what Strict accepts, and agrees with it.
+		if strictErr == nil {
+			if norm, err := Normalize(in); norm != strict || err != nil {
+				t.Fatalf("Strict(%q) = %q but Normalize = %q, %v", in, strict, norm, err)
+			}
+		}
 	})
 }
 
 // checkStaysRejected checks that a rejection does not depend on what
-// surrounds the rejected part: the same input with a prefix or a suffix is
-// rejected for the same reason (or for being too long).
-func checkStaysRejected(t *testing.T, in string, err error) {
+// follows the rejected part, nor on an ordinary segment before it: the
+// same input with a prefix or a suffix is rejected for the same reason (or
+// for being too long).
+func checkStaysRejected(t *testing.T, name string, fn func(string) (string, error), in string, err error) {
 	t.Helper()
 	if !isSentinel(err) {
-		t.Fatalf("Normalize(%q) error = %v, want one of the package's sentinels", in, err)
+		t.Fatalf("%s(%q) error = %v, want one of the package's sentinels", name, in, err)
 	}
 	derived := []string{in + "?q", in + "#f", in + "?q#f"}
 	if strings.HasPrefix(in, "/") {
-		derived = append(derived, "/a"+in, "/a/b/.."+in, in+"/b", "/"+in, in+"/")
+		derived = append(derived, "/a"+in, in+"/b", in+"/")
 	}
 	for _, d := range derived {
-		_, err2 := Normalize(d)
+		_, err2 := fn(d)
 		if !errors.Is(err2, err) && !errors.Is(err2, ErrTooLong) {
-			t.Fatalf("Normalize(%q) error = %v, but Normalize(%q) error = %v", in, err, d, err2)
+			t.Fatalf("%s(%q) error = %v, but %s(%q) error = %v", name, in, err, name, d, err2)
 		}
 	}
+}
+
+// FuzzDifferential is the differential target: for any path that Strict
+// or Normalize accepts, the matched path is the one that Go's net/url with
+// path.Clean and a WHATWG URL Standard resolver make of the same target,
+// so that every backend routes the authorized path the same way. A path
+// that Strict accepts is also left as it is by both resolvers.
+func FuzzDifferential(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) > maxFuzzInput {
+			return
+		}
+		for _, m := range modes {
+			out, err := m.fn(in)
+			if err != nil {
+				continue
+			}
+			matched := mustUnescape(t, out)
+			raw, _ := SplitTarget(in)
+
+			// net/url and path.Clean, as a Go router sees the request.
+			target, _, _ := strings.Cut(in, "#")
+			u, err := url.ParseRequestURI(target)
+			if err != nil {
+				t.Fatalf("%s(%q) = %q, but net/url rejects it: %v", m.name, in, out, err)
+			}
+			cleaned := path.Clean(u.Path)
+			last := u.Path[strings.LastIndexByte(u.Path, '/')+1:]
+			wantTrailing := cleaned != "/" && (last == "" || last == "." || last == "..")
+			if want := cleaned + map[bool]string{true: "/"}[wantTrailing]; matched != want {
+				t.Fatalf("%s(%q) = %q, decoded %q; net/url + path.Clean give %q", m.name, in, out, matched, want)
+			}
+
+			// A WHATWG URL Standard resolver, with slashes merged after it
+			// as Normalize does.
+			whatwg := mustUnescape(t, resolveWHATWG(raw))
+			if merged := mergeSlashes(whatwg); matched != merged {
+				t.Fatalf("%s(%q) = %q, decoded %q; the WHATWG resolver gives %q (merged %q)", m.name, in, out, matched, whatwg, merged)
+			}
+			if m.name == "Strict" && (whatwg != mustUnescape(t, raw) || cleaned != path.Clean(mustUnescape(t, raw))) {
+				t.Fatalf("Strict(%q) = %q, but a resolver changes it: WHATWG %q, path.Clean %q", in, out, whatwg, cleaned)
+			}
+		}
+	})
+}
+
+// resolveWHATWG resolves the path of a special-scheme URL (http, https) as
+// the URL Standard's path state does: "\\" is a separator, "." and ".."
+// are recognized raw or percent-encoded in any case, and empty segments
+// are segments (".." removes one). Escapes are left as they are.
+func resolveWHATWG(p string) string {
+	var parts []string
+	start := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' && p[i] != '\\' {
+			continue
+		}
+		parts = append(parts, p[start:i])
+		start = i + 1
+	}
+	var out []string
+	for i, seg := range parts {
+		last := i == len(parts)-1
+		switch lower := strings.ToLower(seg); lower {
+		case "..", ".%2e", "%2e.", "%2e%2e":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		case ".", "%2e":
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, seg)
+		}
+	}
+	return "/" + strings.Join(out, "/")
+}
+
+func mergeSlashes(p string) string {
+	for strings.Contains(p, "//") {
+		p = strings.ReplaceAll(p, "//", "/")
+	}
+	return p
+}
+
+func mustUnescape(t *testing.T, p string) string {
+	t.Helper()
+	s, err := url.PathUnescape(p)
+	if err != nil {
+		t.Fatalf("url.PathUnescape(%q): %v", p, err)
+	}
+	return s
 }
 
 func isSentinel(err error) bool {
 	for _, s := range []error{
 		ErrTooLong, ErrNotAbsolute, ErrInvalidEscape, ErrEncodedSlash, ErrEncodedBackslash,
-		ErrBackslash, ErrNUL, ErrControlChar, ErrDotSegmentParam,
+		ErrBackslash, ErrNUL, ErrControlChar, ErrDotSegmentParam, ErrDotSegment, ErrEmptySegment,
+		ErrEncodedUnreserved, ErrAmbiguousDotSegment,
 	} {
 		if errors.Is(err, s) {
 			return true
@@ -303,33 +485,6 @@ func checkNormalForm(t *testing.T, in, out string) {
 		default:
 			t.Fatalf("Normalize(%q) = %q, has the byte %q outside pchar", in, out, c)
 		}
-	}
-}
-
-// checkAgainstPathClean compares Normalize with an independent
-// implementation: decode every escape of the path with net/url and resolve
-// it with path.Clean. Because encoded slashes are rejected, decoding does
-// not create or remove segments, so both must agree apart from the trailing
-// slash, which Normalize keeps.
-func checkAgainstPathClean(t *testing.T, in, out string) {
-	t.Helper()
-	p, _, _ := strings.Cut(in, "?")
-	p, _, _ = strings.Cut(p, "#")
-	decodedIn, err := url.PathUnescape(p)
-	if err != nil {
-		t.Fatalf("Normalize(%q) = %q, but url.PathUnescape(%q): %v", in, out, p, err)
-	}
-	decodedOut, err := url.PathUnescape(out)
-	if err != nil {
-		t.Fatalf("url.PathUnescape(Normalize(%q) = %q): %v", in, out, err)
-	}
-	if want, got := path.Clean(decodedIn), path.Clean(decodedOut); got != want || decodedOut != want && decodedOut != want+"/" {
-		t.Fatalf("Normalize(%q) = %q, decoded %q; path.Clean of the decoded input is %q", in, out, decodedOut, want)
-	}
-	last := decodedIn[strings.LastIndexByte(decodedIn, '/')+1:]
-	wantTrailing := out == "/" || last == "" || last == "." || last == ".."
-	if strings.HasSuffix(out, "/") != wantTrailing {
-		t.Fatalf("Normalize(%q) = %q, want a trailing slash: %v", in, out, wantTrailing)
 	}
 }
 

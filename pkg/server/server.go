@@ -51,6 +51,9 @@ type Options struct {
 	DefaultAllow bool
 	// TrustedHops is the number of trusted X-Forwarded-For hops.
 	TrustedHops int
+	// NormalizePaths resolves dot and empty segments instead of denying
+	// them (decision.Options.NormalizePaths).
+	NormalizePaths bool
 
 	// ShutdownGrace bounds how long in-flight checks may take to finish
 	// after the context is cancelled. Default 10s.
@@ -110,7 +113,9 @@ func New(opts Options) (*Server, error) {
 		jopts.Secrets = jwt.NewDirSecrets(opts.SecretsDir, nil)
 	}
 	s.jwt = jwt.NewManager(jopts)
-	s.engine = decision.NewEngine(decision.Options{Quota: store, DefaultAllow: opts.DefaultAllow, TrustedHops: opts.TrustedHops})
+	s.engine = decision.NewEngine(decision.Options{
+		Quota: store, DefaultAllow: opts.DefaultAllow, TrustedHops: opts.TrustedHops, NormalizePaths: opts.NormalizePaths,
+	})
 
 	if err := s.listen(); err != nil {
 		s.closeListeners()
