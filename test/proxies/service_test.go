@@ -17,6 +17,12 @@ const repoRoot = "../.."
 // TestExamplesNameOnlyTheChartService.
 var exampleDirs = []string{"config/envoy", "config/istio", "config/nginx", "config/caddy"}
 
+// The examples run by the forward-auth tests.
+const (
+	nginxExample = "config/nginx/tollgate.conf"
+	caddyExample = "config/caddy/Caddyfile"
+)
+
 // examplePath returns the path of a file under the repository root.
 func examplePath(rel string) string { return filepath.Join(repoRoot, filepath.FromSlash(rel)) }
 
