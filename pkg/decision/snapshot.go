@@ -69,7 +69,7 @@ func NewSnapshot(policies []*policy.Policy, newVerifier VerifierFunc) (*Snapshot
 		if p.JWT != nil {
 			v, err := newVerifier(p.JWT.Config)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("policy %s: jwt: %w", p.Key(), err))
+				errs = append(errs, fmt.Errorf("policy %s: %w", p.Key(), err))
 				continue
 			}
 			e.verifier = v

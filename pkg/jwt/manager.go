@@ -10,14 +10,14 @@ import (
 )
 
 // Observer receives events for metrics. Implementations must be safe for
-// concurrent use and cheap: VerifyFailure and CacheLookup run on the request
-// path.
+// concurrent use and cheap: CacheLookup runs on the request path. Rejected
+// tokens are not reported here: the reason of each is in the decision it
+// causes, and the decision's recorder counts it (a missing token never
+// reaches Verify).
 type Observer interface {
 	// JWKSFetch reports one fetch of a remote key set (or discovery
 	// document) at uri; err is nil on success.
 	JWKSFetch(uri string, err error)
-	// VerifyFailure reports a rejected token.
-	VerifyFailure(reason Reason)
 	// CacheLookup reports a verified-token cache lookup.
 	CacheLookup(hit bool)
 }
@@ -25,7 +25,6 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) JWKSFetch(string, error) {}
-func (nopObserver) VerifyFailure(Reason)    {}
 func (nopObserver) CacheLookup(bool)        {}
 
 // Options configures a Manager. The zero value is usable.

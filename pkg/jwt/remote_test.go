@@ -322,7 +322,7 @@ func TestObserver(t *testing.T) {
 	_, _ = v.Verify(context.Background(), "x")
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	if obs.fetchOK != 1 || obs.hits != 2 || obs.misses != 1 || obs.failures[ReasonMalformed] != 1 {
+	if obs.fetchOK != 1 || obs.hits != 2 || obs.misses != 1 {
 		t.Fatalf("observer = %+v", obs)
 	}
 }
@@ -331,7 +331,6 @@ type countingObserver struct {
 	mu                sync.Mutex // mu guards all fields
 	fetchOK, fetchErr int
 	hits, misses      int
-	failures          map[Reason]int
 }
 
 func (o *countingObserver) JWKSFetch(_ string, err error) {
@@ -342,15 +341,6 @@ func (o *countingObserver) JWKSFetch(_ string, err error) {
 	} else {
 		o.fetchOK++
 	}
-}
-
-func (o *countingObserver) VerifyFailure(r Reason) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.failures == nil {
-		o.failures = map[Reason]int{}
-	}
-	o.failures[r]++
 }
 
 func (o *countingObserver) CacheLookup(hit bool) {

@@ -64,7 +64,7 @@ func NewDirSecrets(dir string, now func() time.Time) *DirSecrets {
 func (d *DirSecrets) Secret(_ context.Context, ref SecretRef) ([]byte, error) {
 	for _, part := range []string{ref.Namespace, ref.Name, ref.Key} {
 		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, `/\`+"\x00") {
-			return nil, fmt.Errorf("jwt: secret %s: invalid reference", ref)
+			return nil, fmt.Errorf("secret %s: invalid reference", ref)
 		}
 	}
 	now := d.now()
@@ -77,7 +77,7 @@ func (d *DirSecrets) Secret(_ context.Context, ref SecretRef) ([]byte, error) {
 	path := filepath.Join(d.dir, ref.Namespace, ref.Name, ref.Key)
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("jwt: secret %s: %w", ref, err)
+		return nil, fmt.Errorf("secret %s: %w", ref, err)
 	}
 	if f != nil && st.Size() == f.size && st.ModTime().Equal(f.modTime) {
 		f.checkedAt = now
@@ -85,7 +85,7 @@ func (d *DirSecrets) Secret(_ context.Context, ref SecretRef) ([]byte, error) {
 	}
 	data, err := readCapped(path)
 	if err != nil {
-		return nil, fmt.Errorf("jwt: secret %s: %w", ref, err)
+		return nil, fmt.Errorf("secret %s: %w", ref, err)
 	}
 	d.files[ref] = &secretFile{data: data, size: st.Size(), modTime: st.ModTime(), checkedAt: now}
 	return data, nil
@@ -150,7 +150,7 @@ func (s *secretSource) refreshUnknown(ctx context.Context) (*keySet, error) {
 func (s *secretSource) resolve(ctx context.Context) (*keySet, error) {
 	data, err := s.m.secrets.Secret(ctx, s.ref)
 	if err == nil && len(data) < minSecretLen {
-		err = fmt.Errorf("jwt: secret %s: shorter than %d bytes", s.ref, minSecretLen)
+		err = fmt.Errorf("secret %s: shorter than %d bytes", s.ref, minSecretLen)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

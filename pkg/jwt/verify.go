@@ -71,7 +71,6 @@ func (v *Verifier) WaitKeys(ctx context.Context) error {
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	id, ferr := v.verify(ctx, raw)
 	if ferr != nil {
-		v.m.obs.VerifyFailure(ferr.Reason)
 		return nil, ferr
 	}
 	return id, nil

@@ -22,6 +22,7 @@ type Metrics struct {
 	decisions      *prometheus.CounterVec
 	checkLatency   *prometheus.HistogramVec
 	jwtFailures    *prometheus.CounterVec
+	jwtByReason    map[string]prometheus.Counter // jwtFailures curried per jwt.Reason
 	jwksFetches    *prometheus.CounterVec
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
@@ -70,13 +71,18 @@ func New() *Metrics {
 	reg.MustRegister(m.decisions, m.checkLatency, m.jwtFailures, m.jwksFetches,
 		tokenCache, m.policiesLoaded, m.policiesReady,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.jwtByReason = make(map[string]prometheus.Counter, len(jwt.Reasons()))
 	for _, r := range jwt.Reasons() {
-		m.jwtFailures.WithLabelValues(string(r))
+		m.jwtByReason[string(r)] = m.jwtFailures.WithLabelValues(string(r))
 	}
 	return m
 }
 
-// Decision records one decision and its latency.
+// Decision records one decision and its latency. It is the one place that
+// counts token failures too: a decision whose reason is a jwt.Reason (a
+// missing token included, which never reaches a verifier) is one rejected
+// token, so tollgate_jwt_verification_failures_total agrees with
+// tollgate_decisions_total by reason.
 func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Duration) {
 	result := "allow"
 	switch {
@@ -86,6 +92,11 @@ func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Dur
 		result = "deny"
 	}
 	m.decisions.WithLabelValues(d.Policy, d.Rule, result, d.Reason).Inc()
+	if result != "allow" {
+		if c, ok := m.jwtByReason[d.Reason]; ok {
+			c.Inc()
+		}
+	}
 	m.checkLatency.WithLabelValues(transport).Observe(took.Seconds())
 }
 
@@ -97,9 +108,6 @@ func (m *Metrics) JWKSFetch(uri string, err error) {
 	}
 	m.jwksFetches.WithLabelValues(uri, "success").Inc()
 }
-
-// VerifyFailure implements jwt.Observer.
-func (m *Metrics) VerifyFailure(r jwt.Reason) { m.jwtFailures.WithLabelValues(string(r)).Inc() }
 
 // CacheLookup implements jwt.Observer.
 func (m *Metrics) CacheLookup(hit bool) {

@@ -17,11 +17,11 @@ func TestMetrics(t *testing.T) {
 	m := metrics.New()
 	m.JWKSFetch("https://a/jwks", nil)
 	m.JWKSFetch("https://a/jwks", errors.New("refused"))
-	m.VerifyFailure(jwt.ReasonExpired)
 	m.CacheLookup(true)
 	m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonAllowed}, time.Millisecond)
 	m.Decision("http", &decision.Decision{Allowed: true, WouldDeny: true, DryRun: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonOwnerMismatch}, time.Millisecond)
 	m.Decision("http", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: "expired"}, time.Millisecond)
+	m.Decision("grpc", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: string(jwt.ReasonMissing)}, time.Millisecond)
 	m.Policies(3)
 
 	families, err := m.Registry.Gather()
@@ -38,6 +38,7 @@ func TestMetrics(t *testing.T) {
 		`tollgate_jwks_fetches_total{result="success",uri="https://a/jwks"} 1`,
 		`tollgate_jwks_fetches_total{result="error",uri="https://a/jwks"} 1`,
 		`tollgate_jwt_verification_failures_total{reason="expired"} 1`,
+		`tollgate_jwt_verification_failures_total{reason="missing"} 1`,
 		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
 		`tollgate_token_cache_lookups_total{result="hit"} 1`,
 		`tollgate_decisions_total{policy="shop/p",reason="allowed",result="allow",rule="r"} 1`,
@@ -50,5 +51,9 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %s", want)
 		}
+	}
+	// Only token reasons are token failures.
+	if strings.Contains(out.String(), `tollgate_jwt_verification_failures_total{reason="owner_mismatch"}`) {
+		t.Error("a decision reason that is not a token's counts as a token failure")
 	}
 }

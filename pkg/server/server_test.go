@@ -433,6 +433,7 @@ func TestHotReloadKeepsLastGoodPolicies(t *testing.T) {
 func TestHealthAndMetrics(t *testing.T) {
 	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
 	h.check(checkRequest("/api/users/bob/tasks", "", nil, nil))
+	h.check(checkRequest("/api/users/bob/tasks", "a.b.c", nil, nil))
 	if code, _ := get(t, h.srv.Addr("health"), "/healthz"); code != 200 {
 		t.Errorf("/healthz %d", code)
 	}
@@ -443,7 +444,11 @@ func TestHealthAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`tollgate_decisions_total{policy="shop/tasks-api",reason="missing",result="deny",rule="own-tasks"} 1`,
 		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
-		`tollgate_check_duration_seconds_count{transport="grpc"} 1`,
+		// One place counts each reason: a missing token, which never
+		// reaches a verifier, counts as a token failure like the others.
+		`tollgate_jwt_verification_failures_total{reason="missing"} 1`,
+		`tollgate_jwt_verification_failures_total{reason="malformed"} 1`,
+		`tollgate_check_duration_seconds_count{transport="grpc"} 2`,
 		`tollgate_policies_loaded 1`,
 		`tollgate_quota_store_up 1`,
 	} {
