@@ -5,6 +5,7 @@
 #
 #   KUBEBUILDER_ASSETS=$(hack/envtest-tools.sh) go test ./...
 #   hack/envtest-tools.sh helm        # also build bin/envtest/helm
+#   hack/envtest-tools.sh kubectl     # also build bin/envtest/kubectl
 #
 # Binaries land in bin/envtest/ (override with ENVTEST_BIN_DIR). An existing
 # binary whose --version matches the pinned version is reused, so reruns are
@@ -27,11 +28,12 @@ build="$root/bin/.build"
 mkdir -p "$out" "$build"
 out="$(cd "$out" && pwd)"
 
-want_helm=0
+want_helm=0 want_kubectl=0
 for arg in "$@"; do
   case "$arg" in
     helm) want_helm=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    kubectl) want_kubectl=1 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "envtest-tools: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -55,16 +57,20 @@ has_version() {
   [[ -x "$1" ]] && v="$("$1" --version 2>/dev/null)" && [[ $'\n'"$v"$'\n' == *$'\n'"$2"$'\n'* ]]
 }
 
-build_kube_apiserver() {
-  local v="$KUBERNETES_VERSION" bin="$out/kube-apiserver"
-  if has_version "$bin" "Kubernetes $v"; then
-    log "kube-apiserver $v already present"; return
+# build_kube_cmd NAME: build k8s.io/kubernetes/cmd/NAME (kube-apiserver,
+# kubectl) at KUBERNETES_VERSION.
+build_kube_cmd() {
+  local name="$1" v="$KUBERNETES_VERSION" bin="$out/$1" want="Kubernetes $KUBERNETES_VERSION"
+  # kubectl --version is not a flag; kubectl version --client prints "Client Version: v1.37.2".
+  [[ "$name" == kubectl ]] && want="Client Version: $v"
+  if kube_has_version "$name" "$bin" "$want"; then
+    log "$name $v already present"; return
   fi
   local staging="v0.${v#v1.}" # v1.37.2 -> v0.37.2
   local minor="${v#v1.}"; minor="${minor%%.*}"
-  local dir="$build/kube-apiserver-$v"
+  local dir="$build/$name-$v"
   mkdir -p "$dir"
-  log "building kube-apiserver $v (staging modules $staging) in $dir"
+  log "building $name $v (staging modules $staging) in $dir"
   if [[ ! -f "$dir/go.mod" ]]; then
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces
     # them with ./staging/src/...; a dependent module must map each one to its
@@ -73,7 +79,7 @@ build_kube_apiserver() {
     kmod="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$v" |
       sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
     {
-      echo "module tollgate.local/envtest-kube-apiserver"
+      echo "module tollgate.local/envtest-$name"
       echo
       echo "go 1.26.0"
       echo
@@ -86,13 +92,7 @@ build_kube_apiserver() {
     grep -q '^replace k8s.io/apiserver ' "$dir/go.mod.tmp" ||
       { log "could not read staging replaces from $kmod"; exit 1; }
     # The tools-import file keeps `go mod tidy` honest about what we build.
-    cat >"$dir/tools.go" <<'EOF'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-EOF
+    printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/%s"\n' "$name" >"$dir/tools.go"
     mv "$dir/go.mod.tmp" "$dir/go.mod"
     (cd "$dir" && go mod tidy >&2) || { rm -f "$dir/go.mod" "$dir/go.sum"; exit 1; }
   fi
@@ -103,9 +103,18 @@ EOF
     ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$bin.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$bin.tmp" "k8s.io/kubernetes/cmd/$name")
   mv "$bin.tmp" "$bin"
-  has_version "$bin" "Kubernetes $v" || { log "built kube-apiserver does not report $v"; exit 1; }
+  kube_has_version "$name" "$bin" "$want" || { log "built $name does not report $v"; exit 1; }
+}
+
+kube_has_version() {
+  local name="$1" bin="$2" want="$3" v
+  if [[ "$name" == kubectl ]]; then
+    [[ -x "$bin" ]] && v="$("$bin" version --client 2>/dev/null)" && [[ $'\n'"$v"$'\n' == *$'\n'"$want"$'\n'* ]]
+  else
+    has_version "$bin" "$want"
+  fi
 }
 
 build_etcd() {
@@ -153,7 +162,8 @@ build_helm() {
     { log "built helm does not report $v"; exit 1; }
 }
 
-build_kube_apiserver
+build_kube_cmd kube-apiserver
 build_etcd
 if (( want_helm )); then build_helm; fi
+if (( want_kubectl )); then build_kube_cmd kubectl; fi
 echo "$out"

@@ -322,19 +322,24 @@ func (w wantErr) matches(fe *field.Error) bool {
 
 const notChecked = "some validation rules were not checked"
 
-func TestAuthPolicyAdmission(t *testing.T) {
+// An admissionCase is one manifest and what admission says about it.
+type admissionCase struct {
+	doc string
+	// want lists every error admission must report, and nothing else;
+	// empty means the object is accepted.
+	want []wantErr
+}
+
+// admissionCases is the table of manifests, each valid or with one schema
+// or CEL mistake, that both the server-less admission check below and the
+// real API server (TestAuthPolicyAdmissionAPIServer) must judge alike.
+func admissionCases(t *testing.T) map[string]admissionCase {
+	t.Helper()
 	sample, err := os.ReadFile(sampleFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAdmission(t)
-
-	tests := map[string]struct {
-		doc string
-		// want lists every error admission must report, and nothing else;
-		// empty means the object is accepted.
-		want []wantErr
-	}{
+	return map[string]admissionCase{
 		"the sample policy is accepted": {doc: string(sample)},
 		"a secretRef policy with HS256 is accepted": {doc: `
 apiVersion: tollgate.dev/v1alpha1
@@ -667,8 +672,11 @@ spec:
   rules: [{name: r}]
 `, want: []wantErr{{"spec.jwt.jwksUri", "unknown field"}}},
 	}
+}
 
-	for name, tc := range tests {
+func TestAuthPolicyAdmission(t *testing.T) {
+	a := newAdmission(t)
+	for name, tc := range admissionCases(t) {
 		t.Run(name, func(t *testing.T) {
 			obj, errs, _ := a.create(t, tc.doc)
 			for _, fe := range errs {
