@@ -70,7 +70,7 @@ or policy error.`,
 	f.StringVar(&o.secretsDir, "secrets-dir", "", "secretRef{name,key} of namespace NS reads DIR/NS/NAME/KEY")
 	f.StringVar(&o.method, "method", "GET", "request method")
 	f.StringVar(&o.path, "path", "", "request path, with query (required)")
-	f.StringVar(&o.host, "host", "", "request host (:authority); default: the host header, if given")
+	f.StringVar(&o.host, "host", "", "request host (:authority); default: the host header, if given, else "+defaultCheckHost)
 	f.StringArrayVar(&o.headers, "header", nil, "request header name=value (repeatable; names are lower-cased)")
 	f.StringVar(&o.token, "token", "", "bearer token (sent as authorization: Bearer TOKEN)")
 	f.StringVar(&o.sourceIP, "source-ip", "127.0.0.1", "address of the peer that sent the request to the proxy")
@@ -82,6 +82,10 @@ or policy error.`,
 	_ = cmd.MarkFlagRequired("path")
 	return cmd
 }
+
+// defaultCheckHost is the host of a check that names none: it matches
+// policies for any host, as an absent host used to, and is well-formed.
+const defaultCheckHost = "localhost"
 
 // normalizePathsUsage documents --normalize-paths of serve and check.
 const normalizePathsUsage = "resolve dot segments and merge slashes (RFC 3986 order) instead of denying paths not in normal form 400; only behind a proxy that forwards the path it normalized"
@@ -166,15 +170,14 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 // quote a header value or the token.
 func (o *checkOptions) request() (*decision.Request, error) {
 	req := &decision.Request{
-		Method:    strings.ToUpper(strings.TrimSpace(o.method)),
+		// The method goes to the engine exactly as given, as the server's
+		// does: the engine denies what is not a method token.
+		Method:    o.method,
 		Host:      o.host,
 		Path:      o.path,
 		Headers:   make(map[string]string, len(o.headers)+1),
 		PolicyKey: o.policyKey,
 		Explain:   true,
-	}
-	if req.Method == "" {
-		return nil, usageError("--method is empty")
 	}
 	if req.Path == "" {
 		return nil, usageError("--path is empty")
@@ -204,6 +207,9 @@ func (o *checkOptions) request() (*decision.Request, error) {
 	}
 	if req.Host == "" {
 		req.Host = req.Headers["host"]
+	}
+	if req.Host == "" {
+		req.Host = defaultCheckHost
 	}
 	return req, nil
 }

@@ -126,7 +126,7 @@ func TestCheckDecisions(t *testing.T) {
 			contains: []string{"DENY 403", "shop/tasks", "own-tasks", "owner_mismatch", "owner bob is not the token's sub", `{"error":"forbidden"`},
 		},
 		"an admin may read bob's tasks": {
-			args:     f.args("--method", "post", "--path", "/api/users/bob/tasks", "--token", f.admin),
+			args:     f.args("--method", "POST", "--path", "/api/users/bob/tasks", "--token", f.admin),
 			code:     0,
 			contains: []string{"ALLOW 200", "own-tasks", "owner bypass", "x-user-id: carol"},
 		},
@@ -154,6 +154,16 @@ func TestCheckDecisions(t *testing.T) {
 			args:     f.args("--path", "/api/health"),
 			code:     0,
 			contains: []string{"ALLOW 200", "rule: health", "anonymous rule"},
+		},
+		"a lower-case method is taken as sent, as the server takes it": {
+			args:     f.args("--method", "post", "--path", "/api/users/bob/tasks", "--token", f.admin),
+			code:     1,
+			contains: []string{"DENY 403", "no_rule"},
+		},
+		"a method with spaces is a bad request, as on the server": {
+			args:     f.args("--method", " GET", "--path", "/api/health"),
+			code:     1,
+			contains: []string{"DENY 400", "invalid_method"},
 		},
 		"a method no rule allows is denied": {
 			args:     f.args("--method", "DELETE", "--path", "/api/users/alice/tasks/1", "--token", f.alice),

@@ -48,6 +48,8 @@ const (
 // package's reason codes).
 const (
 	ReasonInvalidPath     = "invalid_path"
+	ReasonInvalidHost     = "invalid_host"
+	ReasonInvalidMethod   = "invalid_method"
 	ReasonNoPolicy        = "no_policy"
 	ReasonUnknownPolicy   = "unknown_policy"
 	ReasonNoRule          = "no_rule"
@@ -129,6 +131,8 @@ func deny(status int, code, reason, message string) Decision {
 
 var (
 	deniedInvalidPath   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidPath, "the request path is not allowed")
+	deniedInvalidHost   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidHost, "the request host is malformed")
+	deniedInvalidMethod = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidMethod, "the request method is malformed")
 	deniedNoPolicy      = deny(http.StatusForbidden, CodeForbidden, ReasonNoPolicy, "no policy governs this request")
 	deniedUnknownPolicy = deny(http.StatusForbidden, CodeForbidden, ReasonUnknownPolicy, "the selected policy does not exist")
 	deniedNoRule        = deny(http.StatusForbidden, CodeForbidden, ReasonNoRule, "no rule allows this request")

@@ -120,6 +120,17 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 // keep the check from growing the goroutine stack.
 func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decision {
 	req := ev.req
+	if !validMethod(req.Method) {
+		ev.step("method", "deny", "not an HTTP method token")
+		return &deniedInvalidMethod
+	}
+	// A malformed host is denied before selection, so that it can never
+	// fall through to a wildcard or any-host policy, or to the default.
+	host, ok := policy.ParseAuthority(req.Host)
+	if !ok {
+		ev.step("host", "deny", "malformed host or :authority")
+		return &deniedInvalidHost
+	}
 	clean := pathnorm.Strict
 	if e.opts.NormalizePaths {
 		clean = pathnorm.Normalize
@@ -140,7 +151,7 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 			return &deniedUnknownPolicy
 		}
 	} else {
-		ev.entry = snap.selectPolicy(policy.CanonicalHost(req.Host), path)
+		ev.entry = snap.selectPolicy(host, path)
 	}
 	if ev.entry == nil {
 		if e.opts.DefaultAllow {

@@ -139,7 +139,7 @@ func TestDecide(t *testing.T) {
 		"a path no rule matches is 403":          {request("GET", "/api/admin", alice), 403, decision.CodeForbidden, decision.ReasonNoRule, ""},
 		"a path outside every policy is 403":     {request("GET", "/other", alice), 403, decision.CodeForbidden, decision.ReasonNoPolicy, ""},
 		"the prefix is matched by segment":       {request("GET", "/apix/users/alice/tasks", alice), 403, decision.CodeForbidden, decision.ReasonNoPolicy, ""},
-		"an unknown explicit policy is 403":      {&decision.Request{Method: "GET", Path: "/api/health", PolicyKey: "shop/nope"}, 403, decision.CodeForbidden, decision.ReasonUnknownPolicy, ""},
+		"an unknown explicit policy is 403":      {&decision.Request{Method: "GET", Host: "api.example.com", Path: "/api/health", PolicyKey: "shop/nope"}, 403, decision.CodeForbidden, decision.ReasonUnknownPolicy, ""},
 		"the prefix is case-sensitive":           {request("GET", "/API/users/alice/tasks", alice), 403, decision.CodeForbidden, decision.ReasonNoPolicy, ""},
 		"a lower-case bearer scheme is accepted": {request("GET", "/api/me", "", "authorization", "bearer "+alice), 200, "", decision.ReasonAllowed, "profile"},
 	}

@@ -121,7 +121,11 @@ func TestHostMatch(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := tc.host.Match(CanonicalHost(tc.authority)); got != tc.match {
+			host, ok := ParseAuthority(tc.authority)
+			if !ok {
+				t.Fatalf("ParseAuthority(%q) rejects it", tc.authority)
+			}
+			if got := tc.host.Match(host); got != tc.match {
 				t.Fatalf("Match(%q) = %v, want %v", tc.authority, got, tc.match)
 			}
 		})
