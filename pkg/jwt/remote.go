@@ -18,18 +18,24 @@ import (
 
 // Remote key set limits and timings.
 const (
-	fetchTimeout       = 5 * time.Second  // per HTTP request
-	maxDocumentBytes   = 1 << 20          // JWKS and discovery response cap
-	minRefresh         = time.Minute      // Cache-Control max-age clamp
-	maxRefresh         = time.Hour        //
-	defaultRefresh     = 10 * time.Minute // without max-age
-	unknownKidInterval = 10 * time.Second // at most one on-demand refresh per interval
-	retryMin           = time.Second      // background retry backoff after a failure
-	retryMax           = 30 * time.Second //
+	fetchTimeout     = 5 * time.Second  // per HTTP request
+	maxDocumentBytes = 1 << 20          // JWKS and discovery response cap
+	minRefresh       = time.Minute      // background refresh: Cache-Control freshness clamp
+	maxRefresh       = time.Hour        //
+	defaultRefresh   = 10 * time.Minute // without Cache-Control or Expires
+	retryMin         = time.Second      // background retry backoff after a failure
+	retryMax         = 30 * time.Second //
 )
 
+// UnknownKidInterval is the least time between two fetches of one JWKS
+// caused by tokens naming a kid the set lacks. A flood of such tokens costs
+// at most one fetch per interval (concurrent callers share one), and a key
+// the provider rotated in is accepted at most this long (plus one fetch)
+// after it was published — SPEC promises 2 s.
+const UnknownKidInterval = time.Second
+
 // errThrottled means an on-demand refresh was skipped because one completed
-// less than unknownKidInterval ago.
+// less than UnknownKidInterval ago.
 var errThrottled = errors.New("jwks refresh throttled")
 
 // errNotLoaded means no fetch has finished yet.
@@ -50,28 +56,33 @@ type remoteSource struct {
 	mu          sync.Mutex    // mu guards the fields below
 	lastFetched time.Time     // completion of the last fetch attempt (m.now clock)
 	lastErr     error         // result of the last attempt
-	interval    time.Duration // refresh interval from the last success
+	lastOK      time.Time     // completion of the last successful fetch
+	interval    time.Duration // freshness of the last success (Cache-Control)
 }
 
 func newRemoteSource(m *Manager, uri string, discovery bool) *remoteSource {
 	return &remoteSource{m: m, uri: uri, discovery: discovery, interval: defaultRefresh}
 }
 
-// run is the background refresher: fetch now, then again after the
-// Cache-Control interval, retrying failures with capped exponential backoff.
+// run is the background refresher: fetch now, then again when the last
+// successful fetch (background or on demand) is as old as its
+// Cache-Control freshness allows, retrying failures with capped
+// exponential backoff.
 func (s *remoteSource) run(ctx context.Context) {
 	failures := 0
 	for {
-		var wait time.Duration
-		if s.freshlyLoaded() {
-			// A caller (WaitKeys, an unknown kid) has just fetched.
-			wait = s.refreshInterval()
-		} else if _, err := s.fetchShared(ctx, false); err != nil && !errors.Is(err, errThrottled) {
-			wait = min(retryMin<<min(failures, 10), retryMax)
-			failures++
-		} else {
-			failures = 0
-			wait = s.refreshInterval()
+		wait := s.untilStale()
+		if wait <= 0 {
+			if _, err := s.fetchShared(ctx, false); err != nil && !errors.Is(err, errThrottled) {
+				wait = min(retryMin<<min(failures, 10), retryMax)
+				failures++
+			} else {
+				failures = 0
+				wait = s.untilStale()
+			}
+		}
+		if wait <= 0 {
+			wait = retryMin
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -83,12 +94,23 @@ func (s *remoteSource) run(ctx context.Context) {
 	}
 }
 
+// untilStale returns how long the keys of the last successful fetch stay
+// fresh; 0 or less when a background refresh is due.
+func (s *remoteSource) untilStale() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastOK.IsZero() {
+		return 0
+	}
+	return s.lastOK.Add(s.interval).Sub(s.m.now())
+}
+
 // freshlyLoaded reports whether the last fetch succeeded less than
-// unknownKidInterval ago.
+// UnknownKidInterval ago.
 func (s *remoteSource) freshlyLoaded() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastErr == nil && !s.lastFetched.IsZero() && s.m.now().Sub(s.lastFetched) < unknownKidInterval
+	return s.lastErr == nil && !s.lastFetched.IsZero() && s.m.now().Sub(s.lastFetched) < UnknownKidInterval
 }
 
 func (s *remoteSource) refreshInterval() time.Duration {
@@ -112,7 +134,7 @@ func (s *remoteSource) keys(ctx context.Context) (*keySet, error) {
 }
 
 // refreshUnknown is called when a token names a kid the set lacks. It
-// refreshes at most once per unknownKidInterval; concurrent callers share
+// refreshes at most once per UnknownKidInterval; concurrent callers share
 // one fetch. It returns the key set to use (possibly unchanged) and, when
 // the latest fetch attempt failed, that attempt's error.
 func (s *remoteSource) refreshUnknown(ctx context.Context) (*keySet, error) {
@@ -134,7 +156,7 @@ func (s *remoteSource) refreshUnknown(ctx context.Context) (*keySet, error) {
 func (s *remoteSource) mayRefresh() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastFetched.IsZero() || s.m.now().Sub(s.lastFetched) >= unknownKidInterval
+	return s.lastFetched.IsZero() || s.m.now().Sub(s.lastFetched) >= UnknownKidInterval
 }
 
 // fetchShared runs one fetch shared by every concurrent caller. The fetch
@@ -152,6 +174,9 @@ func (s *remoteSource) fetchShared(ctx context.Context, onDemand bool) (*keySet,
 		s.mu.Lock()
 		s.lastFetched = s.m.now()
 		s.lastErr = err
+		if err == nil {
+			s.lastOK = s.lastFetched
+		}
 		s.mu.Unlock()
 		return set, err
 	})
@@ -193,7 +218,7 @@ func (s *remoteSource) fetch(ctx context.Context) (*keySet, error) {
 			if revoked {
 				s.m.keysRevoked()
 			}
-			interval := refreshFromCacheControl(hdr.Get("Cache-Control"))
+			interval := refreshFromHeaders(hdr)
 			s.mu.Lock()
 			s.interval = interval
 			s.mu.Unlock()
@@ -264,31 +289,51 @@ func (s *remoteSource) get(ctx context.Context, url string) ([]byte, http.Header
 	return body, resp.Header, nil
 }
 
-// refreshFromCacheControl derives the refresh interval from a Cache-Control
-// header: max-age clamped to [minRefresh, maxRefresh], no-cache/no-store
-// meaning minRefresh, defaultRefresh otherwise.
-func refreshFromCacheControl(h string) time.Duration {
-	if h == "" {
-		return defaultRefresh
-	}
-	d := time.Duration(-1)
-	for _, dir := range strings.Split(h, ",") {
-		dir = strings.ToLower(strings.TrimSpace(dir))
-		switch {
-		case dir == "no-cache" || dir == "no-store":
-			return minRefresh
-		case strings.HasPrefix(dir, "max-age="):
-			n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(dir, "max-age="), `"`), 10, 64)
-			if err == nil && n >= 0 {
-				if n > int64(maxRefresh/time.Second) {
-					n = int64(maxRefresh / time.Second)
-				}
-				d = time.Duration(n) * time.Second
-			}
-		}
-	}
-	if d < 0 {
+// refreshFromHeaders derives the background refresh interval from a JWKS
+// response's freshness (RFC 9111 §4.2.1): Cache-Control max-age less Age,
+// else Expires less Date; no-cache or no-store mean the shortest interval.
+// The result is clamped to [minRefresh, maxRefresh]; without freshness
+// information it is defaultRefresh. On-demand refreshes for unknown kids
+// do not wait for it.
+func refreshFromHeaders(h http.Header) time.Duration {
+	d, ok := freshness(h)
+	if !ok {
 		return defaultRefresh
 	}
 	return min(max(d, minRefresh), maxRefresh)
+}
+
+func freshness(h http.Header) (time.Duration, bool) {
+	maxAge := int64(-1)
+	for _, dir := range strings.Split(h.Get("Cache-Control"), ",") {
+		dir = strings.ToLower(strings.TrimSpace(dir))
+		switch {
+		case dir == "no-cache" || dir == "no-store":
+			return 0, true
+		case strings.HasPrefix(dir, "max-age="):
+			n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(dir, "max-age="), `"`), 10, 64)
+			if err == nil && n >= 0 {
+				maxAge = min(n, int64(maxRefresh/time.Second))
+			}
+		}
+	}
+	if maxAge >= 0 {
+		age, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64)
+		if err != nil || age < 0 {
+			age = 0
+		}
+		return time.Duration(max(maxAge-age, 0)) * time.Second, true
+	}
+	if exp := h.Get("Expires"); exp != "" {
+		expires, err := http.ParseTime(exp)
+		if err != nil {
+			return 0, true // an invalid Expires means already expired
+		}
+		date, err := http.ParseTime(h.Get("Date"))
+		if err != nil {
+			return 0, false
+		}
+		return max(expires.Sub(date), 0), true
+	}
+	return 0, false
 }

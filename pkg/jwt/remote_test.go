@@ -68,9 +68,9 @@ func TestRemoteRotation(t *testing.T) {
 	srv.body.Store(next.JWKS())
 	nextTok := next.Mint(t, claims(clock.Now()))
 	if _, err := v.Verify(ctx, nextTok); ReasonOf(err) != ReasonUnknownKid {
-		t.Fatalf("new kid within 10s of the last fetch: %v, want unknown_kid (rate limited)", err)
+		t.Fatalf("new kid within UnknownKidInterval of the last fetch: %v, want unknown_kid (rate limited)", err)
 	}
-	clock.Advance(11 * time.Second)
+	clock.Advance(UnknownKidInterval)
 	if _, err := v.Verify(ctx, nextTok); err != nil {
 		t.Fatalf("new key after rotation: %v", err)
 	}
@@ -202,32 +202,61 @@ func TestRemoteUnreachableAtStartRecovers(t *testing.T) {
 }
 
 func TestRemoteCacheControl(t *testing.T) {
-	cases := map[string]time.Duration{
-		"":                             defaultRefresh,
-		"max-age=5":                    minRefresh,
-		"max-age=120":                  2 * time.Minute,
-		"public, max-age=600":          10 * time.Minute,
-		"max-age=86400":                maxRefresh,
-		"max-age=99999999999999999999": defaultRefresh, // unparsable: ignored
-		"no-store":                     minRefresh,
-		"no-cache, max-age=3000":       minRefresh,
-		"MAX-AGE=1800":                 30 * time.Minute,
-		"max-age=-1":                   defaultRefresh,
+	cases := map[string]struct {
+		headers []string // name, value, ...
+		want    time.Duration
+	}{
+		"no freshness information":          {nil, defaultRefresh},
+		"a short max-age is clamped":        {[]string{"Cache-Control", "max-age=5"}, minRefresh},
+		"max-age is honoured":               {[]string{"Cache-Control", "max-age=120"}, 2 * time.Minute},
+		"max-age among other directives":    {[]string{"Cache-Control", "public, max-age=600"}, 10 * time.Minute},
+		"a long max-age is clamped":         {[]string{"Cache-Control", "max-age=86400"}, maxRefresh},
+		"an unparsable max-age is ignored":  {[]string{"Cache-Control", "max-age=99999999999999999999"}, defaultRefresh},
+		"no-store is the shortest":          {[]string{"Cache-Control", "no-store"}, minRefresh},
+		"no-cache wins over max-age":        {[]string{"Cache-Control", "no-cache, max-age=3000"}, minRefresh},
+		"directives are case-insensitive":   {[]string{"Cache-Control", "MAX-AGE=1800"}, 30 * time.Minute},
+		"a negative max-age is ignored":     {[]string{"Cache-Control", "max-age=-1"}, defaultRefresh},
+		"Age is deducted from max-age":      {[]string{"Cache-Control", "max-age=1800", "Age", "600"}, 20 * time.Minute},
+		"Age beyond max-age is stale":       {[]string{"Cache-Control", "max-age=600", "Age", "900"}, minRefresh},
+		"Expires less Date without max-age": {[]string{"Date", "Mon, 02 Jan 2006 15:00:00 GMT", "Expires", "Mon, 02 Jan 2006 15:15:00 GMT"}, 15 * time.Minute},
+		"max-age wins over Expires":         {[]string{"Cache-Control", "max-age=120", "Date", "Mon, 02 Jan 2006 15:00:00 GMT", "Expires", "Mon, 02 Jan 2006 15:15:00 GMT"}, 2 * time.Minute},
+		"an invalid Expires is stale":       {[]string{"Expires", "0"}, minRefresh},
 	}
-	for h, want := range cases {
-		if got := refreshFromCacheControl(h); got != want {
-			t.Errorf("refreshFromCacheControl(%q) = %s, want %s", h, got, want)
+	for name, c := range cases {
+		h := http.Header{}
+		for i := 0; i+1 < len(c.headers); i += 2 {
+			h.Set(c.headers[i], c.headers[i+1])
+		}
+		if got := refreshFromHeaders(h); got != c.want {
+			t.Errorf("%s: refreshFromHeaders(%v) = %s, want %s", name, h, got, c.want)
 		}
 	}
 
 	k := jwttest.NewEd25519(t)
 	srv := newJWKSServer(t, k.JWKS())
 	srv.cacheControl.Store("public, max-age=120")
-	m, _, _ := newTestManager(t, Options{})
+	m, clock, _ := newTestManager(t, Options{})
 	v := mustVerifier(t, m, Config{Issuer: testIssuer, JWKSURI: srv.URL})
 	waitKeys(t, v)
-	if got := v.src.(*remoteSource).refreshInterval(); got != 2*time.Minute {
+	src := v.src.(*remoteSource)
+	if got := src.refreshInterval(); got != 2*time.Minute {
 		t.Fatalf("refresh interval from the server = %s, want 2m", got)
+	}
+	// The background refresh is due when the last successful fetch, on
+	// demand or not, is as old as its freshness.
+	if got := src.untilStale(); got != 2*time.Minute {
+		t.Fatalf("untilStale = %s, want 2m", got)
+	}
+	clock.Advance(90 * time.Second)
+	if _, err := v.Verify(context.Background(), jwttest.NewEd25519(t).Mint(t, claims(clock.Now()))); ReasonOf(err) != ReasonUnknownKid {
+		t.Fatalf("unknown kid: %v", err)
+	}
+	if got := src.untilStale(); got != 2*time.Minute {
+		t.Fatalf("after an on-demand fetch untilStale = %s, want 2m", got)
+	}
+	clock.Advance(2 * time.Minute)
+	if got := src.untilStale(); got > 0 {
+		t.Fatalf("untilStale = %s after the freshness passed, want due", got)
 	}
 }
 
