@@ -16,7 +16,6 @@ import (
 
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
-	"github.com/tollgate-dev/tollgate/pkg/policyfile"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 )
 
@@ -36,6 +35,7 @@ type checkOptions struct {
 	normalizePaths bool
 	output         string
 	timeout        time.Duration
+	crossNSHosts   bool
 }
 
 func newCheckCommand() *cobra.Command {
@@ -79,6 +79,7 @@ or policy error.`,
 	f.BoolVar(&o.normalizePaths, "normalize-paths", false, normalizePathsUsage)
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on fetching remote JWKS")
+	f.BoolVar(&o.crossNSHosts, "cross-namespace-hosts", false, "let policies of any namespace share hosts (single-tenant), as serve --cross-namespace-hosts")
 	_ = cmd.MarkFlagRequired("path")
 	return cmd
 }
@@ -110,17 +111,6 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 	if len(paths) == 0 {
 		return usageError("no policies: give --policy-dir or --policy-file")
 	}
-	policies, problems := policyfile.Load(paths...)
-	for _, p := range problems {
-		fmt.Fprintln(stderr, p.String())
-	}
-	if len(problems) > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("%d policy error(s)", len(problems))}
-	}
-	if len(policies) == 0 {
-		fmt.Fprintln(stderr, "tollgate: warning: no AuthPolicy found in", strings.Join(paths, ", "))
-	}
-
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	jopts := jwt.Options{
@@ -134,21 +124,20 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 	}
 	keys := jwt.NewManager(jopts)
 	defer keys.Close()
-	newVerifier := func(c jwt.Config) (decision.TokenVerifier, error) {
-		v, err := keys.Verifier(c)
-		if err != nil {
-			return nil, err
-		}
-		return v, nil
-	}
-	snap, err := decision.NewSnapshot(policies, newVerifier)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
 	quota := ratelimit.NewMemory(ratelimit.MemoryOptions{SweepInterval: -1})
 	defer quota.Close()
 	engine := decision.NewEngine(decision.Options{Quota: quota, DefaultAllow: o.defaultAction == "allow", NormalizePaths: o.normalizePaths})
-	engine.Swap(snap)
+	set, problems, n, err := loadPolicyFiles(ctx, loadOptions{paths: paths, keys: keys, publish: func(s *decision.Snapshot) { engine.Swap(s) }, crossNamespaceHosts: o.crossNSHosts})
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer set.Close()
+	if errs := printProblems(stderr, problems); errs > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("%d policy error(s)", errs)}
+	}
+	if n == 0 {
+		fmt.Fprintln(stderr, "tollgate: warning: no AuthPolicy found in", strings.Join(paths, ", "))
+	}
 
 	d := engine.Decide(ctx, req)
 	if o.output == "json" {

@@ -27,6 +27,7 @@ type serveFlags struct {
 	defaultAction                               string
 	trustedHops                                 int
 	normalizePaths                              bool
+	crossNamespaceHosts                         bool
 	shutdownGrace                               time.Duration
 	kubernetes                                  bool
 	logLevel, logFormat                         string
@@ -69,6 +70,7 @@ func newServeCommand() *cobra.Command {
 	fl.BoolVar(&f.redisTLS, "redis-tls", false, "connect to Redis with TLS")
 	fl.StringVar(&f.onStoreError, "on-store-error", "local", "when Redis is unreachable: local, allow or deny")
 	fl.StringVar(&f.defaultAction, "default-action", "deny", "requests that match no policy: deny (403) or allow")
+	fl.BoolVar(&f.crossNamespaceHosts, "cross-namespace-hosts", false, "let policies of any namespace serve the same hosts (single-tenant clusters); by default a host belongs to the namespace of the oldest policy naming it")
 	fl.IntVar(&f.trustedHops, "xff-trusted-hops", 0, "trusted proxies in front of Envoy whose X-Forwarded-For entry names the client IP")
 	fl.BoolVar(&f.normalizePaths, "normalize-paths", false, normalizePathsUsage)
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
@@ -131,12 +133,13 @@ func (f *serveFlags) options() (server.Options, error) {
 			PasswordFile: f.redisPasswordFile,
 			TLS:          f.redisTLS,
 		},
-		OnStoreError:   f.onStoreError,
-		DefaultAllow:   defaultAllow,
-		TrustedHops:    f.trustedHops,
-		NormalizePaths: f.normalizePaths,
-		ShutdownGrace:  f.shutdownGrace,
-		Logger:         log,
+		OnStoreError:        f.onStoreError,
+		DefaultAllow:        defaultAllow,
+		CrossNamespaceHosts: f.crossNamespaceHosts,
+		TrustedHops:         f.trustedHops,
+		NormalizePaths:      f.normalizePaths,
+		ShutdownGrace:       f.shutdownGrace,
+		Logger:              log,
 	}, nil
 }
 

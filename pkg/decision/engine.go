@@ -46,7 +46,7 @@ type Engine struct {
 // NewEngine returns an Engine serving an empty snapshot until Swap.
 func NewEngine(opts Options) *Engine {
 	e := &Engine{opts: opts}
-	e.snapshot.Store(&Snapshot{exact: map[string][]*entry{}, byKey: map[string]*entry{}})
+	e.snapshot.Store(NewSnapshot(nil, nil))
 	return e
 }
 

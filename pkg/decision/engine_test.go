@@ -12,8 +12,8 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
 	pt "github.com/tollgate-dev/tollgate/pkg/policy/policytest"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 )
 
@@ -61,23 +61,22 @@ func newFixture(t testing.TB, opts decision.Options, policies ...*v1alpha1.AuthP
 	return f
 }
 
+// load serves aps through a policy set, as serve does; aps are given
+// oldest first and must all be accepted.
 func (f *fixture) load(t testing.TB, aps ...*v1alpha1.AuthPolicy) {
 	t.Helper()
-	var compiled []*policy.Policy
-	for _, ap := range aps {
-		p, err := policy.Compile(ap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		compiled = append(compiled, p)
-	}
 	m := jwt.NewManager(jwt.Options{})
 	t.Cleanup(m.Close)
-	snap, err := decision.NewSnapshot(compiled, func(c jwt.Config) (decision.TokenVerifier, error) { return m.Verifier(c) })
-	if err != nil {
+	set := policyset.New(policyset.Options{Keys: m, Publish: func(s *decision.Snapshot) { f.engine.Swap(s) }})
+	t.Cleanup(set.Close)
+	for i, ap := range aps {
+		if st := set.ApplyFrom(ap, policyset.Origin{File: "test", Doc: i}); !st.Ready() {
+			t.Fatalf("policy %s/%s: %s: %s", ap.Namespace, ap.Name, st.Reason, st.Message)
+		}
+	}
+	if err := set.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.engine.Swap(snap)
 }
 
 func (f *fixture) token(t testing.TB, sub string, extra map[string]any) string {

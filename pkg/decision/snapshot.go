@@ -2,9 +2,7 @@ package decision
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sort"
+	"strings"
 
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/policy"
@@ -15,21 +13,29 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*jwt.Identity, error)
 }
 
-// A VerifierFunc makes the verifier of a compiled jwt block; a
-// jwt.Manager's Verifier method wrapped in a closure is one.
-type VerifierFunc func(cfg jwt.Config) (TokenVerifier, error)
+// An Entry is one policy a Snapshot serves, with the verifier of its
+// tokens (nil when every rule is anonymous).
+type Entry struct {
+	Policy   *policy.Policy
+	Verifier TokenVerifier
+}
 
 // A Snapshot is an immutable, compiled set of policies with their
 // verifiers and selection indexes. The Engine swaps snapshots atomically.
+//
+// Selection costs a few map lookups per host label and path segment,
+// whatever the number of policies.
 type Snapshot struct {
-	exact    map[string][]*entry // by host name
-	wildcard []wildcardEntry     // longest suffix first, then longest prefix
-	anyHost  []*entry            // longest prefix first
-	byKey    map[string]*entry
-	policies []*policy.Policy
-	// Conflicts lists the policies left out because an older one governs
-	// the same host and prefix.
-	Conflicts []policy.Conflict
+	exact    map[string]*hostIndex // by host name
+	wildcard map[string]*hostIndex // by suffix with its leading dot
+	anyHost  hostIndex
+	// exactOwner and wildOwner map a host name, or a wildcard's suffix with
+	// its leading dot, to the namespace that owns it; both nil when hosts
+	// are not owned (--cross-namespace-hosts).
+	exactOwner map[string]string
+	wildOwner  map[string]string
+	byKey      map[string]*entry
+	policies   []*policy.Policy
 }
 
 type entry struct {
@@ -37,71 +43,120 @@ type entry struct {
 	verifier TokenVerifier // nil when every rule is anonymous
 }
 
-type wildcardEntry struct {
-	suffix string
-	*entry
+// A hostIndex holds the entries of one host matcher by pathPrefix.
+type hostIndex struct {
+	byPrefix map[string][]*entry
 }
 
-// NewSnapshot indexes policies, given oldest first (the order that decides
-// conflicts), and makes their verifiers. A policy whose verifier cannot be
-// made is left out and its error is returned, joined with the others; the
-// snapshot serves the rest.
-func NewSnapshot(policies []*policy.Policy, newVerifier VerifierFunc) (*Snapshot, error) {
-	s := &Snapshot{
-		exact: make(map[string][]*entry),
-		byKey: make(map[string]*entry, len(policies)),
+func (h *hostIndex) add(e *entry) {
+	if h.byPrefix == nil {
+		h.byPrefix = make(map[string][]*entry, 1)
 	}
-	s.Conflicts = policy.FindConflicts(policies)
-	conflicted := make(map[*policy.Policy]bool, len(s.Conflicts))
-	for _, c := range s.Conflicts {
-		conflicted[c.Newer] = true
+	list := h.byPrefix[e.policy.PathPrefix]
+	// Enforcing entries before dry-run ones; otherwise in given order.
+	i := len(list)
+	if !e.policy.DryRun {
+		for i > 0 && list[i-1].policy.DryRun {
+			i--
+		}
 	}
-	var errs []error
-	for _, p := range policies {
-		if conflicted[p] {
-			continue
-		}
-		if _, dup := s.byKey[p.Key()]; dup {
-			errs = append(errs, fmt.Errorf("policy %s: defined twice", p.Key()))
-			continue
-		}
-		e := &entry{policy: p}
-		if p.JWT != nil {
-			v, err := newVerifier(p.JWT.Config)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("policy %s: %w", p.Key(), err))
-				continue
+	list = append(list, nil)
+	copy(list[i+1:], list[i:])
+	list[i] = e
+	h.byPrefix[e.policy.PathPrefix] = list
+}
+
+// lookup returns the entry with the longest pathPrefix that governs path,
+// among those of namespace ns ("" for any namespace).
+func (h *hostIndex) lookup(path, ns string) *entry {
+	if len(h.byPrefix) == 0 {
+		return nil
+	}
+	var found *entry
+	eachPrefix(path, func(prefix string) bool {
+		for _, e := range h.byPrefix[prefix] {
+			if ns == "" || e.policy.Namespace == ns {
+				found = e
+				return true
 			}
-			e.verifier = v
 		}
+		return false
+	})
+	return found
+}
+
+// eachPrefix calls fn with every pathPrefix that governs path (see
+// policy.MatchPrefix), longest first, until fn returns true. path is
+// normalized and starts with "/".
+func eachPrefix(path string, fn func(prefix string) bool) {
+	if fn(path) {
+		return
+	}
+	for i := len(path) - 1; i > 0; i-- {
+		if path[i] != '/' {
+			continue
+		}
+		if i+1 < len(path) && fn(path[:i+1]) {
+			return
+		}
+		if fn(path[:i]) {
+			return
+		}
+	}
+	if len(path) > 1 {
+		fn("/")
+	}
+}
+
+// NewSnapshot indexes entries for selection. Conflicts are the caller's
+// to decide (pkg/policyset does, by age): entries that share a host
+// matcher, pathPrefix and mode are all kept and the first one is
+// selected. owners maps each host as written in policies to the namespace
+// that owns it: a request to an owned host is decided only by that
+// namespace's policies. A nil owners turns ownership off.
+func NewSnapshot(entries []Entry, owners map[string]string) *Snapshot {
+	s := &Snapshot{
+		exact:    make(map[string]*hostIndex),
+		wildcard: make(map[string]*hostIndex),
+		byKey:    make(map[string]*entry, len(entries)),
+		policies: make([]*policy.Policy, 0, len(entries)),
+	}
+	if owners != nil {
+		s.exactOwner = make(map[string]string, len(owners))
+		s.wildOwner = make(map[string]string)
+		for h, ns := range owners {
+			if suffix, ok := strings.CutPrefix(h, "*"); ok {
+				s.wildOwner[suffix] = ns
+			} else {
+				s.exactOwner[h] = ns
+			}
+		}
+	}
+	for _, in := range entries {
+		p := in.Policy
+		if _, dup := s.byKey[p.Key()]; dup {
+			continue
+		}
+		e := &entry{policy: p, verifier: in.Verifier}
 		s.byKey[p.Key()] = e
 		s.policies = append(s.policies, p)
 		if len(p.Hosts) == 0 {
-			s.anyHost = append(s.anyHost, e)
+			s.anyHost.add(e)
 		}
 		for _, h := range p.Hosts {
+			idx := s.exact
 			if h.Wildcard {
-				s.wildcard = append(s.wildcard, wildcardEntry{suffix: h.Name, entry: e})
-			} else {
-				s.exact[h.Name] = append(s.exact[h.Name], e)
+				idx = s.wildcard
 			}
+			hi := idx[h.Name]
+			if hi == nil {
+				hi = &hostIndex{}
+				idx[h.Name] = hi
+			}
+			hi.add(e)
 		}
 	}
-	byPrefix := func(list []*entry) {
-		sort.SliceStable(list, func(i, j int) bool { return len(list[i].policy.PathPrefix) > len(list[j].policy.PathPrefix) })
-	}
-	for _, list := range s.exact {
-		byPrefix(list)
-	}
-	byPrefix(s.anyHost)
-	sort.SliceStable(s.wildcard, func(i, j int) bool {
-		a, b := s.wildcard[i], s.wildcard[j]
-		if len(a.suffix) != len(b.suffix) {
-			return len(a.suffix) > len(b.suffix)
-		}
-		return len(a.policy.PathPrefix) > len(b.policy.PathPrefix)
-	})
-	return s, errors.Join(errs...)
+	return s
 }
 
 // Policies returns the policies the snapshot serves.
@@ -110,24 +165,51 @@ func (s *Snapshot) Policies() []*policy.Policy { return s.policies }
 // Len returns the number of policies served.
 func (s *Snapshot) Len() int { return len(s.policies) }
 
+// Owner returns the namespace that owns a canonical host name: the owner
+// of the host itself, else of the most specific wildcard matching it. ok
+// is false when the host is not owned or ownership is off.
+func (s *Snapshot) Owner(host string) (ns string, ok bool) {
+	if s.exactOwner == nil {
+		return "", false
+	}
+	if ns, ok := s.exactOwner[host]; ok {
+		return ns, true
+	}
+	if len(s.wildOwner) > 0 {
+		for i := 1; i < len(host); i++ {
+			if host[i] == '.' {
+				if ns, ok := s.wildOwner[host[i:]]; ok {
+					return ns, true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
 // selectPolicy finds the policy for a canonical host and normalized path:
 // most specific host (exact > wildcard > any), then longest pathPrefix.
+// When the host is owned, only the owning namespace's policies take part.
 func (s *Snapshot) selectPolicy(host, path string) *entry {
-	for _, e := range s.exact[host] {
-		if policy.MatchPrefix(e.policy.PathPrefix, path) {
+	owner, _ := s.Owner(host)
+	if hi := s.exact[host]; hi != nil {
+		if e := hi.lookup(path, owner); e != nil {
 			return e
 		}
 	}
-	for i := range s.wildcard {
-		w := &s.wildcard[i]
-		if len(host) > len(w.suffix) && host[len(host)-len(w.suffix):] == w.suffix && policy.MatchPrefix(w.policy.PathPrefix, path) {
-			return w.entry
+	if len(s.wildcard) > 0 {
+		// Longest suffix first; a wildcard needs at least one label
+		// before its suffix.
+		for i := 1; i < len(host); i++ {
+			if host[i] != '.' {
+				continue
+			}
+			if hi := s.wildcard[host[i:]]; hi != nil {
+				if e := hi.lookup(path, owner); e != nil {
+					return e
+				}
+			}
 		}
 	}
-	for _, e := range s.anyHost {
-		if policy.MatchPrefix(e.policy.PathPrefix, path) {
-			return e
-		}
-	}
-	return nil
+	return s.anyHost.lookup(path, owner)
 }

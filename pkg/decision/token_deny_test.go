@@ -12,7 +12,6 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
 	pt "github.com/tollgate-dev/tollgate/pkg/policy/policytest"
 )
 
@@ -85,22 +84,5 @@ func TestTokenDenials(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestSnapshotJWTErrorSaysJWTOnce: a policy whose verifier cannot be made
-// is reported with one "jwt: " prefix (issue 11 §2).
-func TestSnapshotJWTErrorSaysJWTOnce(t *testing.T) {
-	p, err := policy.Compile(pt.New(pt.WithJWTChange(func(j *v1alpha1.JWT) {
-		j.JWKS = `{"keys":[]}`
-	}), pt.WithRule(v1alpha1.Rule{Name: "any"})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := jwt.NewManager(jwt.Options{})
-	defer m.Close()
-	_, err = decision.NewSnapshot([]*policy.Policy{p}, func(c jwt.Config) (decision.TokenVerifier, error) { return m.Verifier(c) })
-	if err == nil || strings.Count(err.Error(), "jwt: ") != 1 {
-		t.Fatalf("err = %v, want one jwt: prefix", err)
 	}
 }

@@ -241,21 +241,3 @@ func TestCompileLimits(t *testing.T) {
 		t.Errorf("unknown tier = %d per %v, want the base limit", n, d)
 	}
 }
-
-func TestFindConflicts(t *testing.T) {
-	compile := func(name string, mods ...pt.Modifier) *policy.Policy {
-		p, err := policy.Compile(pt.New(append([]pt.Modifier{pt.WithName("shop", name), pt.WithRule(v1alpha1.Rule{Name: "any", Anonymous: true})}, mods...)...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	a := compile("a", pt.WithHosts("api.example.com"), pt.WithPathPrefix("/api"))
-	b := compile("b", pt.WithHosts("other.example.com", "api.example.com"), pt.WithPathPrefix("/api"))
-	c := compile("c", pt.WithHosts("api.example.com"), pt.WithPathPrefix("/api/v2"))
-	d := compile("d", pt.WithHosts("*.example.com"), pt.WithPathPrefix("/api"))
-	conflicts := policy.FindConflicts([]*policy.Policy{a, b, c, d})
-	if len(conflicts) != 1 || conflicts[0].Newer != b || conflicts[0].Older != a || conflicts[0].Host != "api.example.com" {
-		t.Fatalf("conflicts = %+v, want only b against a on api.example.com", conflicts)
-	}
-}

@@ -28,6 +28,11 @@ const MaxFileSize = 5 << 20
 // ErrTooLarge reports a file over MaxFileSize.
 var ErrTooLarge = errors.New("policyfile: file is larger than 5 MiB")
 
+// ErrNotAuthPolicy marks a document of another API group (a ConfigMap, a
+// Kustomization, another project's AuthPolicy): it is skipped with a
+// warning, not an error.
+var ErrNotAuthPolicy = errors.New("not a tollgate AuthPolicy; skipped")
+
 // A Document is one AuthPolicy read from a file, or the error that kept it
 // from being read.
 type Document struct {
@@ -186,6 +191,9 @@ func decode(raw []byte) (*v1alpha1.AuthPolicy, error) {
 		return nil, fmt.Errorf("not an object: %w", err)
 	}
 	if meta.Kind != "AuthPolicy" || meta.APIVersion != v1alpha1.GroupVersion.String() {
+		if group, _, _ := strings.Cut(meta.APIVersion, "/"); meta.APIVersion != "" && meta.Kind != "" && group != v1alpha1.GroupVersion.Group {
+			return nil, fmt.Errorf("%w: %s %s", ErrNotAuthPolicy, meta.APIVersion, meta.Kind)
+		}
 		return nil, fmt.Errorf("unsupported object %q %q: want apiVersion %q, kind \"AuthPolicy\"", meta.APIVersion, meta.Kind, v1alpha1.GroupVersion.String())
 	}
 	ap := &v1alpha1.AuthPolicy{}

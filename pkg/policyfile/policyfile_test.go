@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/policy"
 	"github.com/tollgate-dev/tollgate/pkg/policyfile"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
 )
 
 const validPolicy = `apiVersion: tollgate.dev/v1alpha1
@@ -35,8 +37,21 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return path
 }
 
+// load syncs a new Source over paths into a new set, as validate does,
+// and returns the number of policies read and the problems.
+func load(t *testing.T, paths ...string) (int, []policyfile.Problem) {
+	t.Helper()
+	keys := jwt.NewManager(jwt.Options{CacheSize: -1})
+	t.Cleanup(keys.Close)
+	set := policyset.New(policyset.Options{Keys: keys})
+	t.Cleanup(set.Close)
+	src := policyfile.NewSource(policyfile.SourceOptions{Set: set, Paths: paths})
+	problems := src.Sync()
+	return len(src.Keys()), problems
+}
+
 func TestLoadReportsEveryMistake(t *testing.T) {
-	_, problems := policyfile.Load("testdata/invalid/many-mistakes.yaml")
+	_, problems := load(t, "testdata/invalid/many-mistakes.yaml")
 	want := map[string]string{
 		"spec.rules[0].owner.path": "userid",
 		"spec.limits[0].requests":  "requests must be between 1",
@@ -61,11 +76,11 @@ func TestLoadReportsEveryMistake(t *testing.T) {
 }
 
 func TestLoadSamples(t *testing.T) {
-	policies, problems := policyfile.Load("../../config/samples")
+	n, problems := load(t, "../../config/samples")
 	if len(problems) > 0 {
 		t.Fatalf("samples have problems: %v", problems)
 	}
-	if len(policies) == 0 {
+	if n == 0 {
 		t.Fatal("no sample policy loaded")
 	}
 }
@@ -78,7 +93,8 @@ func TestLoadBadInput(t *testing.T) {
 	}{
 		"malformed YAML":         {"apiVersion: [unclosed\n", "invalid YAML"},
 		"tab-indented YAML":      {"apiVersion: tollgate.dev/v1alpha1\nkind: AuthPolicy\nmetadata:\n\tname: x\n", "invalid YAML"},
-		"a wrong kind":           {"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n", "unsupported object"},
+		"a wrong kind of ours":   {"apiVersion: tollgate.dev/v1alpha1\nkind: AuthPolicies\nmetadata:\n  name: x\n", "unsupported object"},
+		"no kind":                {"apiVersion: v1\nmetadata:\n  name: x\n", "unsupported object"},
 		"a wrong version":        {strings.Replace(validPolicy, "v1alpha1", "v1", 1), "unsupported object"},
 		"a scalar document":      {"just a string\n", "not an object"},
 		"a list document":        {"- a\n- b\n", "not an object"},
@@ -94,9 +110,9 @@ func TestLoadBadInput(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), "p.yaml", tc.content)
-			policies, problems := policyfile.Load(path)
-			if len(problems) == 0 && len(policies) > 0 {
-				t.Fatalf("loaded %d policies, want a problem", len(policies))
+			n, problems := load(t, path)
+			if len(problems) == 0 && n > 0 {
+				t.Fatalf("loaded %d policies, want a problem", n)
 			}
 			if len(problems) == 0 {
 				if tc.message != "no AuthPolicy" {
@@ -178,15 +194,31 @@ func TestLoadDuplicatesAndConflicts(t *testing.T) {
 	writeFile(t, dir, "1.yaml", validPolicy)
 	writeFile(t, dir, "2.yaml", validPolicy)
 	writeFile(t, dir, "3.yaml", strings.Replace(validPolicy, "name: health\n  namespace", "name: twin\n  namespace", 1))
-	policies, problems := policyfile.Load(dir)
+	n, problems := load(t, dir)
 	if len(problems) != 2 {
 		t.Fatalf("problems = %v, want a duplicate and a conflict", problems)
 	}
-	if !strings.Contains(problems[0].String(), "also defined") || !strings.Contains(problems[1].String(), "Conflict") {
+	if !strings.Contains(problems[0].String(), "2.yaml: shop/health: metadata.name: policy shop/health is also defined in") ||
+		!strings.Contains(problems[1].String(), "3.yaml: shop/twin: spec: Conflict: policy shop/health already governs any host") {
 		t.Errorf("problems = %v", problems)
 	}
-	if len(policies) != 2 {
-		t.Errorf("policies = %d, want 2 (the conflict is reported, not dropped, by Load)", len(policies))
+	if n != 2 {
+		t.Errorf("policies = %d, want 2", n)
+	}
+}
+
+func TestOtherKindsAreSkippedWithAWarning(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "all.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n---\n"+validPolicy+
+		"---\napiVersion: kuadrant.io/v1\nkind: AuthPolicy\nmetadata:\n  name: y\n")
+	n, problems := load(t, dir)
+	if n != 1 || len(problems) != 2 {
+		t.Fatalf("policies %d, problems %v; want 1 policy and 2 warnings", n, problems)
+	}
+	for _, p := range problems {
+		if !p.Warning || !strings.Contains(p.String(), "warning: not a tollgate AuthPolicy; skipped") {
+			t.Errorf("problem %q is not a skip warning", p)
+		}
 	}
 }
 

@@ -19,8 +19,8 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
 	"github.com/tollgate-dev/tollgate/pkg/policyfile"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 )
 
@@ -49,6 +49,8 @@ type Options struct {
 
 	// DefaultAllow allows requests that match no policy.
 	DefaultAllow bool
+	// CrossNamespaceHosts turns off host ownership by namespace.
+	CrossNamespaceHosts bool
 	// TrustedHops is the number of trusted X-Forwarded-For hops.
 	TrustedHops int
 	// NormalizePaths resolves dot and empty segments instead of denying
@@ -69,9 +71,12 @@ type Server struct {
 	metrics *metrics.Metrics
 	jwt     *jwt.Manager
 	engine  *decision.Engine
-	quota   quotaStore
-	ready   atomic.Bool
-	health  *health.Server
+	// policies is the set every policy source feeds; it publishes into
+	// engine.
+	policies *policyset.Set
+	quota    quotaStore
+	ready    atomic.Bool
+	health   *health.Server
 
 	grpcLis, httpLis, metricsLis, healthLis net.Listener
 }
@@ -116,9 +121,17 @@ func New(opts Options) (*Server, error) {
 	s.engine = decision.NewEngine(decision.Options{
 		Quota: store, DefaultAllow: opts.DefaultAllow, TrustedHops: opts.TrustedHops, NormalizePaths: opts.NormalizePaths,
 	})
+	s.policies = policyset.New(policyset.Options{
+		Keys:                s.jwt,
+		Publish:             s.publish,
+		OnStatus:            s.policyStatus,
+		CrossNamespaceHosts: opts.CrossNamespaceHosts,
+		Logger:              s.log,
+	})
 
 	if err := s.listen(); err != nil {
 		s.closeListeners()
+		s.policies.Close()
 		s.jwt.Close()
 		store.Close()
 		return nil, err
@@ -170,6 +183,9 @@ func (s *Server) Addr(name string) string {
 // Engine returns the decision engine.
 func (s *Server) Engine() *decision.Engine { return s.engine }
 
+// Policies returns the policy set that every policy source feeds.
+func (s *Server) Policies() *policyset.Set { return s.policies }
+
 // Ready reports whether a policy set has been loaded.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
@@ -178,20 +194,28 @@ func (s *Server) Ready() bool { return s.ready.Load() }
 func (s *Server) Run(ctx context.Context) error {
 	defer s.jwt.Close()
 	defer s.quota.Close()
+	defer s.policies.Close()
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	var wg sync.WaitGroup
 	if len(s.opts.PolicyPaths) > 0 {
+		src := policyfile.NewSource(policyfile.SourceOptions{Set: s.policies, Paths: s.opts.PolicyPaths, Logger: s.log})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			policyfile.Watch(watchCtx, s.opts.ReloadInterval, s.reload, s.opts.PolicyPaths...)
+			policyfile.Watch(watchCtx, s.opts.ReloadInterval, func() {
+				src.Sync()
+				if err := s.policies.Flush(watchCtx); err == nil {
+					s.markReady()
+				}
+			}, s.opts.PolicyPaths...)
 		}()
 	} else {
-		s.ready.Store(true)
-		markServing(s.health)
-		s.metrics.Policies(0)
+		if err := s.policies.Flush(ctx); err != nil {
+			return err
+		}
+		s.markReady()
 	}
 
 	wg.Add(1)
@@ -227,50 +251,27 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// reload loads the policy files and swaps in a new snapshot. Any problem
-// keeps the last good snapshot serving.
-func (s *Server) reload() {
-	policies, problems := policyfile.Load(s.opts.PolicyPaths...)
-	if len(problems) > 0 {
-		for _, p := range problems {
-			s.log.Error("invalid policy; keeping the last good policy set", "file", p.File, "object", p.Object, "field", p.Field, "error", p.Message)
-		}
-		return
-	}
-	if err := s.swap(policies); err != nil {
-		s.log.Error("policy set not loaded; keeping the last good policy set", "error", err)
-		return
+// publish serves a new snapshot of the policy set.
+func (s *Server) publish(snap *decision.Snapshot) {
+	s.engine.Swap(snap)
+	s.metrics.Policies(snap.Len())
+}
+
+// markReady reports readiness once the first snapshot is served.
+func (s *Server) markReady() {
+	if !s.ready.Swap(true) {
+		markServing(s.health)
+		s.log.Info("policies loaded; ready", "policies", s.engine.Snapshot().Len())
 	}
 }
 
-func (s *Server) swap(policies []*policy.Policy) error {
-	snap, err := decision.NewSnapshot(policies, func(c jwt.Config) (decision.TokenVerifier, error) {
-		v, err := s.jwt.Verifier(c)
-		if err != nil {
-			return nil, err
-		}
-		return v, nil
-	})
-	if err != nil {
-		return err
+// policyStatus logs a policy's new status.
+func (s *Server) policyStatus(namespace, name string, st policyset.Status) {
+	if st.Ready() {
+		s.log.Debug("policy accepted", "policy", namespace+"/"+name, "generation", st.ObservedGeneration)
+		return
 	}
-	s.engine.Swap(snap)
-	// Stop refreshing key sets that no served policy uses any more.
-	var cfgs []jwt.Config
-	for _, p := range snap.Policies() {
-		if p.JWT != nil {
-			cfgs = append(cfgs, p.JWT.Config)
-		}
-	}
-	s.jwt.Retain(cfgs)
-	s.metrics.Policies(snap.Len())
-	if !s.ready.Swap(true) {
-		markServing(s.health)
-		s.log.Info("policies loaded; ready", "policies", snap.Len())
-	} else {
-		s.log.Info("policies reloaded", "policies", snap.Len())
-	}
-	return nil
+	s.log.Error("policy not ready", "policy", namespace+"/"+name, "reason", st.Reason, "message", st.Message, "serving", st.Serving)
 }
 
 // serve starts every enabled endpoint and returns their stop functions.

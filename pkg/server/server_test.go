@@ -420,7 +420,9 @@ func TestHotReloadKeepsLastGoodPolicies(t *testing.T) {
 	// A broken edit is logged with its field path and changes nothing.
 	h.write("tasks.yaml", strings.Replace(policyYAML("tasks-api", h.key.JWKS(), 100), "requests: 100", "requests: 0", 1))
 	h.waitFor("the broken edit to be reported", func() bool {
-		return strings.Contains(h.logs.String(), `"field":"spec.rules[1].limits[0].requests"`)
+		logs := h.logs.String()
+		return strings.Contains(logs, `"reason":"InvalidSpec"`) && strings.Contains(logs, `spec.rules[1].limits[0].requests`) &&
+			strings.Contains(logs, "its last good version keeps serving")
 	})
 	if s := status(); s != 403 {
 		t.Fatalf("after a broken edit: %d, want the last good policy (403)", s)
@@ -543,50 +545,31 @@ func TestGracefulShutdownFinishesInFlightChecks(t *testing.T) {
 	}
 }
 
-func TestNotReadyUntilPoliciesLoad(t *testing.T) {
-	dir := t.TempDir()
+// A policy broken from the start never had a good version: it serves
+// nothing, says so (not "keeping the last good"), and holds back neither
+// readiness nor the other policies.
+func TestBrokenPolicyAtStartDoesNotHoldBackReadiness(t *testing.T) {
 	broken := strings.Replace(otherPolicy, "anonymous: true", "anonymous: true\n      path: /a/**/b", 1)
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(broken), 0o644); err != nil {
-		t.Fatal(err)
+	tasks := policyYAML("tasks-api", "$JWKS", 3)
+	h := start(t, map[string]string{"a-broken.yaml": broken, "tasks.yaml": tasks})
+	hc := healthpb.NewHealthClient(h.conn)
+	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("grpc health = %v, %v; want SERVING", resp.GetStatus(), err)
 	}
-	srv, err := server.New(server.Options{GRPCAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", PolicyPaths: []string{dir}, ReloadInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	if code, _ := get(t, h.srv.Addr("health"), "/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d", code)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	conn, err := grpc.NewClient(srv.Addr("grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	if o := grpcOutcome(h.check(checkRequest("/api/health", "", nil, nil))); o.status != 200 {
+		t.Fatalf("tasks-api does not serve beside the broken policy: %+v", o)
 	}
-	defer conn.Close()
-	hc := healthpb.NewHealthClient(conn)
-	status := func() healthpb.HealthCheckResponse_ServingStatus {
-		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.GetStatus()
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"policy":"shop/public"`) || !strings.Contains(logs, "the policy is not served") || strings.Contains(logs, "last good") {
+		t.Fatalf("logs do not say that shop/public is not served, or claim a last good version:\n%s", logs)
 	}
-	h := &harness{t: t}
-	// The listener answers before the broken file is even read.
-	if code, _ := get(t, srv.Addr("health"), "/readyz"); code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz = %d before any policy loaded", code)
-	}
-	if s := status(); s != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Fatalf("grpc health = %v before any policy loaded", s)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(otherPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor("ready after the fix", srv.Ready)
-	if code, _ := get(t, srv.Addr("health"), "/readyz"); code != http.StatusOK {
-		t.Fatalf("/readyz = %d after the fix", code)
-	}
-	if s := status(); s != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("grpc health = %v after the fix", s)
-	}
+	// The fix applies.
+	h.write("a-broken.yaml", otherPolicy)
+	h.waitFor("the fixed policy to serve", func() bool {
+		return grpcOutcome(h.check(checkRequest("/other", "", nil, nil))).status == 200
+	})
 }

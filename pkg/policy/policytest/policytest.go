@@ -3,6 +3,8 @@
 package policytest
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
@@ -80,4 +82,20 @@ func OwnTasksRule() v1alpha1.Rule {
 			AllowIf: &v1alpha1.ClaimValues{Claim: "role", Values: []string{"admin"}},
 		},
 	}
+}
+
+// WithCreated sets metadata.creationTimestamp, the age that decides
+// conflicts and host ownership.
+func WithCreated(t time.Time) Modifier {
+	return func(ap *v1alpha1.AuthPolicy) { ap.CreationTimestamp = metav1.NewTime(t) }
+}
+
+// WithGeneration sets metadata.generation.
+func WithGeneration(g int64) Modifier {
+	return func(ap *v1alpha1.AuthPolicy) { ap.Generation = g }
+}
+
+// AnonymousRule is a rule that needs no token for path.
+func AnonymousRule(name, path string) v1alpha1.Rule {
+	return v1alpha1.Rule{Name: name, Path: path, Anonymous: true}
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/policyfile"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
+)
+
+// loadOptions says how check and validate load policy files.
+type loadOptions struct {
+	paths               []string
+	keys                policyset.Keys
+	publish             func(*decision.Snapshot)
+	crossNamespaceHosts bool
+}
+
+// loadPolicyFiles reads the policy files under paths into a new policy set
+// and publishes it, the way serve does at start: every check serve makes
+// (compiling, key configuration, conflicts, host ownership) is made. It
+// returns the set (to Close), the problems found and the number of
+// policies read.
+func loadPolicyFiles(ctx context.Context, o loadOptions) (*policyset.Set, []policyfile.Problem, int, error) {
+	set := policyset.New(policyset.Options{Keys: o.keys, Publish: o.publish, CrossNamespaceHosts: o.crossNamespaceHosts})
+	src := policyfile.NewSource(policyfile.SourceOptions{Set: set, Paths: o.paths})
+	problems := src.Sync()
+	if err := set.Flush(ctx); err != nil {
+		set.Close()
+		return nil, nil, 0, fmt.Errorf("load policies: %w", err)
+	}
+	return set, problems, len(src.Keys()), nil
+}
+
+// printProblems writes every problem to w and returns the number of
+// errors (warnings excluded).
+func printProblems(w io.Writer, problems []policyfile.Problem) int {
+	errs := 0
+	for _, p := range problems {
+		fmt.Fprintln(w, p.String())
+		if !p.Warning {
+			errs++
+		}
+	}
+	return errs
+}
+
+// offlineKeys returns a key manager that checks key settings as serve does
+// (an inline JWKS is parsed) but never fetches a key set or reads a
+// Secret: validate works offline.
+func offlineKeys() *jwt.Manager {
+	return jwt.NewManager(jwt.Options{
+		CacheSize:  -1,
+		HTTPClient: &http.Client{Transport: offlineTransport{}},
+		Secrets:    offlineSecrets{},
+	})
+}
+
+var errOffline = errors.New("not looked up by validate")
+
+type offlineTransport struct{}
+
+func (offlineTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, errOffline }
+
+type offlineSecrets struct{}
+
+func (offlineSecrets) Secret(context.Context, jwt.SecretRef) ([]byte, error) { return nil, errOffline }

@@ -1,0 +1,211 @@
+package policyset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
+)
+
+// secretCheckTimeout bounds the synchronous first look at a Secret (the
+// resolver is local and cheap by contract).
+const secretCheckTimeout = 100 * time.Millisecond
+
+// keyWaitTimeout bounds one wait for a remote key set; a fetch times out
+// sooner.
+const keyWaitTimeout = 30 * time.Second
+
+type keyState uint8
+
+const (
+	keysPending keyState = iota // not known yet: a first fetch is under way
+	keysAvailable
+	keysFailed
+)
+
+// A keySource is the availability of one key source (an inline JWKS, a
+// Secret, a JWKS URI or an issuer's discovery document), shared by every
+// version that uses it.
+type keySource struct {
+	id       string
+	secret   bool
+	verifier *jwt.Verifier // any verifier of the source, for WaitKeys
+	state    keyState
+	err      error // why keys are unavailable, when keysFailed
+	versions map[*version]struct{}
+	cancel   context.CancelFunc // stops the watcher, if one runs
+}
+
+func (k *keySource) reason() string {
+	if k.secret {
+		return v1alpha1.ReasonSecretNotFound
+	}
+	return v1alpha1.ReasonJWKSUnavailable
+}
+
+// keysReady reports whether v verifies with keys at hand.
+func keysReady(v *version) bool { return v.src == nil || v.src.state == keysAvailable }
+
+// sourceID identifies the key source of a configuration.
+func sourceID(c *jwt.Config) string {
+	switch {
+	case c.InlineJWKS != "":
+		return "inline\x00" + c.InlineJWKS
+	case c.Secret != nil:
+		return "secret\x00" + c.Secret.String()
+	case c.JWKSURI != "":
+		return "jwks\x00" + c.JWKSURI
+	default:
+		return "discovery\x00" + c.Issuer
+	}
+}
+
+// newVersionLocked makes the version of it compiled as p, with its token
+// verifier and key source.
+func (s *Set) newVersionLocked(it *item, p *policy.Policy) (*version, error) {
+	v := newVersion(it, p)
+	if p.JWT == nil {
+		return v, nil
+	}
+	if s.opts.Keys == nil {
+		return nil, errors.New("spec.jwt: no key manager is configured")
+	}
+	ver, err := s.opts.Keys.Verifier(p.JWT.Config)
+	if err != nil {
+		return nil, fmt.Errorf("spec.jwt: %w", err)
+	}
+	v.verifier = ver
+	v.src = s.sourceLocked(&p.JWT.Config, ver)
+	v.src.versions[v] = struct{}{}
+	return v, nil
+}
+
+// releaseLocked drops a version no longer held, and its key source when no
+// other version uses it.
+func (s *Set) releaseLocked(v *version) {
+	if v.src == nil {
+		return
+	}
+	s.pub.retain = true
+	delete(v.src.versions, v)
+	if len(v.src.versions) > 0 {
+		return
+	}
+	if v.src.cancel != nil {
+		v.src.cancel()
+	}
+	delete(s.sources, v.src.id)
+}
+
+// sourceLocked returns the key source of c, started if new: an inline JWKS
+// has its keys at once (Keys.Verifier parsed it); a Secret is looked at
+// now; a remote key set is pending until its first fetch. Unless available,
+// a watcher follows the source until it is.
+func (s *Set) sourceLocked(c *jwt.Config, ver *jwt.Verifier) *keySource {
+	id := sourceID(c)
+	if k := s.sources[id]; k != nil {
+		return k
+	}
+	k := &keySource{id: id, secret: c.Secret != nil, verifier: ver, versions: make(map[*version]struct{})}
+	s.sources[id] = k
+	switch {
+	case c.InlineJWKS != "":
+		k.state = keysAvailable
+		return k
+	case c.Secret != nil:
+		ctx, cancel := context.WithTimeout(s.ctx, secretCheckTimeout)
+		err := ver.WaitKeys(ctx)
+		cancel()
+		if err == nil {
+			k.state = keysAvailable
+			return k
+		}
+		k.state, k.err = keysFailed, err
+	}
+	if s.pub.closed {
+		return k
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	k.cancel = cancel
+	s.wg.Add(1)
+	go s.watchKeys(ctx, k)
+	return k
+}
+
+// watchKeys waits for the keys of k, checking again every KeysRetry while
+// they are unavailable, and re-decides its policies when that changes.
+// Once keys are had they stay (pkg/jwt keeps the last keys through
+// outages), so the watcher ends.
+func (s *Set) watchKeys(ctx context.Context, k *keySource) {
+	defer s.wg.Done()
+	s.mu.Lock()
+	wait := k.state == keysFailed
+	s.mu.Unlock()
+	for {
+		if wait {
+			t := time.NewTimer(s.opts.KeysRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		wait = true
+		wctx, cancel := context.WithTimeout(ctx, keyWaitTimeout)
+		err := k.verifier.WaitKeys(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		s.keysChanged(k, err)
+		if err == nil {
+			return
+		}
+	}
+}
+
+// keysChanged records the outcome of a wait for the keys of k.
+func (s *Set) keysChanged(k *keySource, err error) {
+	s.mu.Lock()
+	if s.sources[k.id] != k {
+		s.mu.Unlock()
+		return
+	}
+	state := keysAvailable
+	if err != nil {
+		state = keysFailed
+	}
+	if state == k.state && (err == nil || k.err != nil && err.Error() == k.err.Error()) {
+		s.mu.Unlock()
+		return
+	}
+	k.state, k.err = state, err
+	if err != nil {
+		s.log.Warn("policy keys unavailable", "source", k.reason(), "error", err)
+	}
+	for v := range k.versions {
+		s.enqueueLocked(v.it)
+	}
+	s.processLocked()
+	s.mu.Unlock()
+	s.deliver()
+}
+
+// configsLocked returns the jwt settings of every held version.
+func (s *Set) configsLocked() []jwt.Config {
+	var out []jwt.Config
+	for _, it := range s.items {
+		if v := it.cur; v != nil && v.policy.JWT != nil {
+			out = append(out, v.policy.JWT.Config)
+		}
+		if v := it.good; v != nil && v != it.cur && v.policy.JWT != nil {
+			out = append(out, v.policy.JWT.Config)
+		}
+	}
+	return out
+}

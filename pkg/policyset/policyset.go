@@ -1,0 +1,362 @@
+// Package policyset holds the policies that tollgate serves, one object at
+// a time, whatever their source (AuthPolicy objects from the Kubernetes
+// controller, documents from policy files): per policy, the last good
+// compiled version and the latest status. A policy that fails to compile,
+// conflicts with an older one, or names a host another namespace owns
+// keeps serving its last good version, if it has one, and says why in its
+// status; no policy ever holds back another.
+//
+// A change recompiles only the changed policy and re-decides only the
+// policies it can affect; snapshots for the decision engine are built from
+// the compiled policies by one function and published in the background,
+// coalesced under bursts.
+package policyset
+
+import (
+	"container/heap"
+	"context"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
+)
+
+// A Status is the latest outcome for one policy: what its Ready condition
+// says.
+type Status struct {
+	// Reason is one of v1alpha1.ReasonAccepted, ReasonInvalidSpec,
+	// ReasonSecretNotFound, ReasonJWKSUnavailable, ReasonConflict.
+	Reason string
+	// Message says what to fix: the compiler's field paths for InvalidSpec,
+	// the older policy (or the owning namespace) for Conflict, the Secret
+	// or URL and the error for SecretNotFound / JWKSUnavailable.
+	Message string
+	// ObservedGeneration is metadata.generation of the object this status
+	// is about.
+	ObservedGeneration int64
+	// Serving is true when some compiled version of the policy (this one or
+	// its last good one) takes part in decisions.
+	Serving bool
+	// Err is the error behind an InvalidSpec status: a *policy.Error (see
+	// policy.FieldErrors) or a key configuration error. Nil otherwise. It
+	// takes no part in deciding whether a status changed.
+	Err error
+}
+
+// Ready reports whether Reason is Accepted.
+func (s Status) Ready() bool { return s.Reason == v1alpha1.ReasonAccepted }
+
+// same reports whether two statuses say the same thing.
+func (s Status) same(o Status) bool {
+	return s.Reason == o.Reason && s.Message == o.Message &&
+		s.ObservedGeneration == o.ObservedGeneration && s.Serving == o.Serving
+}
+
+// Keys makes token verifiers and drops key sources no policy uses. A
+// *jwt.Manager satisfies it.
+type Keys interface {
+	Verifier(cfg jwt.Config) (*jwt.Verifier, error)
+	Retain(cfgs []jwt.Config)
+}
+
+var _ Keys = (*jwt.Manager)(nil)
+
+// Options configures a Set.
+type Options struct {
+	// Keys makes token verifiers and drops key sources no policy uses
+	// (a *jwt.Manager satisfies it). Required when a policy has a jwt
+	// block; such a policy is InvalidSpec without it.
+	Keys Keys
+	// Publish receives every new snapshot (the server passes engine.Swap).
+	// Calls never overlap. Nil publishes nowhere.
+	Publish func(*decision.Snapshot)
+	// OnStatus is called, without locks held and from any goroutine, when
+	// the status of a policy changes for any reason: its own apply, another
+	// policy's change (a Conflict resolved by a delete, host ownership), or
+	// asynchronously (keys became available or unavailable). Calls never
+	// overlap and come in the order the statuses changed.
+	OnStatus func(namespace, name string, st Status)
+	// CrossNamespaceHosts turns off host ownership by namespace.
+	CrossNamespaceHosts bool
+	Logger              *slog.Logger
+	// KeysRetry is how often a policy whose keys are unavailable is
+	// checked again. Default 1s.
+	KeysRetry time.Duration
+}
+
+// A Set is the set of policies served. It is safe for concurrent use.
+// Create one with New and stop it with Close.
+type Set struct {
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled by Close; parent of key watchers
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex // mu guards every field below
+	// items holds every policy applied and not deleted, by key.
+	items map[string]*item
+	// slots lists, by age, the policies holding a version that uses a
+	// slot (host matcher, pathPrefix, mode): at most one of them serves it.
+	slots map[slot][]*item
+	// hosts lists, by age, the policies holding a version that names a
+	// host as written; the first one's namespace owns the host.
+	hosts map[string][]*item
+	// sources are the key sources of held versions, by sourceID.
+	sources map[string]*keySource
+	queue   itemQueue // policies to re-decide, oldest first
+	events  []event   // status changes not yet delivered
+	// delivering is true while a goroutine delivers events.
+	delivering bool
+	pub        publisher
+}
+
+// event is a status change to deliver through OnStatus.
+type event struct {
+	ns, name string
+	st       Status
+}
+
+// New returns an empty Set. It publishes nothing until a change or Flush.
+func New(opts Options) *Set {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.KeysRetry <= 0 {
+		opts.KeysRetry = time.Second
+	}
+	s := &Set{
+		opts:    opts,
+		log:     opts.Logger,
+		items:   make(map[string]*item),
+		slots:   make(map[slot][]*item),
+		hosts:   make(map[string][]*item),
+		sources: make(map[string]*keySource),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.pub.init()
+	s.wg.Add(1)
+	go s.publishLoop()
+	return s
+}
+
+// Close stops background work (key watchers, pending publications) and
+// waits for it. The Set must not be used afterwards.
+func (s *Set) Close() {
+	s.mu.Lock()
+	s.pub.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+}
+
+// An Origin says where a policy came from. The zero Origin is a Kubernetes
+// object, whose age is its creationTimestamp. Policies from files are
+// older than every Kubernetes object and are ordered among themselves by
+// file order: Root (the index of the configured path the file was found
+// under), then File, then Doc (the document's index in its file).
+type Origin struct {
+	File string
+	Root int
+	Doc  int
+}
+
+// Apply compiles obj (when its spec changed) and makes it the policy's
+// current version; a policy that fails to compile or conflicts keeps serving
+// its last good version, if any. Age for conflicts and host ownership comes
+// from obj.CreationTimestamp (ties broken by namespace/name). Returns the
+// policy's status after the change.
+func (s *Set) Apply(obj *v1alpha1.AuthPolicy) Status {
+	return s.ApplyFrom(obj, Origin{})
+}
+
+// ApplyFrom is Apply for a policy from origin o (file order gives the age
+// of policies from files).
+func (s *Set) ApplyFrom(obj *v1alpha1.AuthPolicy, o Origin) Status {
+	ns, name := namespaceOf(obj.Namespace), obj.Name
+	s.mu.Lock()
+	it := s.itemLocked(ns, name, ageOf(obj, o, ns+"/"+name))
+	it.gen = obj.Generation
+	if it.spec == nil || !reflect.DeepEqual(it.spec, &obj.Spec) {
+		it.spec = obj.Spec.DeepCopy()
+		p, err := policy.Compile(obj)
+		var v *version
+		if err == nil {
+			v, err = s.newVersionLocked(it, p)
+		}
+		s.setVersionsLocked(it, v, err, it.good)
+	}
+	st := s.settleLocked(it)
+	s.mu.Unlock()
+	s.deliver()
+	return st
+}
+
+// Reject records that the latest version of a policy could not be read
+// (a source-level error, such as a document with an unknown field): the
+// policy is InvalidSpec with err, and keeps serving its last good version,
+// if any. A policy never seen before is created without a version.
+func (s *Set) Reject(namespace, name string, generation int64, o Origin, err error) Status {
+	ns := namespaceOf(namespace)
+	s.mu.Lock()
+	it := s.itemLocked(ns, name, ageOf(nil, o, ns+"/"+name))
+	it.gen = generation
+	it.spec = nil
+	s.setVersionsLocked(it, nil, err, it.good)
+	st := s.settleLocked(it)
+	s.mu.Unlock()
+	s.deliver()
+	return st
+}
+
+// Delete removes the policy; conflicts and host ownership it held are
+// re-decided, and other policies' statuses change through OnStatus.
+func (s *Set) Delete(namespace, name string) {
+	key := namespaceOf(namespace) + "/" + name
+	s.mu.Lock()
+	it := s.items[key]
+	if it == nil {
+		s.mu.Unlock()
+		return
+	}
+	if it.serving != nil {
+		s.servingChangedLocked(it, it.serving)
+		it.serving = nil
+		s.pub.changedLocked()
+	}
+	s.setVersionsLocked(it, nil, nil, nil)
+	it.deleted = true
+	delete(s.items, key)
+	s.processLocked()
+	s.mu.Unlock()
+	s.deliver()
+}
+
+// Status returns the latest status of a policy.
+func (s *Set) Status(namespace, name string) (Status, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it := s.items[namespaceOf(namespace)+"/"+name]
+	if it == nil {
+		return Status{}, false
+	}
+	return it.status, true
+}
+
+// A PolicyStatus is the status of one policy, with its key.
+type PolicyStatus struct {
+	Namespace, Name string
+	Origin          Origin
+	Status
+}
+
+// Statuses returns the status of every policy, oldest first.
+func (s *Set) Statuses() []PolicyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PolicyStatus, 0, len(s.items))
+	list := make(itemQueue, 0, len(s.items))
+	for _, it := range s.items {
+		list = append(list, it)
+	}
+	sortItems(list)
+	for _, it := range list {
+		out = append(out, PolicyStatus{Namespace: it.ns, Name: it.name, Origin: it.age.origin, Status: it.status})
+	}
+	return out
+}
+
+// Flush returns once every change applied before the call is in a
+// published snapshot (publication may be coalesced under bursts).
+func (s *Set) Flush(ctx context.Context) error {
+	return s.flush(ctx)
+}
+
+func namespaceOf(ns string) string {
+	if ns == "" {
+		return "default"
+	}
+	return ns
+}
+
+// itemLocked returns the item for ns/name, created if needed, with age a.
+func (s *Set) itemLocked(ns, name string, a age) *item {
+	key := ns + "/" + name
+	it := s.items[key]
+	if it == nil {
+		it = &item{key: key, ns: ns, name: name, age: a, index: -1}
+		s.items[key] = it
+		return it
+	}
+	if it.age != a {
+		// A new age moves the policy in every ordering it takes part in.
+		for _, sl := range heldSlots(it) {
+			for _, other := range s.slots[sl] {
+				s.enqueueLocked(other)
+			}
+		}
+		s.reholdLocked(it, it.cur, it.good, a)
+		s.enqueueLocked(it)
+	}
+	return it
+}
+
+// settleLocked re-decides it and whatever its change affects, and returns
+// its status.
+func (s *Set) settleLocked(it *item) Status {
+	s.enqueueLocked(it)
+	s.processLocked()
+	return it.status
+}
+
+// processLocked re-decides queued policies, oldest first, until none is
+// left, then schedules a publication if what is served changed.
+func (s *Set) processLocked() {
+	for s.queue.Len() > 0 {
+		it := heap.Pop(&s.queue).(*item)
+		if it.deleted {
+			continue
+		}
+		s.resolveLocked(it)
+	}
+	s.pub.scheduleLocked()
+}
+
+// emitLocked queues a status change for delivery.
+func (s *Set) emitLocked(it *item) {
+	if s.opts.OnStatus != nil {
+		s.events = append(s.events, event{ns: it.ns, name: it.name, st: it.status})
+	}
+}
+
+// deliver calls OnStatus for queued events, in order, from one goroutine
+// at a time and without s.mu held. A goroutine that finds another already
+// delivering leaves its events to it, so OnStatus may call into the Set.
+func (s *Set) deliver() {
+	if s.opts.OnStatus == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.delivering {
+		s.mu.Unlock()
+		return
+	}
+	s.delivering = true
+	for len(s.events) > 0 {
+		evs := s.events
+		s.events = nil
+		s.mu.Unlock()
+		for _, ev := range evs {
+			s.opts.OnStatus(ev.ns, ev.name, ev.st)
+		}
+		s.mu.Lock()
+	}
+	s.delivering = false
+	s.mu.Unlock()
+}

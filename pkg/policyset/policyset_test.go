@@ -1,0 +1,510 @@
+package policyset_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+	pt "github.com/tollgate-dev/tollgate/pkg/policy/policytest"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
+)
+
+const issuer = "https://auth.example.com"
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// harness is a Set publishing into an engine, with a log of OnStatus calls.
+type harness struct {
+	t       *testing.T
+	set     *policyset.Set
+	engine  *decision.Engine
+	key     *jwttest.Key
+	secrets *secrets
+
+	mu     sync.Mutex // mu guards events
+	events map[string][]policyset.Status
+}
+
+func newHarness(t *testing.T, mods ...func(*policyset.Options)) *harness {
+	t.Helper()
+	h := &harness{
+		t: t, key: jwttest.NewEd25519(t), secrets: &secrets{m: map[jwt.SecretRef][]byte{}},
+		engine: decision.NewEngine(decision.Options{}),
+		events: map[string][]policyset.Status{},
+	}
+	keys := jwt.NewManager(jwt.Options{CacheSize: -1, Secrets: h.secrets, SecretPollInterval: 10 * time.Millisecond})
+	t.Cleanup(keys.Close)
+	opts := policyset.Options{
+		Keys:      keys,
+		Publish:   func(s *decision.Snapshot) { h.engine.Swap(s) },
+		KeysRetry: 10 * time.Millisecond,
+		OnStatus: func(ns, name string, st policyset.Status) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.events[ns+"/"+name] = append(h.events[ns+"/"+name], st)
+		},
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	h.set = policyset.New(opts)
+	t.Cleanup(h.set.Close)
+	return h
+}
+
+// policy is an AuthPolicy created at t0+age seconds on host with prefix,
+// with the rules of mods, then an anonymous rule "open" for prefix/public/**
+// and a token rule "private" for everything else under prefix.
+func (h *harness) policy(ns, name string, age int, host, prefix string, mods ...pt.Modifier) *v1alpha1.AuthPolicy {
+	base := []pt.Modifier{
+		pt.WithName(ns, name),
+		pt.WithCreated(t0.Add(time.Duration(age) * time.Second)),
+		pt.WithPathPrefix(prefix),
+		pt.WithJWTChange(func(j *v1alpha1.JWT) { j.JWKS = h.key.JWKS() }),
+	}
+	if host != "" {
+		base = append(base, pt.WithHosts(host))
+	}
+	base = append(base, mods...)
+	base = append(base,
+		pt.WithRule(pt.AnonymousRule("open", strings.TrimSuffix(prefix, "/")+"/public/**")),
+		pt.WithRule(v1alpha1.Rule{Name: "private"}))
+	return pt.New(base...)
+}
+
+func (h *harness) flush() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.set.Flush(ctx); err != nil {
+		h.t.Fatalf("Flush: %v", err)
+	}
+}
+
+// decide flushes and decides an anonymous GET.
+func (h *harness) decide(host, path string) decision.Decision {
+	h.t.Helper()
+	h.flush()
+	return h.engine.Decide(context.Background(), &decision.Request{Method: "GET", Host: host, Path: path, SourceIP: "192.0.2.1", Headers: map[string]string{}})
+}
+
+// expectServed asserts which policy decides an anonymous GET and whether
+// it is allowed.
+func (h *harness) expectServed(host, path, policy string, allowed bool) {
+	h.t.Helper()
+	d := h.decide(host, path)
+	if d.Policy != policy || d.Allowed != allowed {
+		h.t.Fatalf("GET %s%s: policy %q allowed %v (%s), want policy %q allowed %v", host, path, d.Policy, d.Allowed, d.Reason, policy, allowed)
+	}
+}
+
+func (h *harness) status(key string) policyset.Status {
+	h.t.Helper()
+	ns, name, _ := strings.Cut(key, "/")
+	st, ok := h.set.Status(ns, name)
+	if !ok {
+		h.t.Fatalf("no status for %s", key)
+	}
+	return st
+}
+
+func (h *harness) expectStatus(key, reason string, serving bool, msg ...string) policyset.Status {
+	h.t.Helper()
+	st := h.status(key)
+	if st.Reason != reason || st.Serving != serving {
+		h.t.Fatalf("%s: status %+v, want reason %s serving %v", key, st, reason, serving)
+	}
+	for _, m := range msg {
+		if !strings.Contains(st.Message, m) {
+			h.t.Fatalf("%s: message %q does not contain %q", key, st.Message, m)
+		}
+	}
+	return st
+}
+
+// lastEvent returns the last status delivered through OnStatus for key.
+func (h *harness) lastEvent(key string) (policyset.Status, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	evs := h.events[key]
+	if len(evs) == 0 {
+		return policyset.Status{}, false
+	}
+	return evs[len(evs)-1], true
+}
+
+// waitEvent polls until OnStatus has delivered reason for key.
+func (h *harness) waitEvent(key, reason string) policyset.Status {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if st, ok := h.lastEvent(key); ok && st.Reason == reason {
+			return st
+		}
+		if time.Now().After(deadline) {
+			st, _ := h.lastEvent(key)
+			h.t.Fatalf("%s: last OnStatus %+v, want reason %s", key, st, reason)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type secrets struct {
+	mu sync.Mutex
+	m  map[jwt.SecretRef][]byte
+}
+
+func (s *secrets) Secret(_ context.Context, ref jwt.SecretRef) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[ref]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("secret %s not found", ref)
+}
+
+func (s *secrets) set(ref jwt.SecretRef, v []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[ref] = v
+}
+
+func TestApplyServesAndDeleteStops(t *testing.T) {
+	h := newHarness(t)
+	st := h.set.Apply(h.policy("shop", "a", 0, "api.example.com", "/api", pt.WithGeneration(3)))
+	if !st.Ready() || !st.Serving || st.ObservedGeneration != 3 {
+		t.Fatalf("status %+v, want Accepted, serving, generation 3", st)
+	}
+	if ev, _ := h.lastEvent("shop/a"); ev.Reason != v1alpha1.ReasonAccepted {
+		t.Fatalf("OnStatus %+v, want Accepted", ev)
+	}
+	h.expectServed("api.example.com", "/api/public/x", "shop/a", true)
+	h.expectServed("api.example.com", "/api/private", "shop/a", false)
+	h.expectServed("other.example.com", "/api/public/x", "", false)
+
+	h.set.Delete("shop", "a")
+	if _, ok := h.set.Status("shop", "a"); ok {
+		t.Fatal("a deleted policy still has a status")
+	}
+	h.expectServed("api.example.com", "/api/public/x", "", false)
+}
+
+func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "a", 0, "api.example.com", "/api", pt.WithGeneration(1)))
+
+	// Generation 2 breaks the owner rule: generation 1 keeps serving.
+	broken := h.policy("shop", "a", 0, "api.example.com", "/api", pt.WithGeneration(2), pt.WithRule(v1alpha1.Rule{
+		Name: "own", Path: "/api/users/{id}", Owner: &v1alpha1.Owner{Path: "userId"},
+	}))
+	st := h.set.Apply(broken)
+	if st.Reason != v1alpha1.ReasonInvalidSpec || !st.Serving || st.ObservedGeneration != 2 {
+		t.Fatalf("status %+v, want InvalidSpec, serving, generation 2", st)
+	}
+	for _, want := range []string{"spec.rules[0].owner.path", "last good version (generation 1) keeps serving"} {
+		if !strings.Contains(st.Message, want) {
+			t.Errorf("message %q does not contain %q", st.Message, want)
+		}
+	}
+	h.expectServed("api.example.com", "/api/public/x", "shop/a", true)
+
+	// Another policy still applies meanwhile.
+	if st := h.set.Apply(h.policy("shop", "b", 1, "api.example.com", "/b")); !st.Ready() {
+		t.Fatalf("b: %+v", st)
+	}
+	h.expectServed("api.example.com", "/b/public/x", "shop/b", true)
+
+	// Fixing it serves generation 3.
+	st = h.set.Apply(h.policy("shop", "a", 0, "api.example.com", "/api", pt.WithGeneration(3), pt.WithRule(pt.AnonymousRule("all", "/api/**"))))
+	if !st.Ready() || st.ObservedGeneration != 3 {
+		t.Fatalf("status %+v, want Accepted generation 3", st)
+	}
+}
+
+func TestInvalidNewPolicyServesNothing(t *testing.T) {
+	h := newHarness(t)
+	st := h.set.Apply(h.policy("shop", "a", 0, "", "api")) // pathPrefix must start with "/"
+	if st.Reason != v1alpha1.ReasonInvalidSpec || st.Serving {
+		t.Fatalf("status %+v, want InvalidSpec, not serving", st)
+	}
+	if !strings.Contains(st.Message, "spec.pathPrefix") || !strings.Contains(st.Message, "not served") || strings.Contains(st.Message, "last good") {
+		t.Fatalf("message %q", st.Message)
+	}
+	if st.Err == nil {
+		t.Fatal("no Err for InvalidSpec")
+	}
+}
+
+func TestInlineJWKSThatIsNotJSONIsInvalid(t *testing.T) {
+	h := newHarness(t)
+	st := h.set.Apply(h.policy("shop", "a", 0, "", "/", pt.WithJWTChange(func(j *v1alpha1.JWT) { j.JWKS = "not json" })))
+	if st.Reason != v1alpha1.ReasonInvalidSpec || !strings.Contains(st.Message, "spec.jwt") {
+		t.Fatalf("status %+v, want InvalidSpec naming spec.jwt", st)
+	}
+}
+
+// A policy whose verifier cannot be made is InvalidSpec with one "jwt: "
+// prefix after the field path (issue 11 §2).
+func TestKeyConfigErrorSaysJWTOnce(t *testing.T) {
+	h := newHarness(t)
+	st := h.set.Apply(h.policy("shop", "a", 0, "", "/", pt.WithJWTChange(func(j *v1alpha1.JWT) { j.JWKS = `{"keys":[]}` })))
+	msg, ok := strings.CutPrefix(st.Message, "spec.jwt: ")
+	if st.Reason != v1alpha1.ReasonInvalidSpec || !ok || strings.Count(msg, "jwt: ") != 1 {
+		t.Fatalf("status %+v, want InvalidSpec \"spec.jwt: jwt: ...\"", st)
+	}
+}
+
+func TestConflictsByAge(t *testing.T) {
+	tests := map[string]struct {
+		order []string // apply order of a (older) and b (newer)
+	}{
+		"the older one applied first":  {[]string{"a", "b"}},
+		"the newer one applied first":  {[]string{"b", "a"}},
+		"both applied twice, reversed": {[]string{"b", "a", "b", "a"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			ages := map[string]int{"a": 1, "b": 2}
+			for _, n := range tc.order {
+				h.set.Apply(h.policy("shop", n, ages[n], "api.example.com", "/api"))
+			}
+			h.expectStatus("shop/a", v1alpha1.ReasonAccepted, true)
+			h.expectStatus("shop/b", v1alpha1.ReasonConflict, false, "policy shop/a already governs host api.example.com", `"/api"`)
+			if ev, _ := h.lastEvent("shop/b"); ev.Reason != v1alpha1.ReasonConflict {
+				t.Fatalf("last OnStatus for b %+v, want Conflict", ev)
+			}
+			h.expectServed("api.example.com", "/api/public/1", "shop/a", true)
+		})
+	}
+}
+
+func TestConflictResolvedByDeletingTheOlder(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "a", 1, "", "/api"))
+	h.set.Apply(h.policy("shop", "b", 2, "", "/api", pt.WithRule(pt.AnonymousRule("b-only", "/api/b"))))
+	h.set.Apply(h.policy("shop", "c", 3, "", "/api"))
+	h.expectStatus("shop/b", v1alpha1.ReasonConflict, false, "shop/a")
+	h.expectStatus("shop/c", v1alpha1.ReasonConflict, false, "shop/a")
+
+	h.set.Delete("shop", "a")
+	if st := h.waitEvent("shop/b", v1alpha1.ReasonAccepted); !st.Serving {
+		t.Fatalf("b after delete: %+v", st)
+	}
+	h.expectStatus("shop/c", v1alpha1.ReasonConflict, false, "policy shop/b already governs any host")
+	h.expectServed("x.test", "/api/public/1", "shop/b", true)
+}
+
+func TestConflictKeepsLastGoodVersion(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "a", 1, "", "/api"))
+	h.set.Apply(h.policy("shop", "b", 2, "", "/b"))
+	// b moves onto a's prefix: it conflicts and keeps serving /b.
+	st := h.set.Apply(h.policy("shop", "b", 2, "", "/api"))
+	if st.Reason != v1alpha1.ReasonConflict || !st.Serving || !strings.Contains(st.Message, "last good version keeps serving") {
+		t.Fatalf("status %+v", st)
+	}
+	h.expectServed("x.test", "/b/public/1", "shop/b", true)
+	h.expectServed("x.test", "/api/public/1", "shop/a", true)
+	// Deleting a lets b's current version serve; /b is no longer b's.
+	h.set.Delete("shop", "a")
+	h.waitEvent("shop/b", v1alpha1.ReasonAccepted)
+	h.expectServed("x.test", "/api/public/1", "shop/b", true)
+	h.expectServed("x.test", "/b/public/1", "", false)
+}
+
+func TestDryRunDoesNotConflictWithEnforcing(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "a", 1, "", "/api"))
+	if st := h.set.Apply(h.policy("shop", "dry", 2, "", "/api", pt.WithMode(v1alpha1.ModeDryRun))); !st.Ready() {
+		t.Fatalf("dry-run beside an enforcing policy: %+v", st)
+	}
+	h.expectStatus("shop/a", v1alpha1.ReasonAccepted, true)
+	h.expectServed("x.test", "/api/public/1", "shop/a", true)
+	st := h.set.Apply(h.policy("shop", "dry2", 3, "", "/api", pt.WithMode(v1alpha1.ModeDryRun)))
+	if st.Reason != v1alpha1.ReasonConflict || !strings.Contains(st.Message, "dryRun") {
+		t.Fatalf("two dry-run policies on one slot: %+v", st)
+	}
+}
+
+// evilGrab is the issue's example: shop/tasks owns api.example.test with
+// prefix /api; evil/grab names the same host with a longer prefix and an
+// anonymous rule over shop's users.
+func (h *harness) shopAndEvil(evilAge int) {
+	h.set.Apply(h.policy("shop", "tasks", 1, "api.example.test", "/api"))
+	h.set.Apply(h.policy("evil", "grab", evilAge, "api.example.test", "/api/users", pt.WithRule(pt.AnonymousRule("grab", "/api/users/**"))))
+}
+
+func TestHostOwnership(t *testing.T) {
+	h := newHarness(t)
+	h.shopAndEvil(2)
+	h.expectStatus("shop/tasks", v1alpha1.ReasonAccepted, true)
+	h.expectStatus("evil/grab", v1alpha1.ReasonConflict, false, "host api.example.test belongs to namespace shop")
+	// Without a token: shop decides (401), evil never does.
+	d := h.decide("api.example.test", "/api/users/bob/tasks")
+	if d.Policy != "shop/tasks" || d.Allowed || d.Status != http.StatusUnauthorized {
+		t.Fatalf("decision %+v, want shop/tasks 401", d)
+	}
+
+	// Another namespace's any-host and wildcard policies never decide for
+	// the owned host, not even where shop has no policy.
+	h.set.Apply(h.policy("evil", "anyhost", 3, "", "/other"))
+	h.set.Apply(h.policy("evil", "wild", 4, "*.example.test", "/"))
+	h.expectStatus("evil/anyhost", v1alpha1.ReasonAccepted, true)
+	h.expectStatus("evil/wild", v1alpha1.ReasonAccepted, true)
+	h.expectServed("api.example.test", "/other/public/x", "", false)
+	h.expectServed("api.example.test", "/root/public/x", "", false)
+	h.expectServed("www.example.test", "/public/x", "evil/wild", true)
+	h.expectServed("unowned.test", "/other/public/x", "evil/anyhost", true)
+
+	// Shop's own wildcard and any-host policies do decide for its host.
+	h.set.Apply(h.policy("shop", "anyhost", 5, "", "/shop"))
+	h.expectServed("api.example.test", "/shop/public/x", "shop/anyhost", true)
+
+	// Ownership follows the oldest policy: once shop/tasks is gone, evil
+	// owns the host and grab serves; shop/anyhost no longer decides there,
+	// evil's wildcard does.
+	h.set.Delete("shop", "tasks")
+	h.waitEvent("evil/grab", v1alpha1.ReasonAccepted)
+	h.expectServed("api.example.test", "/api/users/bob/tasks", "evil/grab", true)
+	h.expectServed("api.example.test", "/shop/public/x", "evil/wild", false)
+}
+
+func TestHostOwnershipOlderOtherNamespaceTakesOver(t *testing.T) {
+	h := newHarness(t)
+	// evil/grab is applied first, but shop/tasks is older: shop owns.
+	h.set.Apply(h.policy("evil", "grab", 2, "api.example.test", "/api/users"))
+	h.expectStatus("evil/grab", v1alpha1.ReasonAccepted, true)
+	h.set.Apply(h.policy("shop", "tasks", 1, "api.example.test", "/api"))
+	if st := h.waitEvent("evil/grab", v1alpha1.ReasonConflict); st.Serving {
+		t.Fatalf("evil/grab serving: %+v", st)
+	}
+	h.expectServed("api.example.test", "/api/users/public/x", "shop/tasks", false)
+}
+
+func TestCrossNamespaceHosts(t *testing.T) {
+	h := newHarness(t, func(o *policyset.Options) { o.CrossNamespaceHosts = true })
+	h.shopAndEvil(2)
+	h.expectStatus("evil/grab", v1alpha1.ReasonAccepted, true)
+	h.expectServed("api.example.test", "/api/users/bob/tasks", "evil/grab", true)
+}
+
+func TestSecretNotFoundThenCreated(t *testing.T) {
+	h := newHarness(t)
+	ref := jwt.SecretRef{Namespace: "shop", Name: "auth", Key: "jwt-secret"}
+	ap := h.policy("shop", "hs", 1, "", "/api", pt.WithJWT(&v1alpha1.JWT{
+		Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: "auth", Key: "jwt-secret"},
+	}))
+	st := h.set.Apply(ap)
+	if st.Reason != v1alpha1.ReasonSecretNotFound || !st.Serving || !strings.Contains(st.Message, "shop/auth/jwt-secret") {
+		t.Fatalf("status %+v, want SecretNotFound naming the secret, serving (503s, not the default action)", st)
+	}
+	h.secrets.set(ref, []byte(strings.Repeat("s", 32)))
+	h.waitEvent("shop/hs", v1alpha1.ReasonAccepted)
+}
+
+func TestJWKSUnavailableKeepsLastGood(t *testing.T) {
+	h := newHarness(t)
+	var up atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, h.key.JWKS())
+	}))
+	t.Cleanup(srv.Close)
+
+	h.set.Apply(h.policy("shop", "a", 1, "", "/api", pt.WithGeneration(1)))
+	remote := h.policy("shop", "a", 1, "", "/api", pt.WithGeneration(2), pt.WithJWTChange(func(j *v1alpha1.JWT) {
+		j.JWKS, j.JWKSURI = "", srv.URL
+	}), pt.WithRule(pt.AnonymousRule("gen2", "/api/gen2")))
+	h.set.Apply(remote)
+	st := h.waitEvent("shop/a", v1alpha1.ReasonJWKSUnavailable)
+	if !st.Serving || st.ObservedGeneration != 2 || !strings.Contains(st.Message, srv.URL) || !strings.Contains(st.Message, "generation 1") {
+		t.Fatalf("status %+v", st)
+	}
+	// Generation 1 serves: gen2's rule is not there yet.
+	h.expectServed("x.test", "/api/gen2", "shop/a", false)
+
+	up.Store(true)
+	h.waitEvent("shop/a", v1alpha1.ReasonAccepted)
+	h.expectServed("x.test", "/api/gen2", "shop/a", true)
+}
+
+func TestBurstIsCoalesced(t *testing.T) {
+	release := make(chan struct{})
+	var builds atomic.Int32
+	engine := decision.NewEngine(decision.Options{})
+	h := newHarness(t, func(o *policyset.Options) {
+		o.Publish = func(s *decision.Snapshot) {
+			if builds.Add(1) == 1 {
+				<-release // the first publication is slow
+			}
+			engine.Swap(s)
+		}
+	})
+	const n = 1000
+	h.set.Apply(h.policy("shop", "p0", 0, "h0.test", "/"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go h.set.Flush(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for builds.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no publication started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 1; i < n; i++ {
+		h.set.Apply(h.policy("shop", fmt.Sprintf("p%d", i), i, fmt.Sprintf("h%d.test", i), "/"))
+	}
+	close(release)
+	h.flush()
+	if got := builds.Load(); got > 3 {
+		t.Fatalf("%d publications for %d applies during one slow publication, want at most 3", got, n)
+	}
+	if got := engine.Snapshot().Len(); got != n {
+		t.Fatalf("snapshot serves %d policies, want %d", got, n)
+	}
+}
+
+func TestUnchangedSpecIsNotRecompiled(t *testing.T) {
+	var built atomic.Int32
+	h := newHarness(t, func(o *policyset.Options) {
+		o.Publish = func(*decision.Snapshot) { built.Add(1) }
+	})
+	ap := h.policy("shop", "a", 0, "", "/")
+	h.set.Apply(ap)
+	h.flush()
+	before := built.Load()
+	h.set.Apply(ap.DeepCopy())
+	h.flush()
+	if built.Load() != before {
+		t.Fatal("re-applying an unchanged policy published a new snapshot")
+	}
+}
+
+func TestStatusesOldestFirst(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "b", 2, "", "/b"))
+	h.set.Apply(h.policy("shop", "a", 1, "", "/a"))
+	h.set.ApplyFrom(h.policy("shop", "f", 9, "", "/f"), policyset.Origin{File: "x.yaml"})
+	var keys []string
+	for _, ps := range h.set.Statuses() {
+		keys = append(keys, ps.Namespace+"/"+ps.Name)
+	}
+	if got := strings.Join(keys, ","); got != "shop/f,shop/a,shop/b" {
+		t.Fatalf("order %s, want files first, then by creationTimestamp", got)
+	}
+}
