@@ -2,6 +2,8 @@ package jwt
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
@@ -55,6 +57,37 @@ func BenchmarkVerifyCachedEdDSA(b *testing.B)   { benchmarkVerify(b, "EdDSA", tr
 // BenchmarkVerifyCachedParallel measures cache hits from all cores.
 func BenchmarkVerifyCachedParallel(b *testing.B) {
 	v, tok := benchVerifier(b, "EdDSA", true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := v.Verify(context.Background(), tok); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkVerifyUncachedHS256DirSecrets measures cache misses against a
+// mounted-Secret directory, from all cores: the request path must not
+// serialise on the resolver or stat the file.
+func BenchmarkVerifyUncachedHS256DirSecrets(b *testing.B) {
+	k := jwttest.New(b, "HS256")
+	dir := b.TempDir()
+	p := filepath.Join(dir, "ns", "n", "k")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(p, k.Secret(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	m, clock, _ := newTestManager(b, Options{CacheSize: -1, Secrets: NewDirSecrets(dir, nil)})
+	v := mustVerifier(b, m, Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{"ns", "n", "k"}})
+	tok := k.Mint(b, claims(clock.Now()))
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

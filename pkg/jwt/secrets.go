@@ -16,8 +16,9 @@ import (
 
 // SecretResolver supplies HS shared secrets. The returned slice must not be
 // modified by either side afterwards. Implementations must be safe for
-// concurrent use and cheap: the Manager polls every resolved reference about
-// once a second so that a rotated secret revokes cached tokens.
+// concurrent use. Only the Manager's poller calls it, about once a second
+// per reference (Options.SecretPollInterval), so that a rotated secret
+// revokes cached tokens; requests never wait on it.
 type SecretResolver interface {
 	Secret(ctx context.Context, ref SecretRef) ([]byte, error)
 }
@@ -110,25 +111,34 @@ func readCapped(path string) ([]byte, error) {
 // secretSource is an HS secret shared by every Verifier that references
 // it. Each distinct secret value gets its own *key, so cached tokens of a
 // rotated-out secret are revoked with it.
+//
+// Only the poller asks the resolver: the request path reads the published
+// key set atomically, without a lock or a file system call, and before the
+// first resolution waits for it (once).
 type secretSource struct {
-	m   *Manager
-	ref SecretRef
-	cur atomic.Pointer[keySet] // one HMAC key, kid ignored; nil until resolved
+	m     *Manager
+	ref   SecretRef
+	cur   atomic.Pointer[keySet] // one HMAC key, kid ignored; nil until resolved
+	err   atomic.Pointer[error]  // the last resolution's error, nil after a success
+	ready chan struct{}          // closed once the first resolution finished
+	once  sync.Once              // closes ready
 
 	mu      sync.Mutex // mu serialises resolve
 	lastErr string     // last logged error, to log changes only
 }
 
 func newSecretSource(m *Manager, ref SecretRef) *secretSource {
-	return &secretSource{m: m, ref: ref}
+	return &secretSource{m: m, ref: ref, ready: make(chan struct{})}
 }
 
 // poll re-resolves the secret periodically until ctx ends.
 func (s *secretSource) poll(ctx context.Context) {
+	defer s.once.Do(func() { close(s.ready) })
 	t := time.NewTicker(s.m.secretPoll)
 	defer t.Stop()
 	for {
-		_, _ = s.resolve(ctx)
+		s.resolve(ctx)
+		s.once.Do(func() { close(s.ready) })
 		select {
 		case <-ctx.Done():
 			return
@@ -137,8 +147,24 @@ func (s *secretSource) poll(ctx context.Context) {
 	}
 }
 
+// keys returns the secret's key set as the poller last published it. A
+// secret that could not be resolved yet is an error saying why.
 func (s *secretSource) keys(ctx context.Context) (*keySet, error) {
-	return s.resolve(ctx)
+	if set := s.cur.Load(); set != nil {
+		return set, nil
+	}
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for secret %s: %w", s.ref, ctx.Err())
+	}
+	if set := s.cur.Load(); set != nil {
+		return set, nil
+	}
+	if err := s.err.Load(); err != nil {
+		return nil, *err
+	}
+	return nil, fmt.Errorf("secret %s: not resolved", s.ref)
 }
 
 func (s *secretSource) refreshUnknown(ctx context.Context) (*keySet, error) {
@@ -147,27 +173,26 @@ func (s *secretSource) refreshUnknown(ctx context.Context) (*keySet, error) {
 
 // resolve asks the resolver for the secret and publishes a new key when the
 // value changed. A failed resolution keeps the previous value.
-func (s *secretSource) resolve(ctx context.Context) (*keySet, error) {
+func (s *secretSource) resolve(ctx context.Context) {
 	data, err := s.m.secrets.Secret(ctx, s.ref)
 	if err == nil && len(data) < minSecretLen {
 		err = fmt.Errorf("secret %s: shorter than %d bytes", s.ref, minSecretLen)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.cur.Load()
 	if err != nil {
+		s.err.Store(&err)
 		if msg := err.Error(); msg != s.lastErr {
 			s.lastErr = msg
 			s.m.log.Warn("jwt: secret unavailable; keeping previous value", "secret", s.ref.String(), "error", err)
 		}
-		if old != nil {
-			return old, nil
-		}
-		return nil, err
+		return
 	}
+	s.err.Store(nil)
 	s.lastErr = ""
+	old := s.cur.Load()
 	if old != nil && bytes.Equal(old.all[0].raw.([]byte), data) {
-		return old, nil
+		return
 	}
 	set := newKeySet([]*key{{family: famHMAC, raw: bytes.Clone(data)}})
 	set.anyKid = true
@@ -177,5 +202,4 @@ func (s *secretSource) resolve(ctx context.Context) (*keySet, error) {
 		s.m.keysRevoked()
 		s.m.log.Info("jwt: secret rotated", "secret", s.ref.String())
 	}
-	return set, nil
 }

@@ -2,8 +2,11 @@ package jwt
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,5 +89,45 @@ func TestShortSecretIsUnavailable(t *testing.T) {
 	tok := jwttest.Sign(t, "HS256", []byte("short"), map[string]any{"alg": "HS256"}, claims(clock.Now()))
 	if _, err := v.Verify(context.Background(), tok); ReasonOf(err) != ReasonKeysUnavailable {
 		t.Fatalf("short secret: %v, want keys_unavailable", err)
+	}
+}
+
+// TestSecretCacheMissesDoNotCallTheResolver (issue 12 §4): a verified-token
+// cache miss reads the secret the poller published; it never takes the
+// resolver's lock or stats a file. Before the first resolution finishes a
+// request waits for it, once; a secret that cannot be resolved is an error
+// without a resolver call per request.
+func TestSecretCacheMissesDoNotCallTheResolver(t *testing.T) {
+	hs := jwttest.NewHS256(t)
+	var calls atomic.Int64
+	resolver := secretFunc(func(_ context.Context, ref SecretRef) ([]byte, error) {
+		calls.Add(1)
+		if ref.Name == "missing" {
+			return nil, errors.New("secret not found")
+		}
+		return hs.Secret(), nil
+	})
+	m, clock, _ := newTestManager(t, Options{CacheSize: -1, Secrets: resolver, SecretPollInterval: time.Hour})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "auth", "jwt"}})
+	broken := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "missing", "jwt"}})
+	ctx := context.Background()
+	if err := v.WaitKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.WaitKeys(ctx); err == nil || !strings.Contains(err.Error(), "secret not found") {
+		t.Fatalf("WaitKeys of a missing secret: %v", err)
+	}
+	before := calls.Load()
+	for i := range 200 {
+		tok := hs.Mint(t, claims(clock.Now(), set("n", i))) // distinct tokens: every one a cache miss
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := broken.Verify(ctx, tok); ReasonOf(err) != ReasonKeysUnavailable {
+			t.Fatalf("missing secret: %v, want keys_unavailable", err)
+		}
+	}
+	if n := calls.Load() - before; n != 0 {
+		t.Fatalf("400 verifications called the resolver %d times, want 0 (the poller's job)", n)
 	}
 }
