@@ -16,6 +16,7 @@ import (
 
 type serveFlags struct {
 	grpcAddr, httpAddr, metricsAddr, healthAddr string
+	pprofAddr                                   string
 	policyDirs, policyFiles                     []string
 	secretsDir                                  string
 	tokenCacheSize                              int
@@ -59,6 +60,7 @@ func newServeCommand() *cobra.Command {
 	fl.StringVar(&f.httpAddr, "http-addr", ":5001", "HTTP authorization endpoint address; empty disables")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", ":8080", "Prometheus /metrics address")
 	fl.StringVar(&f.healthAddr, "health-addr", ":8081", "/healthz and /readyz address")
+	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "Go runtime profiles under /debug/pprof/ (e.g. 127.0.0.1:6060); empty disables")
 	fl.StringSliceVar(&f.policyDirs, "policy-dir", nil, "directory of AuthPolicy YAML files, watched (repeatable)")
 	fl.StringSliceVar(&f.policyFiles, "policy-file", nil, "AuthPolicy YAML file, watched (repeatable)")
 	fl.StringVar(&f.secretsDir, "secrets-dir", "", "outside Kubernetes: secretRef{name,key} of namespace NS is the file DIR/NS/NAME/KEY")
@@ -123,6 +125,7 @@ func (f *serveFlags) options() (server.Options, error) {
 		HTTPAddr:       f.httpAddr,
 		MetricsAddr:    f.metricsAddr,
 		HealthAddr:     f.healthAddr,
+		PprofAddr:      f.pprofAddr,
 		PolicyPaths:    append(append([]string(nil), f.policyDirs...), f.policyFiles...),
 		SecretsDir:     f.secretsDir,
 		TokenCacheSize: f.tokenCacheSize,

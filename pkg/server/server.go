@@ -30,6 +30,9 @@ type Options struct {
 	HTTPAddr    string
 	MetricsAddr string
 	HealthAddr  string
+	// PprofAddr serves net/http/pprof under /debug/pprof/ (profiling under
+	// load); empty (the default) disables it.
+	PprofAddr string
 
 	// PolicyPaths are files and directories of AuthPolicy YAML, watched.
 	PolicyPaths []string
@@ -78,7 +81,7 @@ type Server struct {
 	ready    atomic.Bool
 	health   *health.Server
 
-	grpcLis, httpLis, metricsLis, healthLis net.Listener
+	grpcLis, httpLis, metricsLis, healthLis, pprofLis net.Listener
 }
 
 // quotaStore is the store the engine counts with, and what /readyz reports
@@ -149,6 +152,7 @@ func (s *Server) listen() error {
 		{s.opts.HTTPAddr, &s.httpLis, "http"},
 		{s.opts.MetricsAddr, &s.metricsLis, "metrics"},
 		{s.opts.HealthAddr, &s.healthLis, "health"},
+		{s.opts.PprofAddr, &s.pprofLis, "pprof"},
 	} {
 		if l.addr == "" {
 			continue
@@ -163,7 +167,7 @@ func (s *Server) listen() error {
 }
 
 func (s *Server) closeListeners() {
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.metricsLis, s.healthLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.metricsLis, s.healthLis, s.pprofLis} {
 		if l != nil {
 			l.Close()
 		}
@@ -171,9 +175,9 @@ func (s *Server) closeListeners() {
 }
 
 // Addr returns the bound address of a listener ("grpc", "http", "metrics",
-// "health"), useful when the configured port was 0.
+// "health", "pprof"), useful when the configured port was 0.
 func (s *Server) Addr(name string) string {
-	l := map[string]net.Listener{"grpc": s.grpcLis, "http": s.httpLis, "metrics": s.metricsLis, "health": s.healthLis}[name]
+	l := map[string]net.Listener{"grpc": s.grpcLis, "http": s.httpLis, "metrics": s.metricsLis, "health": s.healthLis, "pprof": s.pprofLis}[name]
 	if l == nil {
 		return ""
 	}
@@ -287,6 +291,7 @@ func (s *Server) serve(errc chan<- error) []func(context.Context) {
 		{s.httpLis, s.httpAuthHandler()},
 		{s.metricsLis, s.metricsHandler()},
 		{s.healthLis, s.healthHandler()},
+		{s.pprofLis, pprofHandler()},
 	} {
 		if h.lis == nil {
 			continue

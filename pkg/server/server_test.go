@@ -465,6 +465,20 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 }
 
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)},
+		func(o *server.Options) { o.PprofAddr = "127.0.0.1:0" })
+	if code, body := get(t, h.srv.Addr("pprof"), "/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ %d %.100s", code, body)
+	}
+	if code, _ := get(t, h.srv.Addr("metrics"), "/debug/pprof/"); code != 404 {
+		t.Errorf("/debug/pprof/ on the metrics port: %d, want 404", code)
+	}
+	if addr := start(t, nil).srv.Addr("pprof"); addr != "" {
+		t.Errorf("pprof listens on %s by default", addr)
+	}
+}
+
 func TestGracefulShutdownFinishesInFlightChecks(t *testing.T) {
 	// A JWKS endpoint that holds every fetch until released keeps a check
 	// that waits for the key set in flight while the server is told to stop.
