@@ -65,3 +65,9 @@ run: build ## Serve config/samples with the memory store and a development key.
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+##@ Performance
+
+.PHONY: loadtest
+loadtest: ## CPU per Check, latency and RSS of tollgate vs a bare gRPC server (docs/loadtest.md).
+	hack/loadtest.sh $(LOADTEST_ARGS)
