@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 	"github.com/tollgate-dev/tollgate/pkg/server"
 )
@@ -20,6 +21,7 @@ type serveFlags struct {
 	policyDirs, policyFiles                     []string
 	secretsDir                                  string
 	tokenCacheSize                              int
+	jwksAllowedHosts                            []string
 	quotaStore                                  string
 	redisAddr, redisPasswordFile                string
 	redisClusterAddrs                           []string
@@ -65,6 +67,7 @@ func newServeCommand() *cobra.Command {
 	fl.StringSliceVar(&f.policyFiles, "policy-file", nil, "AuthPolicy YAML file, watched (repeatable)")
 	fl.StringVar(&f.secretsDir, "secrets-dir", "", "outside Kubernetes: secretRef{name,key} of namespace NS is the file DIR/NS/NAME/KEY")
 	fl.IntVar(&f.tokenCacheSize, "token-cache-size", 100000, "verified-token cache entries; 0 disables")
+	fl.StringSliceVar(&f.jwksAllowedHosts, "jwks-allowed-hosts", nil, "host globs key URLs may name (jwksURI, discovery, betterAuth, redirects), e.g. *.example.com; default any host. Link-local and cloud metadata addresses are always refused")
 	fl.StringVar(&f.quotaStore, "quota-store", "memory", "quota store: memory or redis")
 	fl.StringVar(&f.redisAddr, "redis-addr", "", "Redis server host:port")
 	fl.StringSliceVar(&f.redisClusterAddrs, "redis-cluster-addrs", nil, "Redis Cluster seed nodes host:port,...")
@@ -108,6 +111,11 @@ func (f *serveFlags) options() (server.Options, error) {
 	if f.tokenCacheSize < 0 {
 		return server.Options{}, fmt.Errorf("--token-cache-size %d: must be >= 0", f.tokenCacheSize)
 	}
+	for _, g := range f.jwksAllowedHosts {
+		if err := jwt.CheckHostGlob(g); err != nil {
+			return server.Options{}, fmt.Errorf("--jwks-allowed-hosts: %w", err)
+		}
+	}
 	if _, err := ratelimit.ParseOnError(f.onStoreError); err != nil {
 		return server.Options{}, fmt.Errorf("--on-store-error: %w", err)
 	}
@@ -121,15 +129,16 @@ func (f *serveFlags) options() (server.Options, error) {
 		return server.Options{}, fmt.Errorf("--quota-store %q: want memory or redis", f.quotaStore)
 	}
 	return server.Options{
-		GRPCAddr:       f.grpcAddr,
-		HTTPAddr:       f.httpAddr,
-		MetricsAddr:    f.metricsAddr,
-		HealthAddr:     f.healthAddr,
-		PprofAddr:      f.pprofAddr,
-		PolicyPaths:    append(append([]string(nil), f.policyDirs...), f.policyFiles...),
-		SecretsDir:     f.secretsDir,
-		TokenCacheSize: f.tokenCacheSize,
-		QuotaStore:     f.quotaStore,
+		GRPCAddr:         f.grpcAddr,
+		HTTPAddr:         f.httpAddr,
+		MetricsAddr:      f.metricsAddr,
+		HealthAddr:       f.healthAddr,
+		PprofAddr:        f.pprofAddr,
+		PolicyPaths:      append(append([]string(nil), f.policyDirs...), f.policyFiles...),
+		SecretsDir:       f.secretsDir,
+		TokenCacheSize:   f.tokenCacheSize,
+		JWKSAllowedHosts: f.jwksAllowedHosts,
+		QuotaStore:       f.quotaStore,
 		Redis: ratelimit.ClientOptions{
 			Addr:         f.redisAddr,
 			ClusterAddrs: f.redisClusterAddrs,

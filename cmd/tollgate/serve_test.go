@@ -20,6 +20,7 @@ func TestServeFlagErrors(t *testing.T) {
 		"the controller is not in this build":    {args: []string{"--kubernetes"}, want: "--kubernetes"},
 		"a policy directory that does not exist": {args: []string{"--policy-dir", "/nonexistent/policies"}, want: "/nonexistent/policies"},
 		"a negative token cache":                 {args: []string{"--token-cache-size", "-1"}, want: "--token-cache-size"},
+		"a JWKS host glob that is not a host":    {args: []string{"--jwks-allowed-hosts", "auth.example.com:443"}, want: "--jwks-allowed-hosts"},
 		"the command line wins over the env":     {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
 	for name, tc := range tests {

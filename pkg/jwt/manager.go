@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -30,8 +31,20 @@ func (nopObserver) CacheLookup(bool)        {}
 // Options configures a Manager. The zero value is usable.
 type Options struct {
 	// HTTPClient fetches remote JWKS and discovery documents. Nil means a
-	// client with a 5 s timeout. Every request also carries a 5 s deadline.
+	// client with a 5 s timeout that never connects to link-local or cloud
+	// metadata addresses (checked on the resolved address at dial time)
+	// and uses no proxy. A client given here is used as it is (tests,
+	// validate's offline client); AllowedHosts applies either way. Every
+	// request also carries a 5 s deadline.
 	HTTPClient *http.Client
+	// Resolver resolves key hosts for the default client. Nil means
+	// net.DefaultResolver.
+	Resolver *net.Resolver
+	// AllowedHosts, when not empty, are the host globs (CheckHostGlob) key
+	// URLs may name: jwksURI, discovery issuers and the jwks_uri of their
+	// documents, betterAuth base URLs, and every redirect. Serve's
+	// --jwks-allowed-hosts.
+	AllowedHosts []string
 	// Secrets resolves HS secrets; required only by configs with a Secret.
 	Secrets SecretResolver
 	// CacheSize bounds the verified-token cache: 0 means DefaultCacheSize,
@@ -57,6 +70,7 @@ type Options struct {
 // hooks. Create one per process with NewManager and stop it with Close.
 type Manager struct {
 	client     *http.Client
+	hosts      hostGuard
 	secrets    SecretResolver
 	now        func() time.Time
 	log        *slog.Logger
@@ -95,9 +109,14 @@ func NewManager(opts Options) *Manager {
 		vids:       make(map[string]uint64),
 		stops:      make(map[string]context.CancelFunc),
 	}
+	m.hosts = hostGuard{globs: append([]string(nil), opts.AllowedHosts...)}
 	if m.client == nil {
-		m.client = &http.Client{Timeout: fetchTimeout}
+		m.client = newFetchClient(opts.Resolver)
+	} else {
+		c := *m.client
+		m.client = &c
 	}
+	m.client.CheckRedirect = m.hosts.checkRedirect
 	if m.now == nil {
 		m.now = time.Now
 	}

@@ -261,13 +261,17 @@ func (s *remoteSource) discover(ctx context.Context) (string, error) {
 }
 
 // get performs one bounded GET: 5 s deadline, 200 only, at most
-// maxDocumentBytes of body.
+// maxDocumentBytes of body, only to allowed hosts (and, through the
+// Manager's client, never to link-local or metadata addresses).
 func (s *remoteSource) get(ctx context.Context, url string) ([]byte, http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("build request: %w", err)
+	}
+	if err := s.m.hosts.allow(req.URL); err != nil {
+		return nil, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.m.client.Do(req)

@@ -43,6 +43,9 @@ type Options struct {
 	SecretsDir string
 	// TokenCacheSize bounds the verified-token cache; 0 disables it.
 	TokenCacheSize int
+	// JWKSAllowedHosts, when not empty, are the host globs key URLs may
+	// name (jwt.Options.AllowedHosts).
+	JWKSAllowedHosts []string
 
 	// QuotaStore is "memory" or "redis".
 	QuotaStore string
@@ -116,7 +119,7 @@ func New(opts Options) (*Server, error) {
 	if cacheSize == 0 {
 		cacheSize = -1 // jwt.Options: negative disables, 0 means default
 	}
-	jopts := jwt.Options{CacheSize: cacheSize, Logger: s.log, Observer: s.metrics}
+	jopts := jwt.Options{CacheSize: cacheSize, Logger: s.log, Observer: s.metrics, AllowedHosts: opts.JWKSAllowedHosts}
 	if opts.SecretsDir != "" {
 		jopts.Secrets = jwt.NewDirSecrets(opts.SecretsDir, nil)
 	}

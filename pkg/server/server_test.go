@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,6 +350,25 @@ func TestDecisionsOverGRPCAndHTTP(t *testing.T) {
 	}
 	if logs := h.logs.String(); strings.Contains(logs, alice[strings.LastIndexByte(alice, '.')+1:]) || strings.Contains(logs, alice[:30]) {
 		t.Error("logs contain the token")
+	}
+}
+
+// TestJWKSAllowedHosts: --jwks-allowed-hosts reaches the key fetches; a
+// key URL outside it is never fetched, its tokens get 503, and the log says
+// why.
+func TestJWKSAllowedHosts(t *testing.T) {
+	var hits atomic.Int64
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1) }))
+	defer jwks.Close()
+	h := start(t, map[string]string{"keys.yaml": strings.Replace(keysDownPolicy, "http://127.0.0.1:1/jwks", jwks.URL, 1)},
+		func(o *server.Options) { o.JWKSAllowedHosts = []string{"*.example.com"} })
+	o := grpcOutcome(h.check(checkRequest("/keys/x", h.token("alice", nil), nil, nil)))
+	if o.status != 503 || o.rpc != codes.Unavailable {
+		t.Fatalf("status %d rpc %v, want 503 Unavailable", o.status, o.rpc)
+	}
+	h.waitFor("the refusal to be logged", func() bool { return strings.Contains(h.logs.String(), "not allowed by --jwks-allowed-hosts") })
+	if hits.Load() != 0 {
+		t.Fatal("a JWKS outside --jwks-allowed-hosts was fetched")
 	}
 }
 
