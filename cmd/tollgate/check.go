@@ -206,16 +206,23 @@ func (o *checkOptions) request() (*decision.Request, error) {
 // checkResult is the JSON form of a decision. Its field names are a
 // stable interface for scripts: every field is always present.
 type checkResult struct {
-	Allowed         bool              `json:"allowed"`
-	Status          int               `json:"status"`
-	Code            string            `json:"code"`
-	Reason          string            `json:"reason"`
-	Message         string            `json:"message"`
-	Policy          string            `json:"policy"`
-	Rule            string            `json:"rule"`
-	Subject         string            `json:"subject"`
+	Allowed bool   `json:"allowed"`
+	Status  int    `json:"status"`
+	Code    string `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Policy  string `json:"policy"`
+	Rule    string `json:"rule"`
+	Subject string `json:"subject"`
+	// DryRun is true when a dryRun policy was evaluated beside the
+	// answer; the dryRun* fields are its would-be decision (empty, 0 and
+	// false when none was).
 	DryRun          bool              `json:"dryRun"`
 	WouldDeny       bool              `json:"wouldDeny"`
+	DryRunPolicy    string            `json:"dryRunPolicy"`
+	DryRunRule      string            `json:"dryRunRule"`
+	DryRunStatus    int               `json:"dryRunStatus"`
+	DryRunReason    string            `json:"dryRunReason"`
 	Steps           []checkStep       `json:"steps"`
 	UpstreamHeaders map[string]string `json:"upstreamHeaders"`
 	RemoveHeaders   []string          `json:"removeHeaders"`
@@ -233,7 +240,9 @@ type checkStep struct {
 func writeCheckJSON(w io.Writer, d *decision.Decision) error {
 	r := checkResult{
 		Allowed: d.Allowed, Status: d.Status, Code: d.Code, Reason: d.Reason, Message: d.Message,
-		Policy: d.Policy, Rule: d.Rule, Subject: d.Subject, DryRun: d.DryRun, WouldDeny: d.WouldDeny,
+		Policy: d.Policy, Rule: d.Rule, Subject: d.Subject,
+		DryRun: d.DryRun.Evaluated(), WouldDeny: d.DryRun.WouldDeny(),
+		DryRunPolicy: d.DryRun.Policy, DryRunRule: d.DryRun.Rule, DryRunStatus: d.DryRun.Status, DryRunReason: d.DryRun.Reason,
 		Steps:           make([]checkStep, 0, len(d.Steps)),
 		UpstreamHeaders: headerMap(d.UpstreamHeaders),
 		RemoveHeaders:   append([]string{}, d.RemoveHeaders...),
@@ -265,12 +274,9 @@ func headerMap(hs []decision.Header) map[string]string {
 
 func writeCheckText(w io.Writer, d *decision.Decision) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	switch {
-	case d.WouldDeny:
-		fmt.Fprintf(tw, "ALLOW %d (dry run: enforcing would deny: %s, %s)\n", d.Status, d.Code, d.Message)
-	case d.Allowed:
+	if d.Allowed {
 		fmt.Fprintf(tw, "ALLOW %d\n", d.Status)
-	default:
+	} else {
 		fmt.Fprintf(tw, "DENY %d %s: %s\n", d.Status, d.Code, d.Message)
 	}
 	fmt.Fprintf(tw, "policy:\t%s\n", orDash(d.Policy))
@@ -278,6 +284,13 @@ func writeCheckText(w io.Writer, d *decision.Decision) error {
 	fmt.Fprintf(tw, "reason:\t%s\n", d.Reason)
 	if d.Subject != "" {
 		fmt.Fprintf(tw, "subject:\t%s\n", d.Subject)
+	}
+	if dr := &d.DryRun; dr.Evaluated() {
+		would := "would allow"
+		if dr.WouldDeny() {
+			would = fmt.Sprintf("would deny %d", dr.Status)
+		}
+		fmt.Fprintf(tw, "dry run:\t%s rule %s: %s (%s)\n", dr.Policy, orDash(dr.Rule), would, dr.Reason)
 	}
 	fmt.Fprintln(tw, "steps:")
 	for _, s := range d.Steps {

@@ -200,10 +200,15 @@ func TestCheckDecisions(t *testing.T) {
 			code:     1,
 			contains: []string{"DENY 403", "unknown_policy"},
 		},
-		"a dry-run policy allows what it would deny": {
+		"a dry-run policy never answers; its would-be decision is shown": {
 			args:     f.args("--path", "/preview/page"),
+			code:     1,
+			contains: []string{"DENY 403", "no_policy", "dry run: shop/preview rule everything: would deny 401 (missing)", "dry-run token deny no token in the request"},
+		},
+		"the default action answers beside a dry-run policy": {
+			args:     f.args("--path", "/preview/page", "--default-action", "allow"),
 			code:     0,
-			contains: []string{"ALLOW 200 (dry run: enforcing would deny: unauthenticated", "shop/preview", "everything"},
+			contains: []string{"ALLOW 200", "default_allow", "dry run: shop/preview rule everything: would deny 401"},
 		},
 		"an encoded slash is a bad request": {
 			args:     f.args("--path", "/api/users/alice%2Fbob/tasks/1", "--token", f.alice),
@@ -337,6 +342,18 @@ func TestCheckJSON(t *testing.T) {
 			response: map[string]any{},
 			remove:   []any{},
 		},
+		"a dry-run policy beside the default action": {
+			args: f.args("--path", "/preview/x", "--default-action", "allow", "-o", "json"),
+			code: 0,
+			want: map[string]any{
+				"allowed": true, "status": 200.0, "reason": "default_allow", "policy": "",
+				"dryRun": true, "wouldDeny": true, "dryRunPolicy": "shop/preview", "dryRunRule": "everything",
+				"dryRunStatus": 401.0, "dryRunReason": "missing",
+			},
+			upstream: map[string]any{},
+			response: map[string]any{},
+			remove:   []any{"x-user-id"},
+		},
 		"unauthenticated": {
 			args: f.args("--path", "/api/users/bob/tasks/1", "-o", "json"),
 			code: 1,
@@ -360,7 +377,8 @@ func TestCheckJSON(t *testing.T) {
 				t.Fatalf("output is not one JSON object: %v\n%s", err, stdout)
 			}
 			for _, field := range []string{"allowed", "status", "code", "reason", "message", "policy", "rule", "subject",
-				"dryRun", "wouldDeny", "steps", "upstreamHeaders", "removeHeaders", "responseHeaders", "body"} {
+				"dryRun", "wouldDeny", "dryRunPolicy", "dryRunRule", "dryRunStatus", "dryRunReason",
+				"steps", "upstreamHeaders", "removeHeaders", "responseHeaders", "body"} {
 				if _, ok := got[field]; !ok {
 					t.Errorf("field %q missing", field)
 				}

@@ -59,7 +59,8 @@ const (
 	ReasonStoreDegraded   = "quota_store_unavailable"
 	ReasonAllowed         = "allowed"
 	ReasonDefaultAllowed  = "default_allow"
-	ReasonDryRunWouldDeny = "dry_run"
+	ReasonMethodOverride  = "method_override"
+	ReasonInvalidOverride = "invalid_method_override"
 )
 
 // A Header is one header name and value. Names are lower case.
@@ -89,10 +90,9 @@ type Decision struct {
 	// Subject is the verified token's "sub", for logs; empty when no token
 	// was verified.
 	Subject string
-	// DryRun is set when the policy is in dryRun mode; Allowed is then true
-	// and WouldDeny tells what enforcement would have done.
-	DryRun    bool
-	WouldDeny bool
+	// DryRun is the would-be decision of the dryRun policy evaluated
+	// beside the one that answered; its Policy is empty when none was.
+	DryRun DryRunDecision
 
 	// UpstreamHeaders are set on the upstream request, replacing any
 	// client-sent value.
@@ -108,6 +108,26 @@ type Decision struct {
 	// Steps explains the decision when Request.Explain was set.
 	Steps []Step
 }
+
+// A DryRunDecision is what a dryRun policy would have answered. It never
+// changes the answer; it is logged and counted.
+type DryRunDecision struct {
+	// Policy ("namespace/name") is empty when no dryRun policy was
+	// evaluated.
+	Policy string
+	Rule   string
+	// Status is 200 when the policy would allow, else the deny status.
+	Status int
+	Reason string
+	// Subject is the verified token's "sub"; empty when none was verified.
+	Subject string
+}
+
+// Evaluated reports whether a dryRun policy was evaluated.
+func (d *DryRunDecision) Evaluated() bool { return d.Policy != "" }
+
+// WouldDeny reports whether the dryRun policy would have denied.
+func (d *DryRunDecision) WouldDeny() bool { return d.Policy != "" && d.Status != http.StatusOK }
 
 // A Step is one check of the decision, for explanations.
 type Step struct {
@@ -133,13 +153,16 @@ var (
 	deniedInvalidPath   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidPath, "the request path is not allowed")
 	deniedInvalidHost   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidHost, "the request host is malformed")
 	deniedInvalidMethod = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidMethod, "the request method is malformed")
-	deniedNoPolicy      = deny(http.StatusForbidden, CodeForbidden, ReasonNoPolicy, "no policy governs this request")
-	deniedUnknownPolicy = deny(http.StatusForbidden, CodeForbidden, ReasonUnknownPolicy, "the selected policy does not exist")
-	deniedNoRule        = deny(http.StatusForbidden, CodeForbidden, ReasonNoRule, "no rule allows this request")
-	deniedOwner         = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMismatch, "this resource belongs to another user")
-	deniedOwnerMissing  = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMissing, "the request does not name the resource owner")
-	deniedRateLimited   = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonRateLimited, "rate limit exceeded")
-	deniedStoreDegraded = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonStoreDegraded, "rate limits cannot be checked right now")
+	// A method override that is no method token, or too many of them.
+	deniedInvalidOverride = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidOverride, "the method override is malformed")
+	deniedMethodOverride  = deny(http.StatusForbidden, CodeForbidden, ReasonMethodOverride, "the request is not allowed for the method its override names")
+	deniedNoPolicy        = deny(http.StatusForbidden, CodeForbidden, ReasonNoPolicy, "no policy governs this request")
+	deniedUnknownPolicy   = deny(http.StatusForbidden, CodeForbidden, ReasonUnknownPolicy, "the selected policy does not exist")
+	deniedNoRule          = deny(http.StatusForbidden, CodeForbidden, ReasonNoRule, "no rule allows this request")
+	deniedOwner           = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMismatch, "this resource belongs to another user")
+	deniedOwnerMissing    = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMissing, "the request does not name the resource owner")
+	deniedRateLimited     = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonRateLimited, "rate limit exceeded")
+	deniedStoreDegraded   = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonStoreDegraded, "rate limits cannot be checked right now")
 )
 
 // Realm is the realm of every Bearer challenge.

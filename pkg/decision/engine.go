@@ -57,15 +57,20 @@ func (e *Engine) Swap(s *Snapshot) *Snapshot { return e.snapshot.Swap(s) }
 // Snapshot returns the current snapshot.
 func (e *Engine) Snapshot() *Snapshot { return e.snapshot.Load() }
 
-// evaluation carries the state of one decision through its checks.
+// evaluation carries the state of one policy's decision through its
+// checks.
 type evaluation struct {
-	req      *Request
+	req  *Request
+	snap *Snapshot
+	// path is the request path as matched (pathnorm).
 	path     string
 	entry    *entry
 	rule     *policy.Rule
-	captures []string
 	identity *jwt.Identity
-	steps    []Step
+	// overrides is set when a method override names a method other than
+	// the request's own.
+	overrides bool
+	steps     []Step
 }
 
 // step records a check when the request asks for an explanation. The
@@ -77,33 +82,32 @@ func (ev *evaluation) step(name, outcome string, detail ...string) {
 }
 
 // Decide authorizes one request. A deny is a Decision, not an error.
+//
+// The answer comes from the enforcing policy that governs the request, or
+// from the default action when none does. A dryRun policy never answers:
+// when it would govern the request if it were enforcing, it is evaluated
+// beside, and its would-be decision is returned in Decision.DryRun.
 func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
-	var captureBuf [8]string
-	ev := evaluation{req: req, captures: captureBuf[:0]}
+	ev := evaluation{req: req, snap: e.snapshot.Load()}
 	var d Decision
-	if deny := e.decide(ctx, &ev, &d); deny != nil {
+	var dryRun *entry
+	deny := e.prepare(&ev, &dryRun)
+	if deny == nil {
+		deny = e.decide(ctx, &ev, &d)
+	}
+	if deny != nil {
 		headers := d.ResponseHeaders
 		d = *deny
 		if headers != nil {
 			d.ResponseHeaders = headers
 		}
 	}
+	if dryRun != nil {
+		d.DryRun = e.dryRun(ctx, &ev, dryRun)
+	}
 	d.Steps = ev.steps
 	if ev.entry != nil {
 		d.Policy = ev.entry.policy.Key()
-		if p := ev.entry.policy; p.DryRun && !d.Allowed {
-			d.DryRun, d.WouldDeny = true, true
-			d.Allowed, d.Status = true, http.StatusOK
-			d.ResponseHeaders = rateLimitHeadersOnly(d.ResponseHeaders)
-			if p.JWT != nil {
-				// The upstream must not see identity headers the client sent.
-				for _, fc := range p.JWT.ForwardClaims {
-					d.RemoveHeaders = append(d.RemoveHeaders, fc.Header)
-				}
-			}
-		} else if ev.entry.policy.DryRun {
-			d.DryRun = true
-		}
 	}
 	if ev.rule != nil {
 		d.Rule = ev.rule.Name
@@ -114,11 +118,10 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	return d
 }
 
-// decide runs the checks in order. It fills d for an allow and returns nil,
-// or returns the denial's template (with any response headers already in
-// d). Templates are shared and never modified: small frames and no copies
-// keep the check from growing the goroutine stack.
-func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decision {
+// prepare checks what does not depend on a policy (method, host, path,
+// method overrides) and selects the enforcing policy (ev.entry, nil when
+// none governs) and the dryRun policy to evaluate beside it.
+func (e *Engine) prepare(ev *evaluation, dryRun **entry) *Decision {
 	req := ev.req
 	if !validMethod(req.Method) {
 		ev.step("method", "deny", "not an HTTP method token")
@@ -142,21 +145,42 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 	}
 	ev.path = path
 	ev.step("path", "ok", path)
+	n := 0
+	if !methodOverrides(req, func(string) bool { n++; return n <= maxOverrides }) {
+		ev.step("method-override", "deny", "not a method token, or too many")
+		return &deniedInvalidOverride
+	}
+	ev.overrides = n > 0
 
-	snap := e.snapshot.Load()
+	snap := ev.snap
 	if req.PolicyKey != "" {
-		ev.entry = snap.byKey[req.PolicyKey]
-		if ev.entry == nil {
+		selected := snap.byKey[req.PolicyKey]
+		switch {
+		case selected == nil:
 			ev.step("policy", "deny", "context_extensions selects unknown policy ", req.PolicyKey)
 			return &deniedUnknownPolicy
+		case selected.policy.DryRun:
+			*dryRun = selected
+		default:
+			ev.entry = selected
 		}
-	} else {
-		ev.entry = snap.selectPolicy(host, path)
+		return nil
 	}
+	ev.entry, *dryRun = snap.selectPolicy(host, path)
+	return nil
+}
+
+// decide runs the checks of the policy in ev.entry in order, or applies
+// the default action when it is nil. It fills d for an allow and returns
+// nil, or returns the denial's template (with any response headers already
+// in d). Templates are shared and never modified: small frames and no
+// copies keep the check from growing the goroutine stack.
+func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decision {
 	if ev.entry == nil {
 		if e.opts.DefaultAllow {
 			ev.step("policy", "allow", "no policy matches; --default-action allow")
 			d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonDefaultAllowed
+			d.RemoveHeaders = ev.snap.forwarded
 			return nil
 		}
 		ev.step("policy", "deny", "no policy matches host and path")
@@ -165,20 +189,11 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 	p := ev.entry.policy
 	ev.step("policy", "ok", p.Key())
 
-	for i := range p.Rules {
-		r := &p.Rules[i]
-		if !r.MatchMethod(req.Method) {
-			continue
-		}
-		if r.Path == nil {
-			ev.rule = r
-			break
-		}
-		if caps, ok := r.Path.Match(path, ev.captures); ok {
-			ev.rule, ev.captures = r, caps
-			break
-		}
-	}
+	// The captures stay out of ev, whose contents escape through steps:
+	// kept apart, their buffer stays on the stack.
+	var captureBuf [8]string
+	var captures []string
+	ev.rule, captures = matchRule(p, ev.req.Method, ev.path, captureBuf[:0])
 	if ev.rule == nil {
 		ev.step("rule", "deny", "no rule matches method and path")
 		return &deniedNoRule
@@ -191,7 +206,12 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 		if deny := e.authenticate(ctx, ev); deny != nil {
 			return deny
 		}
-		if deny := checkOwner(ev); deny != nil {
+		if deny := checkOwner(ev, ev.rule, captures); deny != nil {
+			return deny
+		}
+	}
+	if ev.overrides {
+		if deny := e.checkOverrides(ctx, ev); deny != nil {
 			return deny
 		}
 	}
@@ -202,10 +222,93 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 		return deny
 	}
 	d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonAllowed
-	if !ev.rule.Anonymous {
-		d.UpstreamHeaders, d.RemoveHeaders = identityHeaders(p.JWT, ev.identity)
+	// Every allow removes every header that any served policy forwards,
+	// so that no client copy of one reaches the upstream.
+	if ev.identity != nil {
+		d.UpstreamHeaders, d.RemoveHeaders = identityHeaders(p.JWT, ev.identity, ev.entry.otherForwarded)
+	} else {
+		d.RemoveHeaders = ev.snap.forwarded
 	}
 	return nil
+}
+
+// matchRule returns the first rule of p that matches method and path, and
+// captures extended with the rule's variables; nil when none does.
+func matchRule(p *policy.Policy, method, path string, captures []string) (*policy.Rule, []string) {
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if !r.MatchMethod(method) {
+			continue
+		}
+		if r.Path == nil {
+			return r, captures
+		}
+		if caps, ok := r.Path.Match(path, captures); ok {
+			return r, caps
+		}
+	}
+	return nil, captures
+}
+
+// checkOverrides requires that the request be allowed for every method a
+// method override names too: a rule of the policy matches it, and that
+// rule's token and owner checks pass. Any failure is 403 (a 503 for keys
+// that cannot be had stays a 503).
+func (e *Engine) checkOverrides(ctx context.Context, ev *evaluation) *Decision {
+	var deny *Decision
+	methodOverrides(ev.req, func(m string) bool {
+		deny = e.checkOverride(ctx, ev, m)
+		return deny == nil
+	})
+	return deny
+}
+
+func (e *Engine) checkOverride(ctx context.Context, ev *evaluation, method string) *Decision {
+	var captureBuf [8]string
+	r, captures := matchRule(ev.entry.policy, method, ev.path, captureBuf[:0])
+	if r == nil {
+		ev.step("method-override", "deny", "no rule allows ", method)
+		return &deniedMethodOverride
+	}
+	if !r.Anonymous {
+		if ev.identity == nil {
+			if deny := e.authenticate(ctx, ev); deny != nil {
+				if deny.Status == http.StatusServiceUnavailable {
+					return deny
+				}
+				return &deniedMethodOverride
+			}
+		}
+		if checkOwner(ev, r, captures) != nil {
+			return &deniedMethodOverride
+		}
+	}
+	ev.step("method-override", "ok", method, " allowed by rule ", r.Name)
+	return nil
+}
+
+// dryRun evaluates the dryRun policy dry beside the decision in ev and
+// returns its would-be decision. It charges dry's own limits, never the
+// enforcing policy's.
+func (e *Engine) dryRun(ctx context.Context, ev *evaluation, dry *entry) DryRunDecision {
+	dv := evaluation{req: ev.req, snap: ev.snap, path: ev.path, entry: dry, overrides: ev.overrides}
+	var d Decision
+	out := DryRunDecision{Policy: dry.policy.Key(), Status: http.StatusOK, Reason: ReasonAllowed}
+	if deny := e.decide(ctx, &dv, &d); deny != nil {
+		out.Status, out.Reason = deny.Status, deny.Reason
+	}
+	if dv.rule != nil {
+		out.Rule = dv.rule.Name
+	}
+	if dv.identity != nil {
+		out.Subject = dv.identity.Subject
+	}
+	if ev.req.Explain {
+		for _, s := range dv.steps {
+			ev.steps = append(ev.steps, Step{Name: "dry-run " + s.Name, Outcome: s.Outcome, Detail: s.Detail})
+		}
+	}
+	return out
 }
 
 func (e *Engine) authenticate(ctx context.Context, ev *evaluation) *Decision {
@@ -226,8 +329,10 @@ func (e *Engine) authenticate(ctx context.Context, ev *evaluation) *Decision {
 	return nil
 }
 
-func checkOwner(ev *evaluation) *Decision {
-	o := ev.rule.Owner
+// checkOwner checks the owner block of rule r, whose template variables
+// are in captures, against the verified identity.
+func checkOwner(ev *evaluation, r *policy.Rule, captures []string) *Decision {
+	o := r.Owner
 	if o == nil {
 		return nil
 	}
@@ -238,8 +343,8 @@ func checkOwner(ev *evaluation) *Decision {
 	var value string
 	switch o.Source {
 	case policy.OwnerFromPath:
-		if o.PathIndex < len(ev.captures) {
-			value = ev.captures[o.PathIndex]
+		if o.PathIndex < len(captures) {
+			value = captures[o.PathIndex]
 		}
 		if strings.IndexByte(value, '%') >= 0 {
 			// The normalized path keeps reserved characters escaped;
@@ -267,10 +372,12 @@ func checkOwner(ev *evaluation) *Decision {
 }
 
 // identityHeaders returns the forwarded-claim headers to set and the
-// headers to remove from the upstream request.
-func identityHeaders(j *policy.JWT, id *jwt.Identity) ([]Header, []string) {
+// headers to remove from the upstream request: others (the headers other
+// served policies forward; shared, never modified), the policy's own that
+// the token has no claim for, and the token header with stripToken.
+func identityHeaders(j *policy.JWT, id *jwt.Identity, others []string) ([]Header, []string) {
 	var set []Header
-	var remove []string
+	remove := others // cap == len: an append copies
 	for _, fc := range j.ForwardClaims {
 		if v, ok := id.ClaimString(fc.Claim); ok && validHeaderValue(v) {
 			if set == nil {

@@ -181,15 +181,3 @@ func ceilSeconds(d time.Duration) int64 {
 	}
 	return int64((d + time.Second - 1) / time.Second)
 }
-
-// rateLimitHeadersOnly keeps the X-RateLimit-* headers of a dry-run denial:
-// the request is allowed, so Retry-After and challenges do not apply.
-func rateLimitHeadersOnly(h []Header) []Header {
-	var out []Header
-	for _, x := range h {
-		if x.Name == HeaderLimit || x.Name == HeaderRemaining || x.Name == HeaderReset {
-			out = append(out, x)
-		}
-	}
-	return out
-}

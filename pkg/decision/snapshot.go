@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
@@ -36,11 +37,21 @@ type Snapshot struct {
 	wildOwner  map[string]string
 	byKey      map[string]*entry
 	policies   []*policy.Policy
+	// dryRuns counts the dryRun policies, which selection looks for
+	// beside the enforcing one only when there are any.
+	dryRuns int
+	// forwarded is every header that a served policy forwards from a
+	// claim, sorted, with cap == len: removed from the upstream request
+	// on every allow, so that no client copy of one gets through.
+	forwarded []string
 }
 
 type entry struct {
 	policy   *policy.Policy
 	verifier TokenVerifier // nil when every rule is anonymous
+	// otherForwarded is Snapshot.forwarded without the headers this
+	// policy forwards itself (cap == len).
+	otherForwarded []string
 }
 
 // A hostIndex holds the entries of one host matcher by pathPrefix.
@@ -67,15 +78,15 @@ func (h *hostIndex) add(e *entry) {
 }
 
 // lookup returns the entry with the longest pathPrefix that governs path,
-// among those of namespace ns ("" for any namespace).
-func (h *hostIndex) lookup(path, ns string) *entry {
+// among those of namespace ns ("" for any namespace) in dryRun mode or not.
+func (h *hostIndex) lookup(path, ns string, dryRun bool) *entry {
 	if len(h.byPrefix) == 0 {
 		return nil
 	}
 	var found *entry
 	eachPrefix(path, func(prefix string) bool {
 		for _, e := range h.byPrefix[prefix] {
-			if ns == "" || e.policy.Namespace == ns {
+			if (ns == "" || e.policy.Namespace == ns) && e.policy.DryRun == dryRun {
 				found = e
 				return true
 			}
@@ -140,6 +151,9 @@ func NewSnapshot(entries []Entry, owners map[string]string) *Snapshot {
 		e := &entry{policy: p, verifier: in.Verifier}
 		s.byKey[p.Key()] = e
 		s.policies = append(s.policies, p)
+		if p.DryRun {
+			s.dryRuns++
+		}
 		if len(p.Hosts) == 0 {
 			s.anyHost.add(e)
 		}
@@ -156,7 +170,36 @@ func NewSnapshot(entries []Entry, owners map[string]string) *Snapshot {
 			hi.add(e)
 		}
 	}
+	s.indexForwarded()
 	return s
+}
+
+// indexForwarded computes forwarded and each entry's otherForwarded, once
+// per snapshot, so that no request builds them.
+func (s *Snapshot) indexForwarded() {
+	for _, p := range s.policies {
+		if p.JWT != nil {
+			for _, fc := range p.JWT.ForwardClaims {
+				s.forwarded = append(s.forwarded, fc.Header)
+			}
+		}
+	}
+	slices.Sort(s.forwarded)
+	s.forwarded = slices.Clip(slices.Compact(s.forwarded))
+	for _, e := range s.byKey {
+		var own []string
+		if e.policy.JWT != nil {
+			for _, fc := range e.policy.JWT.ForwardClaims {
+				own = append(own, fc.Header)
+			}
+		}
+		for _, h := range s.forwarded {
+			if !slices.Contains(own, h) {
+				e.otherForwarded = append(e.otherForwarded, h)
+			}
+		}
+		e.otherForwarded = slices.Clip(e.otherForwarded)
+	}
 }
 
 // Policies returns the policies the snapshot serves.
@@ -187,14 +230,44 @@ func (s *Snapshot) Owner(host string) (ns string, ok bool) {
 	return "", false
 }
 
-// selectPolicy finds the policy for a canonical host and normalized path:
-// most specific host (exact > wildcard > any), then longest pathPrefix.
-// When the host is owned, only the owning namespace's policies take part.
-func (s *Snapshot) selectPolicy(host, path string) *entry {
+// selectPolicy finds, for a canonical host and normalized path, the
+// enforcing policy that governs the request and the dryRun policy that
+// would govern it if it enforced (ranking at least as high as the
+// enforcing one); either may be nil. A dryRun policy never takes a request
+// from an enforcing one: it is only evaluated beside it.
+func (s *Snapshot) selectPolicy(host, path string) (governing, dryRun *entry) {
 	owner, _ := s.Owner(host)
+	governing, r := s.lookup(host, path, owner, false)
+	if s.dryRuns > 0 {
+		if d, dr := s.lookup(host, path, owner, true); d != nil && (governing == nil || !r.above(dr)) {
+			dryRun = d
+		}
+	}
+	return governing, dryRun
+}
+
+// A rank orders the policies that match one request: the most specific
+// host (exact > wildcard, the longest suffix first > any), then the longest
+// pathPrefix. The higher governs.
+type rank struct{ host, suffix, prefix int }
+
+func (r rank) above(o rank) bool {
+	if r.host != o.host {
+		return r.host > o.host
+	}
+	if r.suffix != o.suffix {
+		return r.suffix > o.suffix
+	}
+	return r.prefix > o.prefix
+}
+
+// lookup finds the policy, in dryRun mode or not, for a canonical host and
+// normalized path: most specific host, then longest pathPrefix. When the
+// host is owned, only the owning namespace's policies take part.
+func (s *Snapshot) lookup(host, path, owner string, dryRun bool) (*entry, rank) {
 	if hi := s.exact[host]; hi != nil {
-		if e := hi.lookup(path, owner); e != nil {
-			return e
+		if e := hi.lookup(path, owner, dryRun); e != nil {
+			return e, rank{host: 3, prefix: len(e.policy.PathPrefix)}
 		}
 	}
 	if len(s.wildcard) > 0 {
@@ -205,11 +278,14 @@ func (s *Snapshot) selectPolicy(host, path string) *entry {
 				continue
 			}
 			if hi := s.wildcard[host[i:]]; hi != nil {
-				if e := hi.lookup(path, owner); e != nil {
-					return e
+				if e := hi.lookup(path, owner, dryRun); e != nil {
+					return e, rank{host: 2, suffix: len(host) - i, prefix: len(e.policy.PathPrefix)}
 				}
 			}
 		}
 	}
-	return s.anyHost.lookup(path, owner)
+	if e := s.anyHost.lookup(path, owner, dryRun); e != nil {
+		return e, rank{host: 1, prefix: len(e.policy.PathPrefix)}
+	}
+	return nil, rank{}
 }

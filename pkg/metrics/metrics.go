@@ -39,8 +39,8 @@ func New() *Metrics {
 		Registry: reg,
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_decisions_total",
-			Help: "Authorization decisions by policy, rule, result (allow, deny, dry_run_deny) and reason.",
-		}, []string{"policy", "rule", "result", "reason"}),
+			Help: "Authorization decisions by mode (enforce: the answer; dryRun: the would-be decision of a dryRun policy evaluated beside it), policy, rule, result (allow, deny) and reason.",
+		}, []string{"mode", "policy", "rule", "result", "reason"}),
 		checkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_check_duration_seconds",
 			Help:    "Time to decide one check, by transport (grpc, http).",
@@ -82,22 +82,24 @@ func New() *Metrics {
 // counts token failures too: a decision whose reason is a jwt.Reason (a
 // missing token included, which never reaches a verifier) is one rejected
 // token, so tollgate_jwt_verification_failures_total agrees with
-// tollgate_decisions_total by reason.
+// tollgate_decisions_total by reason (summed over modes).
 func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Duration) {
-	result := "allow"
-	switch {
-	case d.WouldDeny:
-		result = "dry_run_deny"
-	case !d.Allowed:
-		result = "deny"
+	m.decide("enforce", d.Policy, d.Rule, d.Allowed, d.Reason)
+	if dr := &d.DryRun; dr.Evaluated() {
+		m.decide("dryRun", dr.Policy, dr.Rule, !dr.WouldDeny(), dr.Reason)
 	}
-	m.decisions.WithLabelValues(d.Policy, d.Rule, result, d.Reason).Inc()
-	if result != "allow" {
-		if c, ok := m.jwtByReason[d.Reason]; ok {
+	m.checkLatency.WithLabelValues(transport).Observe(took.Seconds())
+}
+
+func (m *Metrics) decide(mode, policy, rule string, allowed bool, reason string) {
+	result := "allow"
+	if !allowed {
+		result = "deny"
+		if c, ok := m.jwtByReason[reason]; ok {
 			c.Inc()
 		}
 	}
-	m.checkLatency.WithLabelValues(transport).Observe(took.Seconds())
+	m.decisions.WithLabelValues(mode, policy, rule, result, reason).Inc()
 }
 
 // JWKSFetch implements jwt.Observer.

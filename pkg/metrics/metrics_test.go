@@ -19,7 +19,8 @@ func TestMetrics(t *testing.T) {
 	m.JWKSFetch("https://a/jwks", errors.New("refused"))
 	m.CacheLookup(true)
 	m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonAllowed}, time.Millisecond)
-	m.Decision("http", &decision.Decision{Allowed: true, WouldDeny: true, DryRun: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonOwnerMismatch}, time.Millisecond)
+	m.Decision("http", &decision.Decision{Allowed: true, Policy: "shop/p", Rule: "r", Reason: decision.ReasonAllowed,
+		DryRun: decision.DryRunDecision{Policy: "shop/dry", Rule: "d", Status: 403, Reason: decision.ReasonOwnerMismatch}}, time.Millisecond)
 	m.Decision("http", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: "expired"}, time.Millisecond)
 	m.Decision("grpc", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: string(jwt.ReasonMissing)}, time.Millisecond)
 	m.Policies(3)
@@ -41,9 +42,9 @@ func TestMetrics(t *testing.T) {
 		`tollgate_jwt_verification_failures_total{reason="missing"} 1`,
 		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
 		`tollgate_token_cache_lookups_total{result="hit"} 1`,
-		`tollgate_decisions_total{policy="shop/p",reason="allowed",result="allow",rule="r"} 1`,
-		`tollgate_decisions_total{policy="shop/p",reason="owner_mismatch",result="dry_run_deny",rule="r"} 1`,
-		`tollgate_decisions_total{policy="shop/p",reason="expired",result="deny",rule="r"} 1`,
+		`tollgate_decisions_total{mode="enforce",policy="shop/p",reason="allowed",result="allow",rule="r"} 2`,
+		`tollgate_decisions_total{mode="dryRun",policy="shop/dry",reason="owner_mismatch",result="deny",rule="d"} 1`,
+		`tollgate_decisions_total{mode="enforce",policy="shop/p",reason="expired",result="deny",rule="r"} 1`,
 		`tollgate_check_duration_seconds_count{transport="http"} 2`,
 		`tollgate_policies_loaded 3`,
 		`tollgate_policies_ready 1`,

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -22,25 +23,32 @@ type observed struct {
 
 // Decide decides and records the decision. Every deny is logged at info
 // with policy, rule, reason and sub; never the token, and the path without
-// its query, which may carry one.
+// its query, which may carry one. The would-be decision of a dryRun policy
+// is logged beside it: at info when it would deny, at debug when it would
+// allow.
 func (o observed) Decide(ctx context.Context, req *decision.Request) decision.Decision {
 	start := time.Now()
 	d := o.s.engine.Decide(ctx, req)
 	o.s.metrics.Decision(o.transport, &d, time.Since(start))
-	if !d.Allowed || d.WouldDeny {
-		o.logDeny(req, &d)
+	if !d.Allowed {
+		o.logDecision(ctx, slog.LevelInfo, "deny", req, d.Policy, d.Rule, d.Reason, d.Status, d.Subject)
+	}
+	if dr := &d.DryRun; dr.WouldDeny() {
+		o.logDecision(ctx, slog.LevelInfo, "dry-run deny", req, dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject)
+	} else if dr.Evaluated() && o.s.log.Enabled(ctx, slog.LevelDebug) {
+		o.logDecision(ctx, slog.LevelDebug, "dry-run allow", req, dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject)
 	}
 	return d
 }
 
-// logDeny is kept out of Decide so that its large frame is only paid on
-// denials.
-func (o observed) logDeny(req *decision.Request, d *decision.Decision) {
+// logDecision is kept out of Decide so that its large frame is only paid
+// when something is logged.
+func (o observed) logDecision(ctx context.Context, level slog.Level, msg string, req *decision.Request, policy, rule, reason string, status int, sub string) {
 	path, _, _ := strings.Cut(req.Path, "?")
 	path, _, _ = strings.Cut(path, "#")
-	o.s.log.Info("deny",
-		"transport", o.transport, "policy", d.Policy, "rule", d.Rule, "reason", d.Reason,
-		"status", d.Status, "dryRun", d.DryRun, "sub", d.Subject,
+	o.s.log.Log(ctx, level, msg,
+		"transport", o.transport, "policy", policy, "rule", rule, "reason", reason,
+		"status", status, "sub", sub,
 		"method", req.Method, "host", req.Host, "path", path, "source", req.SourceIP)
 }
 

@@ -464,7 +464,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	_, metrics := get(t, h.srv.Addr("metrics"), "/metrics")
 	for _, want := range []string{
-		`tollgate_decisions_total{policy="shop/tasks-api",reason="missing",result="deny",rule="own-tasks"} 1`,
+		`tollgate_decisions_total{mode="enforce",policy="shop/tasks-api",reason="missing",result="deny",rule="own-tasks"} 1`,
 		`tollgate_jwt_verification_failures_total{reason="bad_signature"} 0`,
 		// One place counts each reason: a missing token, which never
 		// reaches a verifier, counts as a token failure like the others.
