@@ -37,14 +37,14 @@ func validSegment(seg string) bool {
 // compactJWS is a compact JWS split, checked for shape and with its
 // protected header read. Nothing in it is verified yet.
 type compactJWS struct {
-	input   string // "header.payload", what the signature covers
-	payload []byte // decoded, checked by scanObject within payloadLimits
-	sig     []byte // decoded
-	alg     string // header "alg" as sent
-	kid     string
-	hasKid  bool
-	crit    bool // a non-empty crit array is present
-	b64     bool // an RFC 7797 b64 member is present
+	input  string   // "header.payload", what the signature covers
+	claims []member // the payload's members, checked by scanObject within payloadLimits
+	sig    []byte   // decoded
+	alg    string   // header "alg" as sent
+	kid    string
+	hasKid bool
+	crit   bool // a non-empty crit array is present
+	b64    bool // an RFC 7797 b64 member is present
 }
 
 // parseCompact splits raw (exactly two dots, at most MaxTokenSize bytes:
@@ -98,14 +98,24 @@ func parseCompact(raw string) (compactJWS, *Error) {
 	if err != nil {
 		return t, failWrap(ReasonMalformed, "header", err)
 	}
-	if t.payload, err = b64url.DecodeString(p); err != nil {
+	payload, err := b64url.DecodeString(p)
+	if err != nil {
 		return t, fail(ReasonMalformed, "payload is not base64url")
 	}
-	if err := scanObject(t.payload, payloadLimits, nil); err != nil {
+	t.claims = make([]member, 0, 16)
+	err = scanObject(payload, payloadLimits, func(name, value []byte) error {
+		t.claims = append(t.claims, member{name: name, value: value})
+		return nil
+	})
+	if err != nil {
 		return t, failWrap(ReasonMalformed, "claims", err)
 	}
 	return t, nil
 }
+
+// A member is one member of a JSON object: its name (escapes resolved)
+// and raw value.
+type member struct{ name, value []byte }
 
 var errBadHeaderMember = errors.New("alg, kid or crit of the wrong type")
 

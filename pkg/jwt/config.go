@@ -27,6 +27,11 @@ type Config struct {
 	Discovery  bool          // jwks_uri from Issuer + "/.well-known/openid-configuration"
 	Algorithms []string      // canonical names; empty = all asymmetric, or HS256 with Secret
 	ClockSkew  time.Duration // tolerance for exp, nbf and iat; 0..MaxClockSkew
+	// Claims are the claims decisions read besides sub and iss: forwarded
+	// claims, owner and allowIf claims, tier claims, limits by claim. A
+	// verified Identity (and the verified-token cache) keeps only these;
+	// any other claim reads as absent.
+	Claims []string
 }
 
 // SecretRef names one key of a Kubernetes Secret.
@@ -191,6 +196,10 @@ func (c *Config) fingerprint(algs []string) string {
 	fmt.Fprintf(&b, "disc=%t|skew=%d|alg|", c.Discovery, c.ClockSkew)
 	for _, a := range algs {
 		w(a)
+	}
+	b.WriteString("claims|")
+	for _, n := range newClaimSchema(c.Claims).names {
+		w(n)
 	}
 	return b.String()
 }

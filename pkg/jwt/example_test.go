@@ -27,6 +27,7 @@ func Example() {
 		Audiences:  []string{"api"},
 		InlineJWKS: string(jwks),
 		ClockSkew:  30 * time.Second,
+		Claims:     []string{"role"}, // what decisions read besides sub and iss
 	})
 	if err != nil {
 		panic(err)

@@ -1,80 +1,202 @@
 package jwt
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Identity is a verified token. It is read-only after Verify returns it and
-// safe to share between goroutines: the same *Identity is cached and handed
-// to every caller presenting the same token, so callers must not modify its
-// fields. Claim returns copies of composite values for the same reason.
+// Identity is a verified token: what decisions read of it and nothing more,
+// so that the verified-token cache stays small (BenchmarkTokenCacheBytes).
+// It keeps sub, iss, exp and the claims the Verifier's Config.Claims names;
+// every other claim reads as absent. It is read-only after Verify returns
+// it and safe to share between goroutines: the same *Identity is cached and
+// handed to every caller presenting the same token.
 type Identity struct {
-	Subject   string    // "sub", "" when absent
-	Issuer    string    // "iss"
-	Expiry    time.Time // "exp"
-	KeyID     string    // "kid" of the header, "" when absent
-	Algorithm string    // canonical algorithm that verified the token
+	Subject string // "sub", "" when absent
+	Issuer  string // "iss" (the Verifier's issuer, which it equals)
 
-	audience []string
-	claims   map[string]any // decoded with json.Number for numbers
+	exp    int64        // "exp", unix nanoseconds
+	schema *claimSchema // names of the kept claims, shared by the Verifier
+	// kept encodes the kept claims in schema order: per claim a tag byte
+	// (tagAbsent, tagString, tagScalar, tagList), then for tagString and
+	// tagScalar a uvarint length and the value, for tagList a uvarint count
+	// and each string element as length and bytes. It shares one
+	// allocation with Subject.
+	kept string
 }
 
-// Audience returns a copy of the token's audiences ("aud" as an array).
-func (id *Identity) Audience() []string { return append([]string(nil), id.audience...) }
+// claimSchema is the sorted list of claims a Verifier keeps.
+type claimSchema struct{ names []string }
 
-// Claim returns the named claim as decoded from JSON (numbers as
-// json.Number, objects as map[string]any, arrays as []any). Objects and
-// arrays are deep copies.
-func (id *Identity) Claim(name string) (any, bool) {
-	v, ok := id.claims[name]
-	if !ok {
-		return nil, false
+const (
+	tagAbsent byte = iota // absent, null, or an object
+	tagString             // a string
+	tagScalar             // a number (canonical form) or a boolean
+	tagList               // an array; only its string elements are kept
+)
+
+// newClaimSchema returns the schema for names: sorted, without duplicates,
+// and without sub and iss, which an Identity always has.
+func newClaimSchema(names []string) *claimSchema {
+	var out []string
+	for _, n := range names {
+		if n != "sub" && n != "iss" {
+			out = append(out, n)
+		}
 	}
-	return deepCopy(v), true
+	slices.Sort(out)
+	return &claimSchema{names: slices.Compact(out)}
+}
+
+// Expiry returns the token's "exp".
+func (id *Identity) Expiry() time.Time { return time.Unix(0, id.exp) }
+
+// lookup returns the tag and encoded value of a kept claim.
+func (id *Identity) lookup(name string) (byte, string) {
+	i, ok := slices.BinarySearch(id.schema.names, name)
+	if !ok {
+		return tagAbsent, ""
+	}
+	rest := id.kept
+	for j := 0; ; j++ {
+		tag := rest[0]
+		n := encodedLen(rest)
+		if j == i {
+			return tag, rest[1:n]
+		}
+		rest = rest[n:]
+	}
 }
 
 // ClaimString returns a scalar claim as a string: strings as they are,
 // numbers in canonical decimal form (integers without exponent or fraction,
 // e.g. 1e3 → "1000"), booleans as "true"/"false". It reports false for
-// absent, null, object and array claims.
+// absent, null, object and array claims, and for claims the Verifier does
+// not keep. "sub" and "iss" are always kept.
 func (id *Identity) ClaimString(name string) (string, bool) {
-	return scalarString(id.claims[name])
+	switch name {
+	case "sub":
+		return id.Subject, id.Subject != ""
+	case "iss":
+		return id.Issuer, id.Issuer != ""
+	}
+	tag, v := id.lookup(name)
+	if tag != tagString && tag != tagScalar {
+		return "", false
+	}
+	s, _ := nextString(v)
+	return s, true
 }
 
 // ClaimStrings returns a string claim as a one-element slice, or the string
 // elements of an array claim (other elements are skipped). It returns nil
-// when the claim is absent or of another type. Used for bypass checks such
-// as "role: admin" against a roles array.
+// when the claim is absent, of another type, or not kept. Used for bypass
+// checks such as "role: admin" against a roles array.
 func (id *Identity) ClaimStrings(name string) []string {
-	switch v := id.claims[name].(type) {
-	case string:
-		return []string{v}
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
+	if name == "sub" || name == "iss" {
+		if s, ok := id.ClaimString(name); ok {
+			return []string{s}
+		}
+		return nil
+	}
+	tag, v := id.lookup(name)
+	switch tag {
+	case tagString:
+		s, _ := nextString(v)
+		return []string{s}
+	case tagList:
+		count, n := uvarint(v)
+		v = v[n:]
+		out := make([]string, 0, count)
+		for range count {
+			var s string
+			s, v = nextString(v)
+			out = append(out, s)
 		}
 		return out
 	}
 	return nil
 }
 
-func scalarString(v any) (string, bool) {
-	switch v := v.(type) {
-	case string:
-		return v, true
-	case bool:
-		return strconv.FormatBool(v), true
-	case json.Number:
-		return canonicalNumber(string(v)), true
+// nextString reads one length-prefixed string.
+func nextString(v string) (s, rest string) {
+	l, n := uvarint(v)
+	return v[n : n+int(l)], v[n+int(l):]
+}
+
+// uvarint decodes a binary.AppendUvarint encoding at the start of s.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		c := s[i]
+		if c < 0x80 {
+			return x | uint64(c)<<shift, i + 1
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
 	}
-	return "", false
+	return 0, 0
+}
+
+// encodedLen returns the length of the encoded claim at the start of v.
+func encodedLen(v string) int {
+	switch v[0] {
+	case tagString, tagScalar:
+		_, rest := nextString(v[1:])
+		return len(v) - len(rest)
+	case tagList:
+		count, n := uvarint(v[1:])
+		rest := v[1+n:]
+		for range count {
+			_, rest = nextString(rest)
+		}
+		return len(v) - len(rest)
+	}
+	return 1
+}
+
+// appendClaim encodes one kept claim from its raw JSON value (which
+// scanObject accepted); raw is nil when the claim is absent.
+func appendClaim(b []byte, raw []byte) []byte {
+	if len(raw) == 0 {
+		return append(b, tagAbsent)
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		s, _ := jsonString(raw)
+		return appendString(append(b, tagString), s)
+	case c == 't' || c == 'f':
+		return appendString(append(b, tagScalar), string(raw))
+	case c == '-' || (c >= '0' && c <= '9'):
+		return appendString(append(b, tagScalar), canonicalNumber(string(raw)))
+	case c == '[':
+		var elems []any
+		if json.Unmarshal(raw, &elems) != nil {
+			return append(b, tagAbsent)
+		}
+		var strs []string
+		for _, e := range elems {
+			if s, ok := e.(string); ok {
+				strs = append(strs, s)
+			}
+		}
+		b = binary.AppendUvarint(append(b, tagList), uint64(len(strs)))
+		for _, s := range strs {
+			b = appendString(b, s)
+		}
+		return b
+	}
+	return append(b, tagAbsent) // null, object
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
 // canonicalNumber formats a JSON number literal canonically: integer
@@ -108,22 +230,4 @@ func isIntLiteral(s string) bool {
 		}
 	}
 	return true
-}
-
-func deepCopy(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(v))
-		for k, e := range v {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		s := make([]any, len(v))
-		for i, e := range v {
-			s[i] = deepCopy(e)
-		}
-		return s
-	}
-	return v
 }

@@ -164,6 +164,7 @@ func (m *Manager) Verifier(cfg Config) (*Verifier, error) {
 		audiences: append([]string(nil), cfg.Audiences...),
 		skew:      cfg.ClockSkew,
 		allowed:   make(map[string]bool, len(algs)),
+		schema:    newClaimSchema(cfg.Claims),
 	}
 	for _, a := range algs {
 		v.allowed[a] = true

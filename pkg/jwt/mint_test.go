@@ -23,7 +23,7 @@ func TestGenerateKeyAndMint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id.Subject != "dev" || !id.Expiry.Equal(clock.Now().Add(15*time.Minute)) {
+			if id.Subject != "dev" || !id.Expiry().Equal(clock.Now().Add(15*time.Minute)) {
 				t.Fatalf("identity = %+v", id)
 			}
 		})

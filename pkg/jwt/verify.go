@@ -1,12 +1,11 @@
 package jwt
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -45,6 +44,7 @@ type Verifier struct {
 	audiences []string
 	skew      time.Duration
 	allowed   map[string]bool // canonical algorithm names
+	schema    *claimSchema    // the claims an Identity keeps
 	src       keySource
 }
 
@@ -117,12 +117,10 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, *Error) {
 	if !verifySignature(k, alg, t.input, t.sig) {
 		return nil, fail(ReasonBadSignature, "signature does not verify")
 	}
-	id, exp, ferr := v.checkClaims(t.payload, now)
+	id, exp, ferr := v.checkClaims(t.claims, now)
 	if ferr != nil {
 		return nil, ferr
 	}
-	id.KeyID = t.kid
-	id.Algorithm = alg
 	if c := v.m.cache; c != nil && now.UnixNano() < exp {
 		c.put(ck, cacheEntry{id: id, key: k, expires: exp}, now.UnixNano())
 	}
@@ -157,30 +155,48 @@ func (v *Verifier) key(ctx context.Context, kid string, hasKid bool, alg string)
 	return k, nil
 }
 
-// checkClaims decodes the payload and checks exp, nbf, iat, iss and aud.
-// It returns the identity and the expiry in unix nanoseconds.
-func (v *Verifier) checkClaims(payload []byte, now time.Time) (*Identity, int64, *Error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var claims map[string]any
-	if err := dec.Decode(&claims); err != nil || claims == nil {
-		return nil, 0, fail(ReasonMalformed, "claims are not a JSON object")
+// checkClaims checks exp, nbf, iat, iss and aud among the payload's members
+// and builds the Identity: sub, iss, exp and the claims v keeps. It returns
+// the identity and the expiry in unix nanoseconds.
+func (v *Verifier) checkClaims(claims []member, now time.Time) (*Identity, int64, *Error) {
+	var exp, nbf, iat, iss, aud, sub []byte
+	kept := make([][]byte, len(v.schema.names))
+	for _, c := range claims {
+		switch string(c.name) {
+		case "exp":
+			exp = c.value
+		case "nbf":
+			nbf = c.value
+		case "iat":
+			iat = c.value
+		case "iss":
+			iss = c.value
+		case "aud":
+			aud = c.value
+		case "sub":
+			sub = c.value
+		default:
+			if i, ok := slices.BinarySearch(v.schema.names, string(c.name)); ok {
+				kept[i] = c.value
+			}
+		}
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, 0, fail(ReasonMalformed, "trailing data after claims")
-	}
-	exp, ok, bad := numericDate(claims["exp"])
+	expT, ok, bad := numericDate(exp)
 	if bad {
 		return nil, 0, fail(ReasonMalformed, "exp is not a number")
 	}
 	if !ok {
 		return nil, 0, fail(ReasonMissingExp, "exp claim missing")
 	}
-	if !now.Before(exp.Add(v.skew)) {
+	if !now.Before(expT.Add(v.skew)) {
 		return nil, 0, fail(ReasonExpired, "token expired")
 	}
-	for _, name := range []string{"nbf", "iat"} {
-		t, ok, bad := numericDate(claims[name])
+	for _, c := range [...]struct {
+		name string
+		raw  []byte
+	}{{"nbf", nbf}, {"iat", iat}} {
+		name := c.name
+		t, ok, bad := numericDate(c.raw)
 		if bad {
 			return nil, 0, fail(ReasonMalformed, name+" is not a number")
 		}
@@ -188,36 +204,41 @@ func (v *Verifier) checkClaims(payload []byte, now time.Time) (*Identity, int64,
 			return nil, 0, fail(ReasonNotYetValid, "token not valid yet ("+name+")")
 		}
 	}
-	iss, _ := claims["iss"].(string)
-	if iss != v.issuer {
+	if s, _ := jsonString(iss); s != v.issuer {
 		return nil, 0, fail(ReasonBadIssuer, "issuer does not match")
 	}
-	aud, ok := audience(claims["aud"])
+	auds, ok := audience(aud)
 	if !ok {
 		return nil, 0, fail(ReasonMalformed, "aud is neither a string nor an array of strings")
 	}
-	if len(v.audiences) > 0 && !containsAny(aud, v.audiences) {
+	if len(v.audiences) > 0 && !containsAny(auds, v.audiences) {
 		return nil, 0, fail(ReasonBadAudience, "audience does not match")
 	}
-	sub, isStr := claims["sub"].(string)
-	if _, present := claims["sub"]; present && !isStr {
+	subject, isStr := jsonString(sub)
+	if sub != nil && !isStr {
 		return nil, 0, fail(ReasonMalformed, "sub is not a string")
 	}
-	id := &Identity{Subject: sub, Issuer: iss, Expiry: exp, audience: aud, claims: claims}
-	return id, exp.UnixNano(), nil
+	// One allocation holds the subject and the kept claims.
+	b := make([]byte, 0, len(subject)+16)
+	b = append(b, subject...)
+	for _, raw := range kept {
+		b = appendClaim(b, raw)
+	}
+	all := string(b)
+	id := &Identity{Subject: all[:len(subject)], Issuer: v.issuer, exp: expT.UnixNano(), schema: v.schema, kept: all[len(subject):]}
+	return id, id.exp, nil
 }
 
-// numericDate converts a JSON NumericDate. ok is false when v is absent;
-// bad is true when v is present but not a finite number.
-func numericDate(v any) (t time.Time, ok, bad bool) {
-	if v == nil {
+// numericDate converts a raw JSON NumericDate. ok is false when it is
+// absent or null; bad is true when it is present but not a finite number.
+func numericDate(raw []byte) (t time.Time, ok, bad bool) {
+	if raw == nil || string(raw) == "null" {
 		return time.Time{}, false, false
 	}
-	n, isNum := v.(json.Number)
-	if !isNum {
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
 		return time.Time{}, false, true
 	}
-	f, err := n.Float64()
+	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return time.Time{}, false, true
 	}
@@ -226,16 +247,22 @@ func numericDate(v any) (t time.Time, ok, bad bool) {
 	return time.Unix(int64(sec), int64((f-sec)*1e9)), true, false
 }
 
-// audience returns "aud" as a slice; ok is false for other shapes.
-func audience(v any) ([]string, bool) {
-	switch v := v.(type) {
-	case nil:
+// audience returns a raw "aud" as a slice; ok is false for shapes other
+// than absent, null, a string and an array of strings.
+func audience(raw []byte) ([]string, bool) {
+	switch {
+	case raw == nil || string(raw) == "null":
 		return nil, true
-	case string:
-		return []string{v}, true
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
+	case raw[0] == '"':
+		s, _ := jsonString(raw)
+		return []string{s}, true
+	case raw[0] == '[':
+		var elems []any
+		if json.Unmarshal(raw, &elems) != nil {
+			return nil, false
+		}
+		out := make([]string, 0, len(elems))
+		for _, e := range elems {
 			s, ok := e.(string)
 			if !ok {
 				return nil, false

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -265,46 +266,65 @@ func TestParseAlgorithm(t *testing.T) {
 	}
 }
 
+// TestIdentityClaims: an Identity answers for sub, iss and the claims its
+// Config keeps, in canonical form, and for nothing else (issue 13 §6).
 func TestIdentityClaims(t *testing.T) {
 	ed := jwttest.NewEd25519(t)
 	m, clock, _ := newTestManager(t, Options{})
-	v := mustVerifier(t, m, Config{Issuer: testIssuer, InlineJWKS: ed.JWKS()})
+	kept := []string{"n", "e", "f", "neg", "b", "roles", "role", "obj", "nul", "absent", "empty", "sub", "e"}
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, InlineJWKS: ed.JWKS(), Claims: kept})
 	payload := `{"sub":"u1","iss":"` + testIssuer + `","exp":` + jsonInt(clock.Now().Add(time.Hour).Unix()) +
-		`,"aud":["a","b"],"n":12345678901234567890,"e":1e3,"f":1.5,"neg":-0,"b":true,"roles":["admin",1,"ops"],"role":"admin","obj":{"k":["v"]},"nul":null}`
+		`,"aud":["a","b"],"n":12345678901234567890,"e":1e3,"f":1.5,"neg":-0,"b":true,"roles":["admin",1,"ops"],"role":"admin","obj":{"k":["v"]},"nul":null,"empty":[],"email":"u1@example.com"}`
 	id, err := v.Verify(context.Background(), signRawPayload(t, ed, payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"sub": "u1", "n": "12345678901234567890", "e": "1000", "f": "1.5", "neg": "0", "b": "true"} {
+	for name, want := range map[string]string{"sub": "u1", "iss": testIssuer, "n": "12345678901234567890", "e": "1000", "f": "1.5", "neg": "0", "b": "true", "role": "admin"} {
 		if got, ok := id.ClaimString(name); !ok || got != want {
 			t.Errorf("ClaimString(%q) = %q, %t; want %q", name, got, ok, want)
 		}
 	}
-	for _, name := range []string{"obj", "roles", "nul", "absent"} {
+	for _, name := range []string{"obj", "roles", "nul", "absent", "empty", "email", "aud", "exp"} {
 		if got, ok := id.ClaimString(name); ok {
 			t.Errorf("ClaimString(%q) = %q, want false", name, got)
 		}
 	}
-	if got := id.ClaimStrings("roles"); strings.Join(got, ",") != "admin,ops" {
-		t.Errorf("ClaimStrings(roles) = %q", got)
+	for name, want := range map[string][]string{"roles": {"admin", "ops"}, "role": {"admin"}, "sub": {"u1"}, "empty": {}} {
+		if got := id.ClaimStrings(name); !slices.Equal(got, want) || got == nil {
+			t.Errorf("ClaimStrings(%q) = %q, want %q", name, got, want)
+		}
 	}
-	if got := id.ClaimStrings("role"); strings.Join(got, ",") != "admin" {
-		t.Errorf("ClaimStrings(role) = %q", got)
+	for _, name := range []string{"obj", "n", "b", "nul", "absent", "email"} {
+		if got := id.ClaimStrings(name); got != nil {
+			t.Errorf("ClaimStrings(%q) = %q, want nil", name, got)
+		}
 	}
-	if got := id.ClaimStrings("obj"); got != nil {
-		t.Errorf("ClaimStrings(obj) = %q", got)
+	if !id.Expiry().Equal(time.Unix(clock.Now().Add(time.Hour).Unix(), 0)) {
+		t.Errorf("Expiry = %s", id.Expiry())
 	}
-	if got := strings.Join(id.Audience(), ","); got != "a,b" {
-		t.Errorf("Audience = %q", got)
+}
+
+// TestCacheKeepsPerClaimsSchema: verifiers that keep different claims do
+// not share cached identities.
+func TestCacheKeepsPerClaimsSchema(t *testing.T) {
+	ed := jwttest.NewEd25519(t)
+	m, clock, _ := newTestManager(t, Options{})
+	a := mustVerifier(t, m, Config{Issuer: testIssuer, InlineJWKS: ed.JWKS(), Claims: []string{"role"}})
+	b := mustVerifier(t, m, Config{Issuer: testIssuer, InlineJWKS: ed.JWKS(), Claims: []string{"plan"}})
+	tok := ed.Mint(t, claims(clock.Now(), set("role", "admin"), set("plan", "gold")))
+	ida, err := a.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
 	}
-	obj, _ := id.Claim("obj")
-	obj.(map[string]any)["k"] = "mutated"
-	again, _ := id.Claim("obj")
-	if b, _ := json.Marshal(again); string(b) != `{"k":["v"]}` {
-		t.Errorf("Claim returned shared state: %s", b)
+	idb, err := b.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if id.KeyID != ed.Kid() || id.Algorithm != "EdDSA" {
-		t.Errorf("KeyID/Algorithm = %q/%q", id.KeyID, id.Algorithm)
+	if r, _ := ida.ClaimString("role"); r != "admin" {
+		t.Errorf("a: role = %q", r)
+	}
+	if p, _ := idb.ClaimString("plan"); p != "gold" {
+		t.Errorf("b: plan = %q (a cached identity of another schema?)", p)
 	}
 }
 

@@ -168,6 +168,9 @@ func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
 		}
 		p.Rules = append(p.Rules, rule)
 	}
+	if p.JWT != nil {
+		p.JWT.Claims = claimsUsed(p)
+	}
 	return p
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -96,6 +97,38 @@ func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
 	out.TokenFrom = c.tokenSources(in.TokenFrom, fp.Child("tokenFrom"))
 	out.ForwardClaims = c.forwardClaims(in.ForwardClaims, fp.Child("forwardClaims"))
 	return out
+}
+
+// claimsUsed lists, sorted and once each, the claims p's decisions read:
+// forwarded claims, owner and allowIf claims, tier claims and limits by
+// claim. The verifier keeps only these (and sub and iss) of each token.
+func claimsUsed(p *Policy) []string {
+	var names []string
+	limits := func(ls []Limit) {
+		for _, l := range ls {
+			if l.By == ByClaim {
+				names = append(names, l.ByName)
+			}
+			if l.Tiers != nil {
+				names = append(names, l.Tiers.Claim)
+			}
+		}
+	}
+	for _, fc := range p.JWT.ForwardClaims {
+		names = append(names, fc.Claim)
+	}
+	limits(p.Limits)
+	for _, r := range p.Rules {
+		if r.Owner != nil {
+			names = append(names, r.Owner.Claim)
+			if r.Owner.AllowIf != nil {
+				names = append(names, r.Owner.AllowIf.Claim)
+			}
+		}
+		limits(r.Limits)
+	}
+	sort.Strings(names)
+	return slices.Compact(names)
 }
 
 // checkURL reports whether raw is an absolute http(s) URL with a host.
