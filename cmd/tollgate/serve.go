@@ -32,7 +32,7 @@ type serveFlags struct {
 	normalizePaths                              bool
 	crossNamespaceHosts                         bool
 	shutdownGrace                               time.Duration
-	kubernetes                                  bool
+	kube                                        kubeFlags
 	logLevel, logFormat                         string
 }
 
@@ -79,7 +79,7 @@ func newServeCommand() *cobra.Command {
 	fl.IntVar(&f.trustedHops, "xff-trusted-hops", 0, "trusted proxies in front of Envoy whose X-Forwarded-For entry names the client IP")
 	fl.BoolVar(&f.normalizePaths, "normalize-paths", false, normalizePathsUsage)
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
-	fl.BoolVar(&f.kubernetes, "kubernetes", false, "watch AuthPolicy objects in Kubernetes")
+	f.kube.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	return cmd
@@ -89,9 +89,6 @@ func (f *serveFlags) options() (server.Options, error) {
 	log, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
 		return server.Options{}, err
-	}
-	if f.kubernetes {
-		return server.Options{}, errors.New("--kubernetes: the AuthPolicy controller is not part of this build yet; use --policy-dir")
 	}
 	// A missing path is a typo, not a policy set that may appear later: a
 	// mounted ConfigMap directory exists from the start.
@@ -128,6 +125,10 @@ func (f *serveFlags) options() (server.Options, error) {
 	default:
 		return server.Options{}, fmt.Errorf("--quota-store %q: want memory or redis", f.quotaStore)
 	}
+	kube, err := f.kube.options(log)
+	if err != nil {
+		return server.Options{}, err
+	}
 	return server.Options{
 		GRPCAddr:         f.grpcAddr,
 		HTTPAddr:         f.httpAddr,
@@ -136,6 +137,7 @@ func (f *serveFlags) options() (server.Options, error) {
 		PprofAddr:        f.pprofAddr,
 		PolicyPaths:      append(append([]string(nil), f.policyDirs...), f.policyFiles...),
 		SecretsDir:       f.secretsDir,
+		Kubernetes:       kube,
 		TokenCacheSize:   f.tokenCacheSize,
 		JWKSAllowedHosts: f.jwksAllowedHosts,
 		QuotaStore:       f.quotaStore,

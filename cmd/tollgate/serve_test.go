@@ -11,17 +11,18 @@ func TestServeFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"an unknown default action":              {args: []string{"--default-action", "maybe"}, want: "--default-action"},
-		"an environment variable sets a flag":    {env: map[string]string{"TOLLGATE_LOG_FORMAT": "xml"}, want: "--log-format"},
-		"a dashed flag maps to UPPER_SNAKE":      {env: map[string]string{"TOLLGATE_ON_STORE_ERROR": "retry"}, want: "--on-store-error"},
-		"a bad value in the environment":         {env: map[string]string{"TOLLGATE_TOKEN_CACHE_SIZE": "many"}, want: "TOLLGATE_TOKEN_CACHE_SIZE"},
-		"redis without an address":               {args: []string{"--quota-store", "redis"}, want: "--redis-addr"},
-		"an unknown quota store":                 {args: []string{"--quota-store", "etcd"}, want: "--quota-store"},
-		"the controller is not in this build":    {args: []string{"--kubernetes"}, want: "--kubernetes"},
-		"a policy directory that does not exist": {args: []string{"--policy-dir", "/nonexistent/policies"}, want: "/nonexistent/policies"},
-		"a negative token cache":                 {args: []string{"--token-cache-size", "-1"}, want: "--token-cache-size"},
-		"a JWKS host glob that is not a host":    {args: []string{"--jwks-allowed-hosts", "auth.example.com:443"}, want: "--jwks-allowed-hosts"},
-		"the command line wins over the env":     {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
+		"an unknown default action":                   {args: []string{"--default-action", "maybe"}, want: "--default-action"},
+		"an environment variable sets a flag":         {env: map[string]string{"TOLLGATE_LOG_FORMAT": "xml"}, want: "--log-format"},
+		"a dashed flag maps to UPPER_SNAKE":           {env: map[string]string{"TOLLGATE_ON_STORE_ERROR": "retry"}, want: "--on-store-error"},
+		"a bad value in the environment":              {env: map[string]string{"TOLLGATE_TOKEN_CACHE_SIZE": "many"}, want: "TOLLGATE_TOKEN_CACHE_SIZE"},
+		"redis without an address":                    {args: []string{"--quota-store", "redis"}, want: "--redis-addr"},
+		"an unknown quota store":                      {args: []string{"--quota-store", "etcd"}, want: "--quota-store"},
+		"a kubeconfig that does not exist":            {args: []string{"--kubernetes", "--kubeconfig", "/nonexistent/kubeconfig"}, want: "--kubeconfig"},
+		"a secret label selector that does not parse": {args: []string{"--kubernetes", "--kubeconfig", "/nonexistent/kubeconfig", "--secret-label-selector", "a in (b"}, want: "--secret-label-selector"},
+		"a policy directory that does not exist":      {args: []string{"--policy-dir", "/nonexistent/policies"}, want: "/nonexistent/policies"},
+		"a negative token cache":                      {args: []string{"--token-cache-size", "-1"}, want: "--token-cache-size"},
+		"a JWKS host glob that is not a host":         {args: []string{"--jwks-allowed-hosts", "auth.example.com:443"}, want: "--jwks-allowed-hosts"},
+		"the command line wins over the env":          {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -142,6 +143,39 @@ func (e *Env) init() error {
 		return fmt.Errorf("kubetest: write kubeconfig: %w", err)
 	}
 	return nil
+}
+
+// KubeconfigOptions changes the kubeconfig WriteKubeconfig writes.
+type KubeconfigOptions struct {
+	// As impersonates this user (with Groups), the way kubectl --as does:
+	// requests are authorized with that user's RBAC, not the admin's.
+	As     string
+	Groups []string
+	// Server replaces the API server URL (say, a proxy in front of it).
+	Server string
+}
+
+// WriteKubeconfig writes a kubeconfig for the control plane, changed by
+// o, into a temporary directory of tb and returns its path.
+func (e *Env) WriteKubeconfig(tb testing.TB, o KubeconfigOptions) string {
+	tb.Helper()
+	cfg, err := clientcmd.Load(e.env.KubeConfig)
+	if err != nil {
+		tb.Fatalf("kubetest: parse kubeconfig: %v", err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate, a.ImpersonateGroups = o.As, o.Groups
+	}
+	if o.Server != "" {
+		for _, c := range cfg.Clusters {
+			c.Server = o.Server
+		}
+	}
+	path := filepath.Join(tb.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		tb.Fatalf("kubetest: write kubeconfig: %v", err)
+	}
+	return path
 }
 
 // Stop stops the control plane and removes the kubeconfig.

@@ -58,7 +58,7 @@ func (s *Server) httpAuthHandler() http.Handler {
 
 func (s *Server) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(s.gatherer(), promhttp.HandlerOpts{}))
 	return mux
 }
 
@@ -75,9 +75,11 @@ func pprofHandler() http.Handler {
 }
 
 // healthHandler serves /healthz (live) and /readyz (ready once policies are
-// loaded). A quota store outage shows in the /readyz body, never in its
-// status: every replica turning unready at once would make a Redis outage
-// a total outage.
+// loaded: files read and, with the controller, its caches synced and first
+// list served). A quota store outage shows in the /readyz body, never in
+// its status: every replica turning unready at once would make a Redis
+// outage a total outage. The same holds for an unreachable API server:
+// every replica keeps serving its last synced policies and stays ready.
 func (s *Server) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -91,10 +93,11 @@ func (s *Server) healthHandler() http.Handler {
 			store = "down"
 		}
 		body := struct {
-			Ready      bool   `json:"ready"`
-			Policies   int    `json:"policies"`
-			QuotaStore string `json:"quotaStore"`
-		}{ready, s.engine.Snapshot().Len(), store}
+			Ready      bool        `json:"ready"`
+			Policies   int         `json:"policies"`
+			QuotaStore string      `json:"quotaStore"`
+			Kubernetes *kubeHealth `json:"kubernetes,omitempty"`
+		}{ready, s.engine.Snapshot().Len(), store, s.kubeHealth()}
 		w.Header().Set("Content-Type", "application/json")
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

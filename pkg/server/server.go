@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/health"
 
+	"github.com/tollgate-dev/tollgate/pkg/controller"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
@@ -41,6 +42,11 @@ type Options struct {
 	ReloadInterval time.Duration
 	// SecretsDir maps secretRef{name,key} of namespace NS to DIR/NS/NAME/KEY.
 	SecretsDir string
+	// Kubernetes, when set, runs the AuthPolicy controller in this process
+	// (its Set, Secrets, Registerer, Logger and OnReady are the server's):
+	// policies from the API server join those of PolicyPaths, and
+	// secretRefs resolve from the cluster's Secrets (after SecretsDir).
+	Kubernetes *controller.Options
 	// TokenCacheSize bounds the verified-token cache; 0 disables it.
 	TokenCacheSize int
 	// JWKSAllowedHosts, when not empty, are the host globs key URLs may
@@ -83,6 +89,10 @@ type Server struct {
 	quota    quotaStore
 	ready    atomic.Bool
 	health   *health.Server
+	// kube is the AuthPolicy controller; nil without Options.Kubernetes.
+	kube *controller.Controller
+	// filesLoaded is set once the policy files were first read.
+	filesLoaded atomic.Bool
 
 	grpcLis, httpLis, metricsLis, healthLis, pprofLis net.Listener
 }
@@ -120,8 +130,20 @@ func New(opts Options) (*Server, error) {
 		cacheSize = -1 // jwt.Options: negative disables, 0 means default
 	}
 	jopts := jwt.Options{CacheSize: cacheSize, Logger: s.log, Observer: s.metrics, AllowedHosts: opts.JWKSAllowedHosts}
+	var secrets secretChain
 	if opts.SecretsDir != "" {
-		jopts.Secrets = jwt.NewDirSecrets(opts.SecretsDir, nil)
+		secrets = append(secrets, jwt.NewDirSecrets(opts.SecretsDir, nil))
+	}
+	var kubeSecrets *controller.SecretCache
+	if opts.Kubernetes != nil {
+		kubeSecrets = controller.NewSecretCache()
+		secrets = append(secrets, kubeSecrets)
+	}
+	switch len(secrets) {
+	case 1:
+		jopts.Secrets = secrets[0]
+	case 2:
+		jopts.Secrets = secrets
 	}
 	s.jwt = jwt.NewManager(jopts)
 	s.engine = decision.NewEngine(decision.Options{
@@ -134,6 +156,14 @@ func New(opts Options) (*Server, error) {
 		CrossNamespaceHosts: opts.CrossNamespaceHosts,
 		Logger:              s.log,
 	})
+	if opts.Kubernetes != nil {
+		if err := s.newController(kubeSecrets); err != nil {
+			s.policies.Close()
+			s.jwt.Close()
+			store.Close()
+			return nil, err
+		}
+	}
 
 	if err := s.listen(); err != nil {
 		s.closeListeners()
@@ -214,6 +244,7 @@ func (s *Server) Run(ctx context.Context) error {
 			policyfile.Watch(watchCtx, s.opts.ReloadInterval, func() {
 				src.Sync()
 				if err := s.policies.Flush(watchCtx); err == nil {
+					s.filesLoaded.Store(true)
 					s.markReady()
 				}
 			}, s.opts.PolicyPaths...)
@@ -231,7 +262,14 @@ func (s *Server) Run(ctx context.Context) error {
 		probeWhileDown(watchCtx, s.quota, time.Second)
 	}()
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	if s.kube != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runController(watchCtx, errc)
+		}()
+	}
 	stops := s.serve(errc)
 	s.log.Info("tollgate serving", "grpc", s.Addr("grpc"), "http", s.Addr("http"), "metrics", s.Addr("metrics"), "health", s.Addr("health"))
 
@@ -264,16 +302,24 @@ func (s *Server) publish(snap *decision.Snapshot) {
 	s.metrics.Policies(snap.Len())
 }
 
-// markReady reports readiness once the first snapshot is served.
+// markReady reports readiness once every policy source has its first
+// snapshot served.
 func (s *Server) markReady() {
+	if len(s.opts.PolicyPaths) > 0 && !s.filesLoaded.Load() || s.kube != nil && !s.kube.Ready() {
+		return
+	}
 	if !s.ready.Swap(true) {
 		markServing(s.health)
 		s.log.Info("policies loaded; ready", "policies", s.engine.Snapshot().Len())
 	}
 }
 
-// policyStatus logs a policy's new status.
+// policyStatus logs a policy's new status, and has the controller write
+// it to the AuthPolicy object.
 func (s *Server) policyStatus(namespace, name string, st policyset.Status) {
+	if s.kube != nil {
+		s.kube.StatusChanged(namespace, name)
+	}
 	if st.Ready() {
 		s.log.Debug("policy accepted", "policy", namespace+"/"+name, "generation", st.ObservedGeneration)
 		return

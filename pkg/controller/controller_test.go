@@ -1,0 +1,284 @@
+package controller_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/internal/kubetest"
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+	"github.com/tollgate-dev/tollgate/pkg/policy/policytest"
+)
+
+// TestApplyUpdateDeleteAreEnforced: a policy applied with kubectl is
+// enforced by a running tollgate within 2 s, so is an update, and a delete
+// gives the request back to the default action (deny) within 2 s.
+func TestApplyUpdateDeleteAreEnforced(t *testing.T) {
+	env, ns, in := scene(t, "lifecycle")
+	host, key := ns+".example.test", jwttest.NewEd25519(t)
+
+	if got := in.check(host, "GET", "/api/public", ""); got != http.StatusForbidden {
+		t.Fatalf("before any policy: %d, want the default action (403)", got)
+	}
+	ap := policy(ns, "tasks", host, key, policytest.AnonymousRule("public", "/api/public"), private())
+	create(t, env.Client, ap)
+	in.expect(enforcedWithin, host, "/api/public", "", http.StatusOK)
+	if got := in.check(host, "GET", "/api/private", ""); got != http.StatusUnauthorized {
+		t.Errorf("a private path without a token: %d, want 401", got)
+	}
+	if got := in.check(host, "GET", "/api/private", token(t, key, "alice")); got != http.StatusOK {
+		t.Errorf("a private path with a token: %d, want 200", got)
+	}
+	waitStatus(t, env.Client, ns, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+
+	edit(t, env.Client, ns, "tasks", func(ap *v1alpha1.AuthPolicy) { ap.Spec.Rules[0].Path = "/api/open" })
+	in.expect(enforcedWithin, host, "/api/open", "", http.StatusOK)
+	if got := in.check(host, "GET", "/api/public", ""); got != http.StatusUnauthorized {
+		t.Errorf("the path the update made private: %d, want 401", got)
+	}
+
+	remove(t, env.Client, ap)
+	in.expect(enforcedWithin, host, "/api/open", "", http.StatusForbidden)
+}
+
+// TestInvalidEditKeepsLastGoodVersion: an edit that the CRD admits but the
+// compiler rejects keeps the policy's last good version serving, says why
+// with the field path, and holds back no other policy.
+func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
+	env, ns, in := scene(t, "invalid")
+	hostA, hostB := "a."+ns+".example.test", "b."+ns+".example.test"
+	key := jwttest.NewEd25519(t)
+
+	create(t, env.Client, policy(ns, "a", hostA, key, policytest.AnonymousRule("public", "/api/public"), private()))
+	create(t, env.Client, policy(ns, "b", hostB, key, policytest.AnonymousRule("public", "/api/b1"), private()))
+	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	waitStatus(t, env.Client, ns, "b", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, hostA, "/api/public", "", http.StatusOK)
+
+	// "**" only as the last segment: the schema cannot say it, the compiler does.
+	edit(t, env.Client, ns, "a", func(ap *v1alpha1.AuthPolicy) {
+		ap.Spec.Rules[0].Path = "/api/changed"
+		ap.Spec.Rules[1].Path = "/api/**/x"
+	})
+	edit(t, env.Client, ns, "b", func(ap *v1alpha1.AuthPolicy) { ap.Spec.Rules[0].Path = "/api/b2" })
+
+	in.expect(enforcedWithin, hostB, "/api/b2", "", http.StatusOK)
+	cond := waitStatus(t, env.Client, ns, "a", metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, "spec.rules[1].path")
+	t.Logf("Ready=%s %s: %s", cond.Status, cond.Reason, cond.Message)
+	// The last good version of a still serves, the broken one does not.
+	if got := in.check(hostA, "GET", "/api/public", ""); got != http.StatusOK {
+		t.Errorf("a's last good version: /api/public %d, want 200", got)
+	}
+	if got := in.check(hostA, "GET", "/api/changed", ""); got != http.StatusUnauthorized {
+		t.Errorf("a's broken version serves: /api/changed %d, want 401", got)
+	}
+	// The leader recorded the transition as a Warning Event.
+	eventually(t, 10*time.Second, "an InvalidSpec Event for a", func() bool {
+		var list eventsv1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == "a" && e.Reason == v1alpha1.ReasonInvalidSpec && e.Type == corev1.EventTypeWarning &&
+				strings.Contains(e.Note, "spec.rules[1].path") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestSecretRef: a policy whose HS256 secret is missing says so; once the
+// Secret exists the policy is Ready and its tokens verify; a rotation
+// applies within 2 s; and a policy can never read another namespace's
+// Secret.
+func TestSecretRef(t *testing.T) {
+	env := kube(t)
+	ns, other := env.Namespace(t, "secret"), env.Namespace(t, "thief")
+	cleanup(t, env.Client, ns, other)
+	host, thiefHost := ns+".example.test", other+".example.test"
+	in := start(t, asTollgate(t, env), config{})
+	hsPolicy := func(ns, host string) *v1alpha1.AuthPolicy {
+		return policytest.New(policytest.WithName(ns, "hs"), policytest.WithHosts(host), policytest.WithPathPrefix("/api"),
+			policytest.WithJWT(&v1alpha1.JWT{Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: "jwt", Key: "secret"}, Algorithms: []string{"HS256"}}),
+			policytest.WithRule(private()), func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
+	}
+	k1, k2 := jwttest.NewHS256(t), jwttest.NewHS256(t)
+
+	create(t, env.Client, hsPolicy(ns, host))
+	waitStatus(t, env.Client, ns, "hs", metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound, ns+"/jwt")
+
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "jwt"}, Data: map[string][]byte{"secret": k1.Secret()}}
+	create(t, env.Client, secret)
+	waitStatus(t, env.Client, ns, "hs", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, host, "/api/x", token(t, k1, "alice"), http.StatusOK)
+
+	secret.Data["secret"] = k2.Secret()
+	if err := env.Client.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	in.expect(enforcedWithin, host, "/api/x", token(t, k2, "alice"), http.StatusOK)
+	in.expect(enforcedWithin, host, "/api/x", token(t, k1, "alice"), http.StatusUnauthorized)
+
+	// The same secretRef in another namespace names that namespace's
+	// Secret, which does not exist: ns's Secret is out of reach.
+	create(t, env.Client, hsPolicy(other, thiefHost))
+	waitStatus(t, env.Client, other, "hs", metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound, other+"/jwt")
+	if got := in.check(thiefHost, "GET", "/api/x", token(t, k2, "mallory")); got == http.StatusOK {
+		t.Errorf("a token signed with another namespace's Secret is accepted")
+	}
+}
+
+// TestConflictResolvedByDelete: of two policies with the same host and
+// prefix the newer is Conflict and does not serve; deleting the older lets
+// it serve and go Ready within 2 s.
+func TestConflictResolvedByDelete(t *testing.T) {
+	env, ns, in := scene(t, "conflict")
+	host, key := ns+".example.test", jwttest.NewEd25519(t)
+
+	older := policy(ns, "a-older", host, key, policytest.AnonymousRule("a", "/api/a"))
+	createOlder(t, env.Client, older)
+	waitStatus(t, env.Client, ns, "a-older", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	create(t, env.Client, policy(ns, "b-newer", host, key, policytest.AnonymousRule("b", "/api/b")))
+	waitStatus(t, env.Client, ns, "b-newer", metav1.ConditionFalse, v1alpha1.ReasonConflict, "a-older")
+	if got := in.check(host, "GET", "/api/b", ""); got == http.StatusOK {
+		t.Errorf("the newer, conflicting policy serves /api/b")
+	}
+	in.expect(enforcedWithin, host, "/api/a", "", http.StatusOK)
+
+	remove(t, env.Client, older)
+	in.expect(enforcedWithin, host, "/api/b", "", http.StatusOK)
+	waitStatus(t, env.Client, ns, "b-newer", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+}
+
+// TestHostBelongsToNamespace: a policy in a second namespace that names
+// the first namespace's host, with a longer prefix and an anonymous rule,
+// does not serve for it and is Conflict; the first namespace's policy
+// decides those requests.
+func TestHostBelongsToNamespace(t *testing.T) {
+	env := kube(t)
+	shop, evil := env.Namespace(t, "shop"), env.Namespace(t, "evil")
+	cleanup(t, env.Client, shop, evil)
+	host := shop + ".example.test"
+	key := jwttest.NewEd25519(t)
+	in := start(t, asTollgate(t, env), config{})
+
+	createOlder(t, env.Client, policy(shop, "tasks", host, key, policytest.OwnTasksRule()))
+	waitStatus(t, env.Client, shop, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	grab := policytest.New(policytest.WithName(evil, "grab"), policytest.WithHosts(host), policytest.WithPathPrefix("/api/users"),
+		policytest.WithJWT(nil), policytest.WithRule(policytest.AnonymousRule("all", "/api/users/**")),
+		func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
+	create(t, env.Client, grab)
+	waitStatus(t, env.Client, evil, "grab", metav1.ConditionFalse, v1alpha1.ReasonConflict, shop)
+
+	if got := in.check(host, "GET", "/api/users/bob/tasks/1", ""); got != http.StatusUnauthorized {
+		t.Errorf("bob's tasks without a token: %d, want 401 from %s's policy", got, shop)
+	}
+	if got := in.check(host, "GET", "/api/users/bob/tasks/1", token(t, key, "bob")); got != http.StatusOK {
+		t.Errorf("bob's tasks with bob's token: %d, want 200", got)
+	}
+	if got := in.check(host, "GET", "/api/users/bob/tasks/1", token(t, key, "mallory")); got != http.StatusForbidden {
+		t.Errorf("bob's tasks with mallory's token: %d, want 403", got)
+	}
+}
+
+// TestStatusWrittenOnlyWhenChanged: a change that leaves the status as it
+// is (a label) is looked at by the status writer but written nowhere; a
+// status write never triggers a recompile; and the status says what the
+// printer columns show.
+func TestStatusWrittenOnlyWhenChanged(t *testing.T) {
+	env, ns, in := scene(t, "quiet")
+	key := jwttest.NewEd25519(t)
+
+	create(t, env.Client, policy(ns, "tasks", ns+".example.test", key, private()))
+	waitStatus(t, env.Client, ns, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	writes := in.statusWrites()
+	if writes < 1 {
+		t.Fatalf("status written %v times, want at least once", writes)
+	}
+	looked := in.metric("controller_runtime_reconcile_total", map[string]string{"controller": "authpolicy-status"})
+	compiled := in.metric("controller_runtime_reconcile_total", map[string]string{"controller": "authpolicy"})
+	edit(t, env.Client, ns, "tasks", func(ap *v1alpha1.AuthPolicy) { ap.Labels = map[string]string{"team": "tasks"} })
+	eventually(t, 10*time.Second, "the status writer looked at the relabelled policy", func() bool {
+		return in.metric("controller_runtime_reconcile_total", map[string]string{"controller": "authpolicy-status"}) > looked
+	})
+	if got := in.statusWrites(); got != writes {
+		t.Errorf("status writes %v after a label change, want %v (nothing changed)", got, writes)
+	}
+	if got := in.metric("controller_runtime_reconcile_total", map[string]string{"controller": "authpolicy"}); got != compiled {
+		t.Errorf("serving reconciles %v after a label change, want %v (generation unchanged)", got, compiled)
+	}
+}
+
+// TestPrinterColumns: `kubectl get authpolicies` shows READY, REASON and
+// AGE (the API server's Table for the CRD's printer columns).
+func TestPrinterColumns(t *testing.T) {
+	env, ns, _ := scene(t, "table")
+	key := jwttest.NewEd25519(t)
+	create(t, env.Client, policy(ns, "tasks", ns+".example.test", key, private()))
+	waitStatus(t, env.Client, ns, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+
+	table := getTable(t, env, "/apis/tollgate.dev/v1alpha1/namespaces/"+ns+"/authpolicies")
+	var cols []string
+	for _, c := range table.ColumnDefinitions {
+		cols = append(cols, c.Name)
+	}
+	if got, want := strings.Join(cols, ","), "Name,Ready,Reason,Age"; got != want {
+		t.Fatalf("columns %s, want %s", got, want)
+	}
+	if len(table.Rows) != 1 || table.Rows[0].Cells[1] != "True" || table.Rows[0].Cells[2] != v1alpha1.ReasonAccepted {
+		t.Fatalf("rows %v, want tasks True Accepted", table.Rows)
+	}
+}
+
+// getTable asks the API server for path as a Table, as kubectl get does.
+func getTable(t *testing.T, env *kubetest.Env, path string) *metav1.Table {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest("GET", strings.TrimSuffix(env.Config.Host, "/")+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var table metav1.Table
+	if err := json.NewDecoder(resp.Body).Decode(&table); err != nil {
+		t.Fatal(err)
+	}
+	return &table
+}
+
+// TestKeyURLsNeverReachLinkLocal: a jwksURI at a link-local (cloud
+// metadata) address is refused at dial time, so tollgate's pod never
+// connects to it, and the policy's status says why.
+func TestKeyURLsNeverReachLinkLocal(t *testing.T) {
+	env, ns, _ := scene(t, "metadata")
+	for name, uri := range map[string]string{
+		"imds":      "http://169.254.169.254/latest/meta-data/jwks",
+		"ipv6-link": "http://[fe80::1]:8080/jwks",
+	} {
+		ap := policytest.New(policytest.WithName(ns, name), policytest.WithHosts(name+"."+ns+".example.test"),
+			policytest.WithJWT(&v1alpha1.JWT{Issuer: issuer, JWKSURI: uri}), policytest.WithRule(private()),
+			func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
+		create(t, env.Client, ap)
+	}
+	waitStatus(t, env.Client, ns, "imds", metav1.ConditionFalse, v1alpha1.ReasonJWKSUnavailable, "link-local", "169.254.169.254")
+	waitStatus(t, env.Client, ns, "ipv6-link", metav1.ConditionFalse, v1alpha1.ReasonJWKSUnavailable, "link-local", "fe80::1")
+}
