@@ -70,6 +70,9 @@ func Files(paths ...string) ([]string, error) {
 			return nil, fmt.Errorf("policy path: %w", err)
 		}
 		if !info.IsDir() {
+			if !info.Mode().IsRegular() {
+				return nil, fmt.Errorf("policy path %s: not a regular file", p)
+			}
 			out = append(out, p)
 			continue
 		}
@@ -88,10 +91,14 @@ func Files(paths ...string) ([]string, error) {
 			if d.IsDir() || !isPolicyFileName(name) {
 				return nil
 			}
+			// Only regular files, directly or through a link: reading a
+			// FIFO or a device could block or never end.
 			if d.Type()&fs.ModeSymlink != 0 {
 				if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
 					return nil
 				}
+			} else if !d.Type().IsRegular() {
+				return nil
 			}
 			found = append(found, path)
 			return nil

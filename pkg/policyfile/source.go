@@ -81,8 +81,12 @@ func NewSource(opts SourceOptions) *Source {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	paths := make([]string, len(opts.Paths))
+	for i, p := range opts.Paths {
+		paths[i] = filepath.Clean(p)
+	}
 	return &Source{
-		set: opts.Set, paths: opts.Paths, log: opts.Logger,
+		set: opts.Set, paths: paths, log: opts.Logger,
 		files:    make(map[string]*fileState),
 		supplier: make(map[string]string),
 	}

@@ -37,8 +37,9 @@ type Options struct {
 
 	// PolicyPaths are files and directories of AuthPolicy YAML, watched.
 	PolicyPaths []string
-	// ReloadInterval is how often policy files are checked for changes.
-	// Default 500ms.
+	// ReloadInterval is how often every policy file is stat-checked in case
+	// a change notification was missed (policyfile.WatchOptions); changes
+	// normally apply on notification. Default 10s.
 	ReloadInterval time.Duration
 	// SecretsDir maps secretRef{name,key} of namespace NS to DIR/NS/NAME/KEY.
 	SecretsDir string
@@ -108,9 +109,6 @@ type quotaStore interface {
 // New builds a Server and binds its listeners, so that an address in use
 // fails here rather than after start.
 func New(opts Options) (*Server, error) {
-	if opts.ReloadInterval <= 0 {
-		opts.ReloadInterval = 500 * time.Millisecond
-	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
 	}
@@ -241,13 +239,13 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			policyfile.Watch(watchCtx, s.opts.ReloadInterval, func() {
-				src.Sync()
-				if err := s.policies.Flush(watchCtx); err == nil {
-					s.filesLoaded.Store(true)
-					s.markReady()
-				}
-			}, s.opts.PolicyPaths...)
+			src.Sync()
+			if err := s.policies.Flush(watchCtx); err != nil {
+				return
+			}
+			s.filesLoaded.Store(true)
+			s.markReady()
+			src.Watch(watchCtx, policyfile.WatchOptions{PollInterval: s.opts.ReloadInterval})
 		}()
 	} else {
 		if err := s.policies.Flush(ctx); err != nil {

@@ -452,6 +452,41 @@ func TestHotReloadKeepsLastGoodPolicies(t *testing.T) {
 	}
 }
 
+// Issue 8: with a typo in one file, edits, additions and deletions of
+// other files still apply: here the deletion of the file that made
+// /reports public, which makes it private (default deny).
+func TestBrokenFileDoesNotHoldBackOtherFiles(t *testing.T) {
+	public := func(name, prefix string) string {
+		return strings.NewReplacer("name: public", "name: "+name, "spec:\n", "spec:\n  pathPrefix: "+prefix+"\n").Replace(otherPolicy)
+	}
+	h := start(t, map[string]string{
+		"a.yaml":       policyYAML("tasks-api", "$JWKS", 100),
+		"reports.yaml": public("reports", "/reports"),
+	})
+	status := func(path string) int { return grpcOutcome(h.check(checkRequest(path, "", nil, nil))).status }
+	if s := status("/reports/q1"); s != 200 {
+		t.Fatalf("/reports before: %d", s)
+	}
+
+	h.write("a.yaml", strings.Replace(policyYAML("tasks-api", h.key.JWKS(), 100), "anonymous: true", "anonymus: true", 1))
+	h.waitFor("the typo to be reported", func() bool { return strings.Contains(h.logs.String(), "anonymus") })
+	if s := status("/api/health"); s != 200 {
+		t.Fatalf("a.yaml's last good version does not serve: %d", s)
+	}
+
+	h.write("b.yaml", public("b", "/b"))
+	h.waitFor("an added file to apply", func() bool { return status("/b/x") == 200 })
+	h.write("reports.yaml", public("reports", "/reports2"))
+	h.waitFor("an edited file to apply", func() bool { return status("/reports2/q1") == 200 })
+	if err := os.Remove(filepath.Join(h.dir, "reports.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("a deleted file to apply", func() bool { return status("/reports2/q1") == 403 })
+	if s := status("/api/health"); s != 200 {
+		t.Fatalf("a.yaml's last good version stopped serving: %d", s)
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
 	h.check(checkRequest("/api/users/bob/tasks", "", nil, nil))
