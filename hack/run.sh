@@ -56,4 +56,7 @@ Try it from another terminal, in this directory:
 
 EOF
 
-"$bin" serve --policy-dir config/samples --log-format text "$@"
+# --forward-auth request: the curl commands above ask tollgate directly, so
+# the request line is the request to authorize (as Envoy's HTTP ext_authz
+# sends it). Behind nginx, Traefik or Caddy, use original or forwarded.
+"$bin" serve --policy-dir config/samples --forward-auth request --log-format text "$@"

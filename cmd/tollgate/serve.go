@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-dev/tollgate/pkg/httpauth"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 	"github.com/tollgate-dev/tollgate/pkg/server"
@@ -30,6 +31,7 @@ type serveFlags struct {
 	defaultAction                               string
 	trustedHops                                 int
 	normalizePaths                              bool
+	forwardAuth                                 string
 	crossNamespaceHosts                         bool
 	shutdownGrace                               time.Duration
 	kube                                        kubeFlags
@@ -78,6 +80,9 @@ func newServeCommand() *cobra.Command {
 	fl.BoolVar(&f.crossNamespaceHosts, "cross-namespace-hosts", false, "let policies of any namespace serve the same hosts (single-tenant clusters); by default a host belongs to the namespace of the oldest policy naming it")
 	fl.IntVar(&f.trustedHops, "xff-trusted-hops", 0, "trusted proxies in front of Envoy whose X-Forwarded-For entry names the client IP")
 	fl.BoolVar(&f.normalizePaths, "normalize-paths", false, normalizePathsUsage)
+	fl.StringVar(&f.forwardAuth, "forward-auth", "forwarded", "which headers describe the original request on the HTTP endpoint: "+
+		"forwarded (X-Forwarded-Method/-Host/-Uri; Traefik, Caddy), original (X-Original-URI/-Method, X-Original-Host or Host; nginx) "+
+		"or request (the request line; Envoy HTTP ext_authz)")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
 	f.kube.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -104,6 +109,10 @@ func (f *serveFlags) options() (server.Options, error) {
 		defaultAllow = true
 	default:
 		return server.Options{}, fmt.Errorf("--default-action %q: want deny or allow", f.defaultAction)
+	}
+	forwardAuth, err := httpauth.ParseMode(f.forwardAuth)
+	if err != nil {
+		return server.Options{}, fmt.Errorf("--forward-auth: %w", err)
 	}
 	if f.tokenCacheSize < 0 {
 		return server.Options{}, fmt.Errorf("--token-cache-size %d: must be >= 0", f.tokenCacheSize)
@@ -152,6 +161,7 @@ func (f *serveFlags) options() (server.Options, error) {
 		CrossNamespaceHosts: f.crossNamespaceHosts,
 		TrustedHops:         f.trustedHops,
 		NormalizePaths:      f.normalizePaths,
+		ForwardAuth:         forwardAuth,
 		ShutdownGrace:       f.shutdownGrace,
 		Logger:              log,
 	}, nil

@@ -22,6 +22,8 @@ func TestServeFlagErrors(t *testing.T) {
 		"a policy directory that does not exist":      {args: []string{"--policy-dir", "/nonexistent/policies"}, want: "/nonexistent/policies"},
 		"a negative token cache":                      {args: []string{"--token-cache-size", "-1"}, want: "--token-cache-size"},
 		"a JWKS host glob that is not a host":         {args: []string{"--jwks-allowed-hosts", "auth.example.com:443"}, want: "--jwks-allowed-hosts"},
+		"an unknown forward-auth mode":                {args: []string{"--forward-auth", "x-forwarded"}, want: "--forward-auth"},
+		"a forward-auth mode from the environment":    {env: map[string]string{"TOLLGATE_FORWARD_AUTH": "nginx"}, want: "--forward-auth"},
 		"the command line wins over the env":          {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
 	for name, tc := range tests {

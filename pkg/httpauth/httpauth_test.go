@@ -1,7 +1,9 @@
 package httpauth_test
 
 import (
+	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/pkg/decision"
@@ -9,18 +11,106 @@ import (
 )
 
 func TestRequest(t *testing.T) {
+	fwd := func(method, host, uri string, extra ...string) map[string]string {
+		h := map[string]string{"X-Forwarded-Method": method, "X-Forwarded-Host": host, "X-Forwarded-Uri": uri}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h[extra[i]] = extra[i+1]
+		}
+		return h
+	}
+	orig := func(method, uri string, extra ...string) map[string]string {
+		h := map[string]string{"X-Original-Method": method, "X-Original-URI": uri}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h[extra[i]] = extra[i+1]
+		}
+		return h
+	}
 	tests := map[string]struct {
+		mode    httpauth.Mode
 		target  string
 		headers map[string]string
 		method  string
 		host    string
 		path    string
+		err     string // part of the error message; "" for none
 	}{
-		"Envoy HTTP mode: the request itself": {"/api/x?y=1", nil, "POST", "example.com", "/api/x?y=1"},
-		"Traefik and nginx forwarded headers": {"/auth", map[string]string{"X-Forwarded-Method": "DELETE", "X-Forwarded-Host": "api.example.com", "X-Forwarded-Uri": "/api/users/alice"}, "DELETE", "api.example.com", "/api/users/alice"},
-		"nginx X-Original-URI":                {"/auth", map[string]string{"X-Original-URI": "/api/y"}, "POST", "example.com", "/api/y"},
-		"the raw target is kept unnormalized": {"/api/%2e%2e/admin", nil, "POST", "example.com", "/api/%2e%2e/admin"},
-		"an absolute-form target":             {"/x", map[string]string{"X-Forwarded-Uri": "https://api.example.com/api/y?z=1"}, "POST", "example.com", "/api/y?z=1"},
+		"forwarded: the three headers": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("DELETE", "api.example.com", "/api/users/alice"),
+			method: "DELETE", host: "api.example.com", path: "/api/users/alice"},
+		"forwarded: the method as sent": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("delete", "api.example.com", "/x"),
+			method: "delete", host: "api.example.com", path: "/x"},
+		"forwarded: the raw URI is kept unnormalized": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("GET", "api.example.com", "/api/%2e%2e/admin"),
+			method: "GET", host: "api.example.com", path: "/api/%2e%2e/admin"},
+		"forwarded: an absolute URI of the host": {
+			mode: httpauth.Forwarded, target: "/x", headers: fwd("GET", "api.example.com", "https://API.example.com:443/api/y?z=1"),
+			method: "GET", host: "api.example.com", path: "/api/y?z=1"},
+		"forwarded: an absolute URI with only a query": {
+			mode: httpauth.Forwarded, target: "/x", headers: fwd("GET", "api.example.com", "http://api.example.com?z=1"),
+			method: "GET", host: "api.example.com", path: "/?z=1"},
+		"forwarded: an absolute URI of another host": {
+			mode: httpauth.Forwarded, target: "/x", headers: fwd("GET", "api.example.com", "https://evil.example.com/api/y"),
+			err: "another host"},
+		"forwarded: X-Original-URI with the same value": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("GET", "api.example.com", "/x", "X-Original-URI", "/x", "X-Original-Method", "GET"),
+			method: "GET", host: "api.example.com", path: "/x"},
+		"forwarded: the method falls back to nothing": {
+			mode: httpauth.Forwarded, target: "/auth", headers: map[string]string{"X-Forwarded-Host": "api.example.com", "X-Forwarded-Uri": "/x"},
+			err: "X-Forwarded-Method is required"},
+		"forwarded: the host falls back to nothing": {
+			mode: httpauth.Forwarded, target: "/auth", headers: map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/x"},
+			err: "X-Forwarded-Host is required"},
+		"forwarded: the URI falls back to nothing": {
+			mode: httpauth.Forwarded, target: "/api/users/alice", headers: map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Host": "api.example.com"},
+			err: "X-Forwarded-Uri is required"},
+		"forwarded: X-Original-URI does not stand in": {
+			mode: httpauth.Forwarded, target: "/auth", headers: orig("GET", "/x"), err: "X-Forwarded-Method is required"},
+		"forwarded: an empty header is missing": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("GET", "api.example.com", ""), err: "X-Forwarded-Uri is required"},
+		"forwarded: a second opinion on the URI": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("GET", "api.example.com", "/api/health", "X-Original-URI", "/api/users/bob/tasks"),
+			err: "X-Original-URI disagrees with X-Forwarded-Uri"},
+		"forwarded: a second opinion on the method": {
+			mode: httpauth.Forwarded, target: "/auth", headers: fwd("GET", "api.example.com", "/x", "X-Original-Method", "DELETE"),
+			err: "X-Original-Method disagrees with X-Forwarded-Method"},
+
+		"original: URI and method, host from Host": {
+			mode: httpauth.Original, target: "/_tollgate", headers: orig("DELETE", "/api/users/bob/tasks"),
+			method: "DELETE", host: "example.com", path: "/api/users/bob/tasks"},
+		"original: host from X-Original-Host": {
+			mode: httpauth.Original, target: "/_tollgate", headers: orig("GET", "/x", "X-Original-Host", "api.example.com"),
+			method: "GET", host: "api.example.com", path: "/x"},
+		"original: X-Forwarded-Host is not an opinion on URI or method": {
+			mode: httpauth.Original, target: "/_tollgate", headers: orig("GET", "/x", "X-Forwarded-Host", "other.example.com"),
+			method: "GET", host: "example.com", path: "/x"},
+		"original: the nginx bypass": {
+			mode: httpauth.Original, target: "/_tollgate",
+			headers: orig("DELETE", "/api/users/bob/tasks", "X-Forwarded-Uri", "/api/health", "X-Forwarded-Method", "GET"),
+			err:     "X-Forwarded-Uri disagrees with X-Original-URI"},
+		"original: a second opinion on the method only": {
+			mode: httpauth.Original, target: "/_tollgate", headers: orig("DELETE", "/x", "X-Forwarded-Method", "GET"),
+			err: "X-Forwarded-Method disagrees with X-Original-Method"},
+		"original: the same opinion twice": {
+			mode: httpauth.Original, target: "/_tollgate", headers: orig("GET", "/x", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/x"),
+			method: "GET", host: "example.com", path: "/x"},
+		"original: the method never falls back to the subrequest's": {
+			mode: httpauth.Original, target: "/_tollgate", headers: map[string]string{"X-Original-URI": "/x"},
+			err: "X-Original-Method is required; in nginx: proxy_set_header X-Original-Method $request_method;"},
+		"original: the URI never falls back to the subrequest's": {
+			mode: httpauth.Original, target: "/_tollgate", headers: map[string]string{"X-Original-Method": "GET"},
+			err: "X-Original-URI is required; in nginx: proxy_set_header X-Original-URI $request_uri;"},
+		"original: X-Forwarded-* do not stand in": {
+			mode: httpauth.Original, target: "/_tollgate", headers: fwd("GET", "api.example.com", "/x"), err: "X-Original-URI is required"},
+
+		"request: the request itself": {
+			mode: httpauth.RequestLine, target: "/api/x?y=1", method: "POST", host: "example.com", path: "/api/x?y=1"},
+		"request: forwarding headers are ignored": {
+			mode: httpauth.RequestLine, target: "/api/users/bob/tasks",
+			headers: fwd("GET", "other.example.com", "/api/health", "X-Original-URI", "/api/health", "X-Original-Method", "GET"),
+			method:  "POST", host: "example.com", path: "/api/users/bob/tasks"},
+		"request: the raw target is kept unnormalized": {
+			mode: httpauth.RequestLine, target: "/api/%2e%2e/admin", method: "POST", host: "example.com", path: "/api/%2e%2e/admin"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -30,7 +120,21 @@ func TestRequest(t *testing.T) {
 			}
 			r.Header.Add("X-Multi", "a")
 			r.Header.Add("X-Multi", "b")
-			got := httpauth.Request(r)
+			got, err := httpauth.Request(r, tc.mode)
+			if tc.err != "" {
+				var e *httpauth.Error
+				if !errors.As(err, &e) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want an *Error containing %q", err, tc.err)
+				}
+				d := httpauth.Rejection(err)
+				if d.Status != 400 || d.Code != decision.CodeBadRequest || !strings.Contains(d.Message, tc.err) {
+					t.Fatalf("rejection %+v", d)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error %v", err)
+			}
 			if got.Method != tc.method || got.Host != tc.host || got.Path != tc.path {
 				t.Errorf("got %s %s %s, want %s %s %s", got.Method, got.Host, got.Path, tc.method, tc.host, tc.path)
 			}
@@ -38,6 +142,44 @@ func TestRequest(t *testing.T) {
 				t.Errorf("headers %v source %q", got.Headers, got.SourceIP)
 			}
 		})
+	}
+}
+
+func TestRequestRepeatedHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		mode   httpauth.Mode
+		header string
+	}{
+		{httpauth.Forwarded, "X-Forwarded-Uri"}, {httpauth.Forwarded, "X-Forwarded-Method"}, {httpauth.Forwarded, "X-Forwarded-Host"},
+		{httpauth.Original, "X-Original-URI"}, {httpauth.Original, "X-Original-Method"}, {httpauth.Original, "X-Original-Host"},
+	} {
+		r := httptest.NewRequest("GET", "http://example.com/auth", nil)
+		for _, h := range []string{"X-Forwarded-Uri", "X-Original-URI"} {
+			r.Header.Set(h, "/x")
+		}
+		for _, h := range []string{"X-Forwarded-Method", "X-Original-Method"} {
+			r.Header.Set(h, "GET")
+		}
+		r.Header.Set("X-Forwarded-Host", "example.com")
+		r.Header.Set("X-Original-Host", "example.com")
+		r.Header.Add(tc.header, r.Header.Get(tc.header)+"y")
+		if _, err := httpauth.Request(r, tc.mode); err == nil || !strings.Contains(err.Error(), tc.header+" is given more than once") {
+			t.Errorf("%v, %s twice: error %v", tc.mode, tc.header, err)
+		}
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, name := range []string{"forwarded", "original", "request"} {
+		m, err := httpauth.ParseMode(name)
+		if err != nil || m.String() != name {
+			t.Errorf("ParseMode(%q) = %v, %v", name, m, err)
+		}
+	}
+	for _, bad := range []string{"", "Forwarded", "x-forwarded", "envoy"} {
+		if _, err := httpauth.ParseMode(bad); err == nil {
+			t.Errorf("ParseMode(%q) accepted", bad)
+		}
 	}
 }
 

@@ -53,7 +53,17 @@ func (o observed) logDecision(ctx context.Context, level slog.Level, msg string,
 }
 
 func (s *Server) httpAuthHandler() http.Handler {
-	return httpauth.NewHandler(observed{s: s, transport: "http"})
+	o := observed{s: s, transport: "http"}
+	return httpauth.NewHandler(o, httpauth.Options{
+		Mode: s.opts.ForwardAuth,
+		// A request whose forwarding headers are rejected reaches no
+		// decision; count and log it as one.
+		OnReject: func(r *http.Request, d *decision.Decision) {
+			s.metrics.Decision(o.transport, d, 0)
+			o.s.log.Info("deny", "transport", o.transport, "reason", d.Reason, "status", d.Status,
+				"message", d.Message, "forwardAuth", s.opts.ForwardAuth.String(), "source", r.RemoteAddr)
+		},
+	})
 }
 
 func (s *Server) metricsHandler() http.Handler {

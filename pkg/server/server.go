@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/pkg/controller"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/httpauth"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
 	"github.com/tollgate-dev/tollgate/pkg/policyfile"
@@ -69,6 +70,10 @@ type Options struct {
 	// NormalizePaths resolves dot and empty segments instead of denying
 	// them (decision.Options.NormalizePaths).
 	NormalizePaths bool
+	// ForwardAuth says which headers describe the original request on the
+	// HTTP endpoint (--forward-auth); the zero value is
+	// httpauth.Forwarded.
+	ForwardAuth httpauth.Mode
 
 	// ShutdownGrace bounds how long in-flight checks may take to finish
 	// after the context is cancelled. Default 10s.

@@ -91,7 +91,14 @@ type syncBuffer = testlog.Buffer
 
 func start(t testing.TB, files map[string]string, mutate ...func(*server.Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), key: jwttest.NewEd25519(t), logs: &syncBuffer{}}
+	return startWithKey(t, jwttest.NewEd25519(t), files, mutate...)
+}
+
+// startWithKey is start with the signing key of $JWKS given, so that
+// several servers accept the same tokens.
+func startWithKey(t testing.TB, key *jwttest.Key, files map[string]string, mutate ...func(*server.Options)) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), key: key, logs: &syncBuffer{}}
 	for name, content := range files {
 		h.write(name, strings.ReplaceAll(content, "$JWKS", h.key.JWKS()))
 	}
