@@ -112,9 +112,9 @@ func readCapped(path string) ([]byte, error) {
 // it. Each distinct secret value gets its own *key, so cached tokens of a
 // rotated-out secret are revoked with it.
 //
-// Only the poller asks the resolver: the request path reads the published
-// key set atomically, without a lock or a file system call, and before the
-// first resolution waits for it (once).
+// Once a first resolution has finished, only the poller asks the resolver:
+// the request path reads the published key set atomically, without a lock
+// or a file system call.
 type secretSource struct {
 	m     *Manager
 	ref   SecretRef
@@ -122,6 +122,8 @@ type secretSource struct {
 	err   atomic.Pointer[error]  // the last resolution's error, nil after a success
 	ready chan struct{}          // closed once the first resolution finished
 	once  sync.Once              // closes ready
+	// firstMu serialises first, so that one goroutine resolves first.
+	firstMu sync.Mutex
 
 	mu      sync.Mutex // mu serialises resolve
 	lastErr string     // last logged error, to log changes only
@@ -131,20 +133,36 @@ func newSecretSource(m *Manager, ref SecretRef) *secretSource {
 	return &secretSource{m: m, ref: ref, ready: make(chan struct{})}
 }
 
-// poll re-resolves the secret periodically until ctx ends.
+// poll resolves the secret (unless a caller already did) and then
+// re-resolves it periodically until ctx ends.
 func (s *secretSource) poll(ctx context.Context) {
 	defer s.once.Do(func() { close(s.ready) })
+	s.first(ctx)
 	t := time.NewTicker(s.m.secretPoll)
 	defer t.Stop()
 	for {
-		s.resolve(ctx)
-		s.once.Do(func() { close(s.ready) })
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.resolve(ctx)
 	}
+}
+
+// first runs the first resolution, once, on whichever goroutine needs it
+// first (the poller, or a caller that must not wait for the poller to be
+// scheduled, such as a new policy's status check); the others wait for it.
+func (s *secretSource) first(ctx context.Context) {
+	s.firstMu.Lock()
+	defer s.firstMu.Unlock()
+	select {
+	case <-s.ready:
+		return
+	default:
+	}
+	s.resolve(ctx)
+	s.once.Do(func() { close(s.ready) })
 }
 
 // keys returns the secret's key set as the poller last published it. A
@@ -155,8 +173,8 @@ func (s *secretSource) keys(ctx context.Context) (*keySet, error) {
 	}
 	select {
 	case <-s.ready:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("wait for secret %s: %w", s.ref, ctx.Err())
+	default:
+		s.first(ctx)
 	}
 	if set := s.cur.Load(); set != nil {
 		return set, nil
