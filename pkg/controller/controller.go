@@ -252,7 +252,21 @@ func restMapper() meta.RESTMapper {
 	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{v1alpha1.GroupVersion, corev1.SchemeGroupVersion})
 	m.Add(v1alpha1.GroupVersion.WithKind("AuthPolicy"), meta.RESTScopeNamespace)
 	m.Add(corev1.SchemeGroupVersion.WithKind("Secret"), meta.RESTScopeNamespace)
-	return m
+	return listKindMapper{m}
+}
+
+// listKindMapper maps "<Kind>List" as Kind: controller-runtime's
+// namespace-scoped cache (--namespace) looks up a List's scope by the list
+// kind, which no API server publishes.
+type listKindMapper struct{ meta.RESTMapper }
+
+func (m listKindMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {
+	rm, err := m.RESTMapper.RESTMapping(gk, versions...)
+	if err != nil && strings.HasSuffix(gk.Kind, "List") {
+		gk.Kind = strings.TrimSuffix(gk.Kind, "List")
+		return m.RESTMapper.RESTMapping(gk, versions...)
+	}
+	return rm, err
 }
 
 // cacheOptions scopes the informers: the watched namespace, Opaque Secrets

@@ -282,3 +282,34 @@ func TestKeyURLsNeverReachLinkLocal(t *testing.T) {
 	waitStatus(t, env.Client, ns, "imds", metav1.ConditionFalse, v1alpha1.ReasonJWKSUnavailable, "link-local", "169.254.169.254")
 	waitStatus(t, env.Client, ns, "ipv6-link", metav1.ConditionFalse, v1alpha1.ReasonJWKSUnavailable, "link-local", "fe80::1")
 }
+
+// TestWatchOneNamespace: with --namespace, tollgate serves the policies
+// of that namespace only (and writes status for no other), and reads
+// Secrets there.
+func TestWatchOneNamespace(t *testing.T) {
+	env := kube(t)
+	mine, other := env.Namespace(t, "mine"), env.Namespace(t, "notmine")
+	cleanup(t, env.Client, mine, other)
+	key := jwttest.NewEd25519(t)
+	in := start(t, asTollgate(t, env), config{Namespace: mine})
+
+	create(t, env.Client, policy(other, "tasks", other+".example.test", key, policytest.AnonymousRule("public", "/api/public")))
+	create(t, env.Client, policy(mine, "tasks", mine+".example.test", key, policytest.AnonymousRule("public", "/api/public")))
+	in.expect(enforcedWithin, mine+".example.test", "/api/public", "", http.StatusOK)
+	waitStatus(t, env.Client, mine, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	if got := in.check(other+".example.test", "GET", "/api/public", ""); got != http.StatusForbidden {
+		t.Errorf("a policy of another namespace: %d, want the default action (403)", got)
+	}
+	if c := ready(t, env.Client, other, "tasks"); c != nil {
+		t.Errorf("status written for a policy of another namespace: %v", c)
+	}
+
+	k := jwttest.NewHS256(t)
+	hs := policytest.New(policytest.WithName(mine, "hs"), policytest.WithHosts("hs."+mine+".example.test"), policytest.WithPathPrefix("/api"),
+		policytest.WithJWT(&v1alpha1.JWT{Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: "jwt", Key: "secret"}, Algorithms: []string{"HS256"}}),
+		policytest.WithRule(private()), func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
+	create(t, env.Client, hs)
+	create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mine, Name: "jwt"}, Data: map[string][]byte{"secret": k.Secret()}})
+	waitStatus(t, env.Client, mine, "hs", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, "hs."+mine+".example.test", "/api/x", token(t, k, "alice"), http.StatusOK)
+}

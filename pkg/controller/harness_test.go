@@ -77,7 +77,7 @@ func TestMain(m *testing.M) {
 }
 
 // kube returns the shared control plane, with config/rbac installed.
-func kube(t *testing.T) *kubetest.Env {
+func kube(t testing.TB) *kubetest.Env {
 	t.Helper()
 	env := controlPlane.Get(t)
 	rbacOnce.Do(func() { rbacErr = installRBAC(env) })
@@ -123,7 +123,7 @@ func installRBAC(env *kubetest.Env) error {
 
 // scene sets up a test: a fresh namespace (its AuthPolicies deleted at
 // the end) and a ready tollgate watching every namespace.
-func scene(t *testing.T, prefix string) (*kubetest.Env, string, *instance) {
+func scene(t testing.TB, prefix string) (*kubetest.Env, string, *instance) {
 	t.Helper()
 	env := kube(t)
 	ns := env.Namespace(t, prefix)
@@ -132,18 +132,19 @@ func scene(t *testing.T, prefix string) (*kubetest.Env, string, *instance) {
 }
 
 // asTollgate writes a kubeconfig that acts as tollgate's ServiceAccount.
-func asTollgate(t *testing.T, env *kubetest.Env) string {
+func asTollgate(t testing.TB, env *kubetest.Env) string {
 	return env.WriteKubeconfig(t, kubetest.KubeconfigOptions{As: serviceAccount})
 }
 
 // An instance is one running tollgate.
 type instance struct {
-	t     *testing.T
+	t     testing.TB
 	conn  *grpc.ClientConn
 	auth  authv3.AuthorizationClient
 	addrs map[string]string
 	logs  *testlog.Buffer
 	stop  func() // in-process: cancel and wait; child: SIGKILL and wait
+	pid   int    // of a child process; 0 in-process
 }
 
 // config is what a test chooses of an instance's controller: the watched
@@ -190,7 +191,7 @@ func serverOptions(kube *controller.Options, log io.Writer) server.Options {
 
 // start runs tollgate in this process with the controller on kubeconfig,
 // and waits until it is ready.
-func start(t *testing.T, kubeconfig string, c config, mutate ...func(*server.Options)) *instance {
+func start(t testing.TB, kubeconfig string, c config, mutate ...func(*server.Options)) *instance {
 	t.Helper()
 	in := startUnready(t, kubeconfig, c, mutate...)
 	in.waitReady()
@@ -198,7 +199,7 @@ func start(t *testing.T, kubeconfig string, c config, mutate ...func(*server.Opt
 }
 
 // startUnready runs tollgate in this process without waiting for ready.
-func startUnready(t *testing.T, kubeconfig string, c config, mutate ...func(*server.Options)) *instance {
+func startUnready(t testing.TB, kubeconfig string, c config, mutate ...func(*server.Options)) *instance {
 	t.Helper()
 	kopts, err := controllerOptions(kubeconfig, c)
 	if err != nil {
@@ -336,14 +337,20 @@ func (in *instance) statusWrites() float64 {
 func (in *instance) leading() bool { return in.metric("tollgate_status_leader", nil) == 1 }
 
 // eventually polls cond every 10ms until it holds, failing t after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	poll(t, d, 10*time.Millisecond, what, cond)
+}
+
+// poll checks cond every interval until it holds, failing t after d.
+func poll(t testing.TB, d, interval time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %s: %s", d, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
@@ -362,7 +369,7 @@ func (in *instance) expect(d time.Duration, host, path, token string, want int) 
 
 // ready returns the Ready condition of a policy when it describes the
 // object's current generation.
-func ready(t *testing.T, c client.Client, ns, name string) *metav1.Condition {
+func ready(t testing.TB, c client.Client, ns, name string) *metav1.Condition {
 	t.Helper()
 	var ap v1alpha1.AuthPolicy
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &ap); err != nil {
@@ -378,7 +385,7 @@ func ready(t *testing.T, c client.Client, ns, name string) *metav1.Condition {
 // waitStatus waits until a policy's Ready condition, for its current
 // generation, has status and reason and a message containing each of
 // contains.
-func waitStatus(t *testing.T, c client.Client, ns, name string, status metav1.ConditionStatus, reason string, contains ...string) *metav1.Condition {
+func waitStatus(t testing.TB, c client.Client, ns, name string, status metav1.ConditionStatus, reason string, contains ...string) *metav1.Condition {
 	t.Helper()
 	var last *metav1.Condition
 	eventually(t, 30*time.Second, fmt.Sprintf("%s/%s Ready=%s %s %q", ns, name, status, reason, contains), func() bool {
@@ -414,11 +421,11 @@ func policy(ns, name, host string, key *jwttest.Key, rules ...v1alpha1.Rule) *v1
 // private is a rule that needs a token for every path under /api.
 func private() v1alpha1.Rule { return v1alpha1.Rule{Name: "private", Path: "/api/**"} }
 
-func token(t *testing.T, key *jwttest.Key, sub string) string {
+func token(t testing.TB, key *jwttest.Key, sub string) string {
 	return key.Mint(t, jwttest.Claims(sub, issuer, "", time.Now(), time.Hour))
 }
 
-func create(t *testing.T, c client.Client, obj client.Object) {
+func create(t testing.TB, c client.Client, obj client.Object) {
 	t.Helper()
 	if err := c.Create(context.Background(), obj); err != nil {
 		t.Fatalf("create %s: %v", obj.GetName(), err)
@@ -429,7 +436,7 @@ func create(t *testing.T, c client.Client, obj client.Object) {
 // the second of its creationTimestamp, so that whatever is created next is
 // strictly newer (timestamps have one-second resolution; a tie would be
 // broken by name, not by order of creation).
-func createOlder(t *testing.T, c client.Client, obj client.Object) {
+func createOlder(t testing.TB, c client.Client, obj client.Object) {
 	t.Helper()
 	create(t, c, obj)
 	created := obj.GetCreationTimestamp().Time
@@ -437,7 +444,7 @@ func createOlder(t *testing.T, c client.Client, obj client.Object) {
 }
 
 // edit re-reads a policy, changes it with f and updates it.
-func edit(t *testing.T, c client.Client, ns, name string, f func(*v1alpha1.AuthPolicy)) {
+func edit(t testing.TB, c client.Client, ns, name string, f func(*v1alpha1.AuthPolicy)) {
 	t.Helper()
 	var ap v1alpha1.AuthPolicy
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &ap); err != nil {
@@ -449,7 +456,7 @@ func edit(t *testing.T, c client.Client, ns, name string, f func(*v1alpha1.AuthP
 	}
 }
 
-func remove(t *testing.T, c client.Client, obj client.Object) {
+func remove(t testing.TB, c client.Client, obj client.Object) {
 	t.Helper()
 	if err := c.Delete(context.Background(), obj); err != nil {
 		t.Fatalf("delete %s: %v", obj.GetName(), err)
@@ -458,7 +465,7 @@ func remove(t *testing.T, c client.Client, obj client.Object) {
 
 // cleanup deletes every AuthPolicy of the namespaces after the test, so
 // later tests' tollgates do not load them.
-func cleanup(t *testing.T, c client.Client, namespaces ...string) {
+func cleanup(t testing.TB, c client.Client, namespaces ...string) {
 	t.Cleanup(func() {
 		for _, ns := range namespaces {
 			if err := c.DeleteAllOf(context.Background(), &v1alpha1.AuthPolicy{}, client.InNamespace(ns)); err != nil {
@@ -474,7 +481,15 @@ const helperEnv = "TOLLGATE_TEST_CHILD"
 
 // startChild runs tollgate in a child process with the controller on
 // kubeconfig as c says, and waits until it is ready.
-func startChild(t *testing.T, kubeconfig string, c config) *instance {
+func startChild(t testing.TB, kubeconfig string, c config) *instance {
+	t.Helper()
+	in := startChildUnready(t, kubeconfig, c)
+	in.waitReady()
+	return in
+}
+
+// startChildUnready runs tollgate in a child process, once it listens.
+func startChildUnready(t testing.TB, kubeconfig string, c config) *instance {
 	t.Helper()
 	conf, err := json.Marshal(c)
 	if err != nil {
@@ -492,7 +507,7 @@ func startChild(t *testing.T, kubeconfig string, c config) *instance {
 		t.Fatal(err)
 	}
 	var once sync.Once
-	in := &instance{t: t, logs: logs}
+	in := &instance{t: t, logs: logs, pid: cmd.Process.Pid}
 	in.stop = func() {
 		once.Do(func() {
 			cmd.Process.Kill()
@@ -514,7 +529,6 @@ func startChild(t *testing.T, kubeconfig string, c config) *instance {
 	}
 	go io.Copy(io.Discard, out)
 	in.dial()
-	in.waitReady()
 	return in
 }
 
@@ -560,7 +574,7 @@ type tcpProxy struct {
 	refusals int
 }
 
-func newTCPProxy(t *testing.T, backend string, open bool) *tcpProxy {
+func newTCPProxy(t testing.TB, backend string, open bool) *tcpProxy {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
