@@ -3,9 +3,11 @@
 // or Redis; adapters translate their requests into a Request and a Decision
 // into their responses.
 //
-// The order of checks follows SPEC.md: normalize the path, select the
-// policy, select the rule, verify the token (unless the rule is anonymous),
-// check ownership, charge quotas, answer.
+// The order of checks follows SPEC.md: check the method, host and path
+// (deny what backends would not all read the same way), select the
+// enforcing policy, select the rule, verify the token (unless the rule is
+// anonymous), check ownership and method overrides, charge quotas, answer;
+// then evaluate the dryRun policy that would govern the request, beside.
 package decision
 
 import (
@@ -17,10 +19,15 @@ import (
 
 // A Request holds the attributes of the request being authorized.
 type Request struct {
+	// Method is the method exactly as sent: it is matched case-sensitively
+	// and a value that is no method token is denied 400.
 	Method string
-	// Host is the :authority, possibly with a port.
+	// Host is the :authority, possibly with a port; a malformed one is
+	// denied 400 (policy.ParseAuthority).
 	Host string
-	// Path is the raw request target: path, query and fragment.
+	// Path is the raw request target: path, query and fragment. A path not
+	// in normal form is denied 400 unless Options.NormalizePaths is set
+	// (pathnorm).
 	Path string
 	// Headers maps lower-case header names to values.
 	Headers map[string]string
