@@ -12,6 +12,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -70,6 +71,15 @@ func TestEnvoyBootstraps(t *testing.T) {
 				}
 				for _, a := range endpoints(c) {
 					assertServicePort(t, "cluster "+c.GetName(), a.GetAddress(), a.GetPortValue(), deploy.PortGRPC)
+				}
+				// tollgate reports this service NOT_SERVING until its
+				// policies load and from the start of a shutdown.
+				var hc []string
+				for _, h := range c.GetHealthChecks() {
+					hc = append(hc, h.GetGrpcHealthCheck().GetServiceName())
+				}
+				if len(hc) != 1 || hc[0] != authv3.Authorization_ServiceDesc.ServiceName {
+					t.Errorf("cluster %s health checks %q, want one gRPC check of %s", c.GetName(), hc, authv3.Authorization_ServiceDesc.ServiceName)
 				}
 				if len(ex.perRoute) == 0 {
 					t.Fatal("no route sets ExtAuthzPerRoute context_extensions")
