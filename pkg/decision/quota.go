@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/pkg/policy"
@@ -18,12 +19,23 @@ const (
 	HeaderRetryAfter = "retry-after"
 )
 
-// missingKey stands for an absent claim or header in a counter key: every
-// request without it shares one counter rather than escaping the limit.
-const missingKey = "\x00"
-
 // storeDegradedHeaders go with a denial when the quota store cannot answer.
 var storeDegradedHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
+
+// quotaScratch holds the limits of one decision and their keys while the
+// store counts them. Every key of a decision is built into one buffer and
+// becomes one string, which the limits' keys slice: one allocation per
+// decision however many limits apply.
+type quotaScratch struct {
+	limits []ratelimit.Limit
+	ends   []int // end of each limit's key in keys
+	keys   []byte
+}
+
+// scratchPool recycles quotaScratch values across decisions.
+var scratchPool = sync.Pool{New: func() any {
+	return &quotaScratch{limits: make([]ratelimit.Limit, 0, 8), ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
+}}
 
 // charge counts the request against every limit of the policy and rule and
 // returns the rate-limit headers, and the denial template when a limit (or
@@ -32,19 +44,32 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 	if e.opts.Quota == nil {
 		return nil, nil
 	}
-	var buf [8]ratelimit.Limit
-	limits := buf[:0]
+	s := scratchPool.Get().(*quotaScratch)
+	defer func() {
+		clear(s.limits)
+		s.limits, s.ends, s.keys = s.limits[:0], s.ends[:0], s.keys[:0]
+		scratchPool.Put(s)
+	}()
+	in := keyInputs{headers: ev.req.Headers}
+	if id := ev.identity; id != nil {
+		in.claims, in.issuer, in.subject = id, id.Issuer, id.Subject
+	}
 	add := func(l *policy.Limit) {
-		key, ok := e.counterKey(l, ev)
+		if l.By == policy.ByIP || l.By == policy.ByUserIP {
+			in.ip = e.clientIP(ev.req)
+		}
+		keys, ok := appendCounterKey(s.keys, l, &in)
 		if !ok {
 			return
 		}
+		s.keys = keys
 		tier, hasTier := "", false
 		if l.Tiers != nil && ev.identity != nil {
 			tier, hasTier = ev.identity.ClaimString(l.Tiers.Claim)
 		}
 		n, period := l.For(tier, hasTier)
-		limits = append(limits, ratelimit.Limit{Key: key, Requests: n, Period: period})
+		s.limits = append(s.limits, ratelimit.Limit{Requests: n, Period: period})
+		s.ends = append(s.ends, len(s.keys))
 	}
 	p := ev.entry.policy
 	for i := range p.Limits {
@@ -53,9 +78,14 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 	for i := range ev.rule.Limits {
 		add(&ev.rule.Limits[i])
 	}
+	limits := s.limits
 	if len(limits) == 0 {
 		ev.step("quota", "skip", "no limits apply")
 		return nil, nil
+	}
+	keys, begin := string(s.keys), 0
+	for i, end := range s.ends {
+		limits[i].Key, begin = keys[begin:end], end
 	}
 	res, err := e.opts.Quota.Take(ctx, limits)
 	if err != nil || (!res.Allowed && len(res.Statuses) == 0) {
@@ -73,41 +103,53 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 	return headers, nil
 }
 
-// counterKey builds the counter identity of a limit for this request; ok is
-// false when the limit does not apply (a token-keyed limit on an anonymous
-// rule).
-func (e *Engine) counterKey(l *policy.Limit, ev *evaluation) (string, bool) {
-	id := ev.identity
+// claimSource looks up a verified token's claims (*jwt.Identity).
+type claimSource interface {
+	ClaimString(name string) (string, bool)
+}
+
+// keyInputs are the request's values that counter keys are built from.
+type keyInputs struct {
+	// claims is nil when no token was verified (an anonymous rule).
+	claims          claimSource
+	issuer, subject string
+	ip              string // client IP; set before a by-ip or by-user+ip limit
+	headers         map[string]string
+}
+
+// appendCounterKey appends the counter key of limit l for a request to dst
+// (see policy.CounterPrefix for the format); ok is false when the limit
+// does not apply (a token-keyed limit on an anonymous rule).
+func appendCounterKey(dst []byte, l *policy.Limit, in *keyInputs) (_ []byte, ok bool) {
+	if l.By.NeedsIdentity() && in.claims == nil {
+		return dst, false
+	}
+	dst = append(dst, l.CounterPrefix...)
 	switch l.By {
 	case policy.ByUser:
-		if id == nil {
-			return "", false
-		}
-		return l.CounterPrefix + id.Issuer + "|" + id.Subject, true
+		dst = policy.AppendCounterPart(dst, in.issuer)
+		return policy.AppendCounterPart(dst, in.subject), true
 	case policy.ByIP:
-		return l.CounterPrefix + e.clientIP(ev.req), true
+		return policy.AppendCounterPart(dst, in.ip), true
 	case policy.ByUserIP:
-		if id == nil {
-			return "", false
-		}
-		return l.CounterPrefix + id.Issuer + "|" + id.Subject + "|" + e.clientIP(ev.req), true
+		dst = policy.AppendCounterPart(dst, in.issuer)
+		dst = policy.AppendCounterPart(dst, in.subject)
+		return policy.AppendCounterPart(dst, in.ip), true
 	case policy.ByClaim:
-		if id == nil {
-			return "", false
-		}
-		v, ok := id.ClaimString(l.ByName)
-		if !ok {
-			v = missingKey
-		}
-		return l.CounterPrefix + v, true
+		v, found := in.claims.ClaimString(l.ByName)
+		return appendValue(dst, v, found), true
 	case policy.ByHeader:
-		v, ok := ev.req.Headers[l.ByName]
-		if !ok {
-			v = missingKey
-		}
-		return l.CounterPrefix + v, true
+		v, found := in.headers[l.ByName]
+		return appendValue(dst, v, found), true
 	}
-	return "", false
+	return dst, false
+}
+
+func appendValue(dst []byte, v string, found bool) []byte {
+	if !found {
+		return policy.AppendMissingCounterPart(dst)
+	}
+	return policy.AppendCounterPart(dst, v)
 }
 
 // clientIP is the source address, or the X-Forwarded-For entry added by the

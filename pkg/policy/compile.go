@@ -141,7 +141,7 @@ func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
 		p.JWT = c.jwt(spec.JWT, specPath.Child("jwt"))
 	}
 
-	p.Limits = c.limits(spec.Limits, specPath.Child("limits"), p.Key()+":", nil, false)
+	p.Limits = c.limits(spec.Limits, specPath.Child("limits"), p.Key(), "", nil, false)
 	limitNames := map[string]bool{}
 	for _, l := range p.Limits {
 		limitNames[l.Name] = true
@@ -233,7 +233,7 @@ func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimi
 		r.Owner = c.owner(in.Owner, op, in.Path, r.Path)
 	}
 
-	r.Limits = c.limits(in.Limits, fp.Child("limits"), p.Key()+":"+in.Name+":", policyLimits, in.Anonymous)
+	r.Limits = c.limits(in.Limits, fp.Child("limits"), p.Key(), in.Name, policyLimits, in.Anonymous)
 	return r
 }
 

@@ -11,7 +11,7 @@ import (
 
 // limits compiles a list of limits; reserved holds names that the list may
 // not reuse (the policy's limits, for a rule's list).
-func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, counterPrefix string, reserved map[string]bool, anonymous bool) []Limit {
+func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule string, reserved map[string]bool, anonymous bool) []Limit {
 	out := make([]Limit, 0, len(in))
 	local := map[string]bool{}
 	for i := range in {
@@ -24,10 +24,11 @@ func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, counterPrefix str
 			c.add(field.Duplicate(lp.Child("name"), l.Name))
 		}
 		local[l.Name] = true
-		cl := Limit{Name: l.Name, Requests: l.Requests, CounterPrefix: counterPrefix + l.Name + ":"}
+		cl := Limit{Name: l.Name, Requests: l.Requests}
 		c.requests(lp.Child("requests"), l.Requests)
 		cl.Period = c.period(lp.Child("period"), l.Period)
 		cl.By, cl.ByName = c.by(lp.Child("by"), l.By)
+		cl.CounterPrefix = CounterPrefix(policyKey, rule, l.Name, cl.By, cl.ByName)
 		if anonymous && cl.By.NeedsIdentity() {
 			c.add(field.Invalid(lp.Child("by"), l.By, "an anonymous rule has no token: count it by ip or header"))
 		}

@@ -224,14 +224,14 @@ func TestCompileLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Limits[0].CounterPrefix; got != "shop/tasks-api:per-ip:" {
+	if got := p.Limits[0].CounterPrefix; got != "14:shop/tasks-api0:6:per-ip2:ip" {
 		t.Errorf("policy limit counter prefix = %q", got)
 	}
 	if p.Limits[1].By != policy.ByHeader || p.Limits[1].ByName != "x-tenant" {
 		t.Errorf("header limit = %+v", p.Limits[1])
 	}
 	l := p.Rules[0].Limits[0]
-	if l.CounterPrefix != "shop/tasks-api:own-tasks:per-user:" {
+	if l.CounterPrefix != "14:shop/tasks-api9:own-tasks8:per-user4:user" {
 		t.Errorf("rule limit counter prefix = %q", l.CounterPrefix)
 	}
 	if n, d := l.For("premium", true); n != 1000 || d != 15*time.Minute {

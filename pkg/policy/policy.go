@@ -167,9 +167,9 @@ type Limit struct {
 	ByName string
 	// Tiers is nil when the limit has none.
 	Tiers *Tiers
-	// CounterPrefix identifies the counter family: "<ns>/<name>:<limit>"
-	// for policy limits, "<ns>/<name>:<rule>:<limit>" for rule limits. The
-	// caller appends the key value.
+	// CounterPrefix is the fixed part of this limit's counter keys (see
+	// CounterPrefix); the caller appends the request's values with
+	// AppendCounterPart.
 	CounterPrefix string
 }
 

@@ -20,10 +20,11 @@ var ErrInvalidLimit = errors.New("ratelimit: invalid limit")
 
 // Limit is one counter to charge for one decision.
 type Limit struct {
-	// Key is the unique counter identity built by the caller, e.g.
-	// "shop/tasks-api:per-user:u:<issuer>|<sub>". It may contain any bytes;
-	// stores escape it as they need. A tier changes Requests and Period, never
-	// the Key, so every subscriber keeps their own counter.
+	// Key is the unique counter identity built by the caller (see
+	// policy.CounterPrefix). It may contain any bytes and be of any length;
+	// stores escape or hash it as they need, and keep no reference to it
+	// after Take returns. A tier changes Requests and Period, never the Key,
+	// so every subscriber keeps their own counter.
 	Key string
 	// Requests is the burst size and the number of requests refilled per
 	// Period (>= 1).
