@@ -24,6 +24,7 @@ type serveFlags struct {
 	tokenCacheSize                              int
 	jwksAllowedHosts                            []string
 	quotaStore                                  string
+	memoryStoreMaxBytes                         byteSize
 	redisAddr, redisPasswordFile                string
 	redisClusterAddrs                           []string
 	redisTLS                                    bool
@@ -71,6 +72,8 @@ func newServeCommand() *cobra.Command {
 	fl.IntVar(&f.tokenCacheSize, "token-cache-size", 100000, "verified-token cache entries; 0 disables")
 	fl.StringSliceVar(&f.jwksAllowedHosts, "jwks-allowed-hosts", nil, "host globs key URLs may name (jwksURI, discovery, betterAuth, redirects), e.g. *.example.com; default any host. Link-local and cloud metadata addresses are always refused")
 	fl.StringVar(&f.quotaStore, "quota-store", "memory", "quota store: memory or redis")
+	f.memoryStoreMaxBytes = ratelimit.DefaultMaxBytes
+	fl.Var(&f.memoryStoreMaxBytes, "memory-store-max-bytes", "heap bound of the in-memory quota counters (the memory store, and the fallback of the Redis store), e.g. 64Mi; when full, the most refilled counters are dropped")
 	fl.StringVar(&f.redisAddr, "redis-addr", "", "Redis server host:port")
 	fl.StringSliceVar(&f.redisClusterAddrs, "redis-cluster-addrs", nil, "Redis Cluster seed nodes host:port,...")
 	fl.StringVar(&f.redisPasswordFile, "redis-password-file", "", "file holding the Redis password")
@@ -139,17 +142,18 @@ func (f *serveFlags) options() (server.Options, error) {
 		return server.Options{}, err
 	}
 	return server.Options{
-		GRPCAddr:         f.grpcAddr,
-		HTTPAddr:         f.httpAddr,
-		MetricsAddr:      f.metricsAddr,
-		HealthAddr:       f.healthAddr,
-		PprofAddr:        f.pprofAddr,
-		PolicyPaths:      append(append([]string(nil), f.policyDirs...), f.policyFiles...),
-		SecretsDir:       f.secretsDir,
-		Kubernetes:       kube,
-		TokenCacheSize:   f.tokenCacheSize,
-		JWKSAllowedHosts: f.jwksAllowedHosts,
-		QuotaStore:       f.quotaStore,
+		GRPCAddr:            f.grpcAddr,
+		HTTPAddr:            f.httpAddr,
+		MetricsAddr:         f.metricsAddr,
+		HealthAddr:          f.healthAddr,
+		PprofAddr:           f.pprofAddr,
+		PolicyPaths:         append(append([]string(nil), f.policyDirs...), f.policyFiles...),
+		SecretsDir:          f.secretsDir,
+		Kubernetes:          kube,
+		TokenCacheSize:      f.tokenCacheSize,
+		JWKSAllowedHosts:    f.jwksAllowedHosts,
+		QuotaStore:          f.quotaStore,
+		MemoryStoreMaxBytes: int64(f.memoryStoreMaxBytes),
 		Redis: ratelimit.ClientOptions{
 			Addr:         f.redisAddr,
 			ClusterAddrs: f.redisClusterAddrs,

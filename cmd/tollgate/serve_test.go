@@ -24,6 +24,8 @@ func TestServeFlagErrors(t *testing.T) {
 		"a JWKS host glob that is not a host":         {args: []string{"--jwks-allowed-hosts", "auth.example.com:443"}, want: "--jwks-allowed-hosts"},
 		"an unknown forward-auth mode":                {args: []string{"--forward-auth", "x-forwarded"}, want: "--forward-auth"},
 		"a forward-auth mode from the environment":    {env: map[string]string{"TOLLGATE_FORWARD_AUTH": "nginx"}, want: "--forward-auth"},
+		"a memory store bound that is no size":        {args: []string{"--memory-store-max-bytes", "lots"}, want: "--memory-store-max-bytes"},
+		"a memory store bound of zero":                {env: map[string]string{"TOLLGATE_MEMORY_STORE_MAX_BYTES": "0"}, want: "TOLLGATE_MEMORY_STORE_MAX_BYTES"},
 		"the command line wins over the env":          {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
 	for name, tc := range tests {

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"crypto/sha256"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -24,10 +25,26 @@ type MemoryOptions struct {
 	// negative means unbounded. When a new counter would exceed it, the
 	// most refilled of a few sampled counters is dropped (see evictLocked).
 	MaxKeys int
+	// MaxBytes bounds the heap the counters take, keys included, as
+	// counted by counterBytes (--memory-store-max-bytes). Default
+	// DefaultMaxBytes; negative means unbounded. A new counter that would
+	// exceed it drops counters as MaxKeys does.
+	MaxBytes int64
 }
 
-// DefaultMaxKeys bounds a Memory store at about 100 MB of counters.
+// DefaultMaxKeys bounds the number of counters of a Memory store.
 const DefaultMaxKeys = 1_000_000
+
+// DefaultMaxBytes bounds a Memory store's counters at 64 MiB of heap: at
+// least 322,000 counters whatever their keys (a counter takes at most
+// counterBytes of a maxMemoryKeyLen key, 208 bytes), about 350,000 of
+// typical per-user keys (~110 bytes).
+const DefaultMaxBytes = 64 << 20
+
+// maxMemoryKeyLen bounds the keys a Memory store keeps: a longer
+// Limit.Key (a header value can be 60 KB) is kept as its SHA-256, as the
+// Redis store does with keys longer than maxTagLen.
+const maxMemoryKeyLen = 128
 
 // evictionSamples is how many counters evictLocked compares.
 const evictionSamples = 8
@@ -36,15 +53,19 @@ const evictionSamples = 8
 // concurrency: every Take locks the shards of all its keys, in ascending shard
 // order so that two Takes never deadlock, decides and charges, and unlocks.
 // Idle counters are dropped by Sweep, so memory is bounded by the number of
-// counters active within one Period.
+// counters active within one Period, and at any time by MaxKeys and
+// MaxBytes: keys longer than maxMemoryKeyLen are kept as their SHA-256, so
+// no caller can make a counter take more than a few hundred bytes.
 type Memory struct {
-	// perShard caps the counters of one shard; 0 is unbounded.
-	perShard int
-	shards   []memoryShard
-	mask     uint64
-	seed     maphash.Seed
-	now      func() time.Time
-	base     time.Time // TATs are nanoseconds since base, on the monotonic clock
+	// perShard caps the counters of one shard and perShardBytes their
+	// bytes; 0 is unbounded.
+	perShard      int
+	perShardBytes int64
+	shards        []memoryShard
+	mask          uint64
+	seed          maphash.Seed
+	now           func() time.Time
+	base          time.Time // TATs are nanoseconds since base, on the monotonic clock
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -55,14 +76,40 @@ var _ Store = (*Memory)(nil)
 
 // memoryShard is one locked map of counters.
 type memoryShard struct {
-	// mu guards tats and peak.
+	// mu guards tats, bytes and peak.
 	mu sync.Mutex
-	// tats maps a Limit.Key to its TAT in nanoseconds since Memory.base.
+	// tats maps a memory key (memoryKey) to its TAT in nanoseconds since
+	// Memory.base.
 	tats map[string]int64
+	// bytes is the sum of counterBytes over the keys of tats.
+	bytes int64
 	// peak is the largest len(tats) since the map was last rebuilt; Go maps
 	// never shrink, so Sweep rebuilds a map that has emptied out.
 	peak int
-	_    [40]byte // keep shards on separate cache lines
+	_    [32]byte // keep shards on separate cache lines
+}
+
+// counterBytes is what one counter with memory key k takes on the heap at
+// most: its map slot (key header and TAT) with the slack of a map that has
+// just grown, and the key's bytes rounded up to their allocation size
+// class (a multiple of 16 up to 128 bytes). TestMemoryBytesPerCounter
+// checks it.
+func counterBytes(k string) int64 { return 80 + int64(len(k)+15)&^15 }
+
+// hashedKeyPrefix starts the memory key of a long Limit.Key. A short key
+// equal to a hashed one would have to be hashedKeyPrefix and a SHA-256
+// preimage.
+const hashedKeyPrefix = "\xff#"
+
+// memoryKey returns the key a Memory store keeps for a Limit.Key: the key
+// itself up to maxMemoryKeyLen bytes, else hashedKeyPrefix and its
+// SHA-256 (34 bytes).
+func memoryKey(key string) string {
+	if len(key) <= maxMemoryKeyLen {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hashedKeyPrefix + string(sum[:])
 }
 
 // NewMemory returns a Memory store. Call Close to stop its sweeper.
@@ -82,14 +129,23 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if maxKeys > 0 {
 		perShard = max(1, maxKeys/n)
 	}
+	maxBytes := opts.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	var perShardBytes int64 // unbounded
+	if maxBytes > 0 {
+		perShardBytes = max(1, maxBytes/int64(n))
+	}
 	m := &Memory{
-		perShard: perShard,
-		shards:   make([]memoryShard, n),
-		mask:     uint64(n - 1),
-		seed:     maphash.MakeSeed(),
-		now:      opts.Now,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		perShard:      perShard,
+		perShardBytes: perShardBytes,
+		shards:        make([]memoryShard, n),
+		mask:          uint64(n - 1),
+		seed:          maphash.MakeSeed(),
+		now:           opts.Now,
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -143,6 +199,7 @@ func (m *Memory) Sweep() {
 		for k, tat := range s.tats {
 			if tat <= now {
 				delete(s.tats, k)
+				s.bytes -= counterBytes(k)
 			}
 		}
 		if n := len(s.tats); s.peak > 1024 && n < s.peak/4 {
@@ -187,37 +244,43 @@ func (m *Memory) Take(_ context.Context, limits []Limit) (Result, error) {
 	if len(limits) == 0 {
 		return Result{Allowed: true}, nil
 	}
+	var kbuf [8]string
+	keys := kbuf[:0]
+	for _, l := range limits {
+		keys = append(keys, memoryKey(l.Key))
+	}
 	// Lock the shards of all keys in ascending order; a fixed order means
 	// concurrent Takes over the same shards cannot deadlock.
 	var buf [8]int
 	idx := buf[:0]
-	for _, l := range limits {
-		idx = append(idx, m.shard(l.Key))
+	for _, k := range keys {
+		idx = append(idx, m.shard(k))
 	}
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
 	for _, i := range idx {
 		m.shards[i].mu.Lock()
 	}
-	res := m.takeLocked(limits)
+	res := m.takeLocked(limits, keys)
 	for _, i := range slices.Backward(idx) {
 		m.shards[i].mu.Unlock()
 	}
 	return res, nil
 }
 
-// takeLocked decides and charges; the shards of all keys must be locked.
-func (m *Memory) takeLocked(limits []Limit) Result {
+// takeLocked decides and charges; keys are the limits' memory keys, and
+// their shards must be locked.
+func (m *Memory) takeLocked(limits []Limit, keys []string) Result {
 	now := m.nanos()
 	var buf [8]int64
 	tats := buf[:0] // clamped TAT of each limit before this request
 	allowed := true
 	for i, l := range limits {
 		g := newGCRA(l, time.Nanosecond)
-		tat, ok := m.shards[m.shard(l.Key)].tats[l.Key]
+		tat, ok := m.shards[m.shard(keys[i])].tats[keys[i]]
 		// A key listed twice is charged twice: see the earlier charge.
 		for j := range i {
-			if limits[j].Key == l.Key {
+			if keys[j] == keys[i] {
 				tat, ok = tats[j]+newGCRA(limits[j], time.Nanosecond).interval, true
 			}
 		}
@@ -235,16 +298,22 @@ func (m *Memory) takeLocked(limits []Limit) Result {
 		if !allowed {
 			continue
 		}
-		s := &m.shards[m.shard(l.Key)]
-		if _, ok := s.tats[l.Key]; ok {
-			s.tats[l.Key] = tats[i] + g.interval
+		k := keys[i]
+		s := &m.shards[m.shard(k)]
+		if _, ok := s.tats[k]; ok {
+			s.tats[k] = tats[i] + g.interval
 			continue
 		}
-		if m.perShard > 0 && len(s.tats) >= m.perShard {
-			evictLocked(s, now, limits)
+		size := counterBytes(k)
+		for len(s.tats) > 0 && ((m.perShard > 0 && len(s.tats) >= m.perShard) ||
+			(m.perShardBytes > 0 && s.bytes+size > m.perShardBytes)) {
+			if !evictLocked(s, now, keys) {
+				break // only this decision's counters are left
+			}
 		}
 		// Clone: the caller's key may share memory with a request buffer.
-		s.tats[strings.Clone(l.Key)] = tats[i] + g.interval
+		s.tats[strings.Clone(k)] = tats[i] + g.interval
+		s.bytes += size
 		s.peak = max(s.peak, len(s.tats))
 	}
 	return res
@@ -252,24 +321,28 @@ func (m *Memory) takeLocked(limits []Limit) Result {
 
 // evictLocked drops one counter of a full shard: an idle one if the sample
 // has one, else the most refilled (earliest TAT) of a few sampled counters,
-// never one of the current decision's keys. Dropping a counter refills it,
-// so the most refilled one loses the least, while a drained counter (a
-// caller being limited) has a TAT far ahead and survives a flood of new
-// keys meant to push it out. The shard's lock must be held.
-func evictLocked(s *memoryShard, now int64, current []Limit) {
+// never one of the current decision's keys, and reports whether it found
+// one. Dropping a counter refills it, so the most refilled one loses the
+// least, while a drained counter (a caller being limited) has a TAT far
+// ahead and survives a flood of new keys meant to push it out. The shard's
+// lock must be held.
+func evictLocked(s *memoryShard, now int64, current []string) bool {
 	victim, victimTAT, n := "", int64(0), 0
 	for k, tat := range s.tats { // map iteration starts at a random entry
-		if slices.ContainsFunc(current, func(l Limit) bool { return l.Key == k }) {
+		if slices.Contains(current, k) {
 			continue
 		}
-		if victim == "" || tat < victimTAT {
+		if n == 0 || tat < victimTAT {
 			victim, victimTAT = k, tat
 		}
 		if n++; n >= evictionSamples || tat <= now {
 			break
 		}
 	}
-	if victim != "" {
-		delete(s.tats, victim)
+	if n == 0 {
+		return false
 	}
+	delete(s.tats, victim)
+	s.bytes -= counterBytes(victim)
+	return true
 }

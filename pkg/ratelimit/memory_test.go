@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -307,5 +309,104 @@ func TestMemoryMaxKeysSurvivesAFlood(t *testing.T) {
 	}
 	if res, _ := m.Take(ctx, limited); res.Allowed {
 		t.Fatal("the drained counter was evicted by the flood: its limit was reset")
+	}
+}
+
+func TestMemoryMaxBytesBoundsCountersWhateverTheirKeys(t *testing.T) {
+	long := strings.Repeat("x", 60<<10) // a 60 KB header value
+	size := counterBytes(memoryKey(long + "0"))
+	tests := map[string]struct {
+		opts MemoryOptions
+		want int
+	}{
+		"MaxBytes is tighter than MaxKeys":    {MemoryOptions{MaxBytes: 64 * size, MaxKeys: 1000}, 64},
+		"MaxKeys is tighter than MaxBytes":    {MemoryOptions{MaxBytes: 1000 * size, MaxKeys: 32}, 32},
+		"a bound under one counter keeps one": {MemoryOptions{MaxBytes: 1}, 1},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			tt.opts.Shards, tt.opts.SweepInterval = 1, -1
+			m := NewMemory(tt.opts)
+			for i := range 500 {
+				if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Sprint(long, i), Requests: 10, Period: time.Hour}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := m.Len(); got != tt.want {
+				t.Fatalf("%d counters, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMemoryKeysAreShortAndDistinct(t *testing.T) {
+	long := strings.Repeat("k", maxMemoryKeyLen)
+	for name, keys := range map[string][2]string{
+		"keys up to the bound are kept as they are": {long, long[1:]},
+		"longer keys differing in the last byte":    {long + "a", long + "b"},
+		"a long key and a short key":                {long + "a", hashedKeyPrefix + "a"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := memoryKey(keys[0]), memoryKey(keys[1])
+			if a == b {
+				t.Fatalf("%q and %q share the memory key %q", keys[0], keys[1], a)
+			}
+			for _, k := range []string{a, b} {
+				if len(k) > maxMemoryKeyLen {
+					t.Fatalf("memory key of %d bytes, want at most %d", len(k), maxMemoryKeyLen)
+				}
+			}
+		})
+	}
+	m := NewMemory(MemoryOptions{SweepInterval: -1})
+	a := Limit{Key: long + "a", Requests: 1, Period: time.Hour}
+	b := Limit{Key: long + "b", Requests: 1, Period: time.Hour}
+	for _, l := range []Limit{a, b} {
+		if res, err := m.Take(context.Background(), []Limit{l}); err != nil || !res.Allowed {
+			t.Fatalf("first request of a fresh long key: %+v, %v", res, err)
+		}
+	}
+	if res, _ := m.Take(context.Background(), []Limit{a}); res.Allowed {
+		t.Fatal("a long key's counter did not count")
+	}
+}
+
+func TestMemoryBytesPerCounter(t *testing.T) {
+	// Map slack depends on where each map last grew: several counts, and
+	// key lengths up to and beyond maxMemoryKeyLen.
+	for _, keyLen := range []int{8, 100, maxMemoryKeyLen, 1024} {
+		for _, n := range []int{40_000, 65_000, 130_000} {
+			limits := make([]Limit, n)
+			var accounted int64
+			for i := range limits {
+				limits[i] = Limit{Key: fmt.Sprintf("%0*d", keyLen, i), Requests: 10, Period: time.Hour}
+				accounted += counterBytes(memoryKey(limits[i].Key))
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			m := NewMemory(MemoryOptions{SweepInterval: -1, MaxKeys: -1, MaxBytes: -1})
+			for i := range limits {
+				if _, err := m.Take(context.Background(), limits[i:i+1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+			var counted int64
+			for i := range m.shards {
+				counted += m.shards[i].bytes
+			}
+			if counted != accounted {
+				t.Errorf("keys of %d bytes, %d counters: the store counts %d bytes, want %d", keyLen, n, counted, accounted)
+			}
+			if heap > accounted {
+				t.Errorf("keys of %d bytes, %d counters: %d bytes of heap (%.1f each), more than the %d counted: MaxBytes does not bound memory",
+					keyLen, n, heap, float64(heap)/float64(n), accounted)
+			}
+			runtime.KeepAlive(m)
+			runtime.KeepAlive(limits) // only the store's heap counts
+		}
 	}
 }

@@ -23,7 +23,7 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 		if err := ratelimit.RegisterUp(m.Registry); err != nil {
 			return nil, err
 		}
-		return memoryStore{ratelimit.NewMemory(ratelimit.MemoryOptions{})}, nil
+		return memoryStore{ratelimit.NewMemory(ratelimit.MemoryOptions{MaxBytes: opts.MemoryStoreMaxBytes})}, nil
 	case "redis":
 	default:
 		return nil, fmt.Errorf("--quota-store %q: want memory or redis", opts.QuotaStore)
@@ -41,7 +41,7 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 		client.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	fallback := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	fallback := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxBytes: opts.MemoryStoreMaxBytes})
 	resilient, err := ratelimit.NewResilient(primary, fallback, ratelimit.ResilientOptions{
 		OnError: onError,
 		// Leave room within the 100 ms a check may wait on Redis for the

@@ -57,7 +57,11 @@ type Options struct {
 
 	// QuotaStore is "memory" or "redis".
 	QuotaStore string
-	Redis      ratelimit.ClientOptions
+	// MemoryStoreMaxBytes bounds the counters of the memory store and of
+	// the Redis store's per-replica fallback. Default
+	// ratelimit.DefaultMaxBytes.
+	MemoryStoreMaxBytes int64
+	Redis               ratelimit.ClientOptions
 	// OnStoreError is "local", "allow" or "deny".
 	OnStoreError string
 
