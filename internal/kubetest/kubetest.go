@@ -120,6 +120,9 @@ func Start() (*Env, error) {
 	}
 	cfg, err := te.Start()
 	if err != nil {
+		// Start can fail after etcd and kube-apiserver are up (say, on a
+		// CRD that does not install): stop what did start.
+		_ = te.Stop()
 		return nil, fmt.Errorf("kubetest: start control plane from %s: %w", assets, err)
 	}
 	e := &Env{Config: cfg, Scheme: scheme, AssetsDir: assets, env: te}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -221,12 +224,25 @@ func TestStatusWrittenOnlyWhenChanged(t *testing.T) {
 }
 
 // TestPrinterColumns: `kubectl get authpolicies` shows READY, REASON and
-// AGE (the API server's Table for the CRD's printer columns).
+// AGE (the API server's Table for the CRD's printer columns) for an
+// Accepted, an InvalidSpec and a Conflict policy. When kubectl is next to
+// the envtest binaries (hack/envtest-tools.sh kubectl), the test also runs
+// `kubectl get authpolicies -A` and logs what it prints.
 func TestPrinterColumns(t *testing.T) {
 	env, ns, _ := scene(t, "table")
+	host := ns + ".example.test"
 	key := jwttest.NewEd25519(t)
-	create(t, env.Client, policy(ns, "tasks", ns+".example.test", key, private()))
-	waitStatus(t, env.Client, ns, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	createOlder(t, env.Client, policy(ns, "tasks", host, key, private()))
+	create(t, env.Client, policy(ns, "tasks-copy", host, key, private()))
+	create(t, env.Client, policy(ns, "typo", "typo."+host, key, v1alpha1.Rule{Name: "bad", Path: "/api/**/x"}))
+	want := map[string][2]string{
+		"tasks":      {"True", v1alpha1.ReasonAccepted},
+		"tasks-copy": {"False", v1alpha1.ReasonConflict},
+		"typo":       {"False", v1alpha1.ReasonInvalidSpec},
+	}
+	for name, w := range want {
+		waitStatus(t, env.Client, ns, name, metav1.ConditionStatus(w[0]), w[1])
+	}
 
 	table := getTable(t, env, "/apis/tollgate.dev/v1alpha1/namespaces/"+ns+"/authpolicies")
 	var cols []string
@@ -236,8 +252,28 @@ func TestPrinterColumns(t *testing.T) {
 	if got, want := strings.Join(cols, ","), "Name,Ready,Reason,Age"; got != want {
 		t.Fatalf("columns %s, want %s", got, want)
 	}
-	if len(table.Rows) != 1 || table.Rows[0].Cells[1] != "True" || table.Rows[0].Cells[2] != v1alpha1.ReasonAccepted {
-		t.Fatalf("rows %v, want tasks True Accepted", table.Rows)
+	if len(table.Rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(table.Rows), len(want))
+	}
+	for _, row := range table.Rows {
+		name, _ := row.Cells[0].(string)
+		if w := want[name]; row.Cells[1] != w[0] || row.Cells[2] != w[1] {
+			t.Errorf("row %v, want %s %s %s", row.Cells, name, w[0], w[1])
+		}
+	}
+
+	kubectl := filepath.Join(env.AssetsDir, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Logf("no %s: not running kubectl", kubectl)
+		return
+	}
+	out, err := exec.Command(kubectl, "--kubeconfig", env.WriteKubeconfig(t, kubetest.KubeconfigOptions{}), "get", "authpolicies", "-A").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl: %v\n%s", err, out)
+	}
+	t.Logf("kubectl get authpolicies -A\n%s", out)
+	if !strings.Contains(string(out), "READY") || !strings.Contains(string(out), "REASON") {
+		t.Errorf("kubectl prints no READY and REASON columns")
 	}
 }
 
