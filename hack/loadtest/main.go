@@ -29,6 +29,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tollgate-dev/tollgate/internal/procstat"
 )
 
 type config struct {
@@ -235,13 +237,13 @@ func measureAll(ctx context.Context, c *config, fx *fixture, dir string) ([]*res
 }
 
 func measurePhase(ctx context.Context, c *config, fx *fixture, srv *server, d time.Duration, rate int) (*phase, error) {
-	cpu0, err := cpuTime(srv.pid)
+	cpu0, err := procstat.CPUTime(srv.pid)
 	if err != nil {
 		return nil, err
 	}
 	var redis0 time.Duration
 	if srv.redisPid != 0 {
-		if redis0, err = cpuTime(srv.redisPid); err != nil {
+		if redis0, err = procstat.CPUTime(srv.redisPid); err != nil {
 			return nil, err
 		}
 	}
@@ -250,17 +252,17 @@ func measurePhase(ctx context.Context, c *config, fx *fixture, srv *server, d ti
 		return nil, err
 	}
 	p := &phase{requests: rep.Count, rps: rep.Rps}
-	if p.cpu, err = cpuTime(srv.pid); err != nil {
+	if p.cpu, err = procstat.CPUTime(srv.pid); err != nil {
 		return nil, err
 	}
 	p.cpu -= cpu0
 	if srv.redisPid != 0 {
-		if p.redis, err = cpuTime(srv.redisPid); err != nil {
+		if p.redis, err = procstat.CPUTime(srv.redisPid); err != nil {
 			return nil, err
 		}
 		p.redis -= redis0
 	}
-	if p.rss, p.peak, err = memory(srv.pid); err != nil {
+	if p.rss, p.peak, err = procstat.Memory(srv.pid); err != nil {
 		return nil, err
 	}
 	for code, n := range rep.StatusCodeDist {

@@ -154,7 +154,9 @@ func Parse(data []byte) ([]Document, error) {
 	if len(data) > MaxFileSize {
 		return nil, ErrTooLarge
 	}
-	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(data), 64<<10))
+	// A buffer the size of the data (64 KiB at most): 10,000 small files
+	// must not cost 10,000 buffers of 64 KiB.
+	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(data), min(len(data)+16, 64<<10)))
 	var docs []Document
 	for index := 0; ; index++ {
 		raw, err := reader.Read()

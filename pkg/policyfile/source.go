@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
@@ -98,14 +101,14 @@ func NewSource(opts SourceOptions) *Source {
 // files are deleted. It returns the problems of every file and policy of
 // the source (see Problems).
 func (s *Source) Sync() []Problem {
-	s.scan(nil)
+	s.scan()
 	return s.Problems()
 }
 
-// scan walks the configured paths. With only set, it looks at those files
-// alone (plus removals among them); otherwise at all.
-func (s *Source) scan(only map[string]bool) {
+// scan walks the configured paths and reads every new or changed file.
+func (s *Source) scan() {
 	found := make(map[string]bool, len(s.files))
+	var reads []fileRead
 	s.rootProblems = nil
 	for root, p := range s.paths {
 		files, err := Files(p)
@@ -128,14 +131,14 @@ func (s *Source) scan(only map[string]bool) {
 				continue // reachable from an earlier root
 			}
 			found[path] = true
-			if only != nil && !only[path] {
-				continue
+			if st, ok := s.changed(path, root); ok {
+				reads = append(reads, fileRead{path: path, root: root, stat: st})
 			}
-			s.check(path, root)
 		}
 	}
+	s.readAll(reads)
 	for path := range s.files {
-		if !found[path] && (only == nil || only[path]) {
+		if !found[path] {
 			s.remove(path)
 		}
 	}
@@ -147,30 +150,76 @@ func (s *Source) scan(only map[string]bool) {
 
 // check reads path when it is new or its stat changed.
 func (s *Source) check(path string, root int) {
+	if st, ok := s.changed(path, root); ok {
+		docs, err := ReadFile(path)
+		s.apply(path, root, st, docs, err)
+	}
+}
+
+// changed stats path and reports whether it must be read: it is new, or
+// its size, modification time or inode changed.
+func (s *Source) changed(path string, root int) (fileStat, bool) {
 	info, err := os.Stat(path)
 	if err != nil {
 		if f := s.files[path]; f != nil {
 			// Vanished between the walk and now: a removal shows next time.
 			f.problems = []Problem{{File: path, Message: err.Error()}}
 		}
-		return
+		return fileStat{}, false
 	}
 	st := statOf(info)
 	if f := s.files[path]; f != nil && f.stat == st && f.root == root {
-		return
+		return st, false
 	}
-	s.read(path, root, st)
+	return st, true
 }
 
-// read reads one file and applies its documents.
-func (s *Source) read(path string, root int, st fileStat) {
+// A fileRead is a file to read and what reading it gave.
+type fileRead struct {
+	path string
+	root int
+	stat fileStat
+	docs []Document
+	err  error
+}
+
+// readBatch bounds how many files are read ahead of being applied.
+const readBatch = 256
+
+// readAll reads files in parallel (parsing YAML is most of the cost of a
+// start with many files) and applies them in order, a batch at a time.
+func (s *Source) readAll(reads []fileRead) {
+	workers := runtime.GOMAXPROCS(0)
+	for len(reads) > 0 {
+		batch := reads[:min(readBatch, len(reads))]
+		reads = reads[len(batch):]
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(workers, len(batch)) {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
+					batch[i].docs, batch[i].err = ReadFile(batch[i].path)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range batch {
+			r := &batch[i]
+			s.apply(r.path, r.root, r.stat, r.docs, r.err)
+			r.docs = nil
+		}
+	}
+}
+
+// apply applies the documents read from one file (or the error reading
+// it).
+func (s *Source) apply(path string, root int, st fileStat, docs []Document, err error) {
 	f := s.files[path]
 	if f == nil {
 		f = &fileState{root: root}
 		s.files[path] = f
 	}
 	f.stat, f.root, f.problems = st, root, nil
-	docs, err := ReadFile(path)
 	if err != nil && len(docs) == 0 {
 		s.fileProblem(f, path, err.Error())
 		return
@@ -302,7 +351,8 @@ func (s *Source) adoptOrphans() {
 		path := again[0]
 		f := s.files[path]
 		f.dups = nil // read re-derives them; this also ends the loop
-		s.read(path, f.root, f.stat)
+		docs, err := ReadFile(path)
+		s.apply(path, f.root, f.stat, docs, err)
 	}
 }
 

@@ -20,7 +20,7 @@ type WatchOptions struct {
 	Stable time.Duration
 	// PollInterval is how often every file is stat-checked, in case a
 	// notification was missed (or the file system sends none). Default
-	// 10s; 2s when notifications are unavailable.
+	// 30s; 2s when notifications are unavailable.
 	PollInterval time.Duration
 }
 
@@ -47,7 +47,7 @@ func (s *Source) Watch(ctx context.Context, opts WatchOptions) {
 		s.watchDirs(w)
 	}
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = 10 * time.Second
+		opts.PollInterval = 30 * time.Second
 	}
 	var events <-chan fsnotify.Event
 	var errs <-chan error

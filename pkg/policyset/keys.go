@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
@@ -64,6 +66,42 @@ func sourceID(c *jwt.Config) string {
 	}
 }
 
+// A sharedVerifier is the verifier of equal jwt settings, with the number
+// of versions using it.
+type sharedVerifier struct {
+	v    *jwt.Verifier
+	cfg  jwt.Config
+	refs int
+}
+
+// configKey identifies jwt settings: equal keys verify the same tokens.
+func configKey(c *jwt.Config) string {
+	var b strings.Builder
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	field(c.Issuer)
+	field(c.JWKSURI)
+	field(c.InlineJWKS)
+	if c.Secret != nil {
+		field(c.Secret.String())
+	} else {
+		field("")
+	}
+	field(strconv.FormatBool(c.Discovery))
+	field(c.ClockSkew.String())
+	field(strconv.Itoa(len(c.Audiences)))
+	for _, a := range c.Audiences {
+		field(a)
+	}
+	for _, a := range c.Algorithms {
+		field(a)
+	}
+	return b.String()
+}
+
 // newVersionLocked makes the version of it compiled as p, with its token
 // verifier and key source.
 func (s *Set) newVersionLocked(it *item, p *policy.Policy) (*version, error) {
@@ -74,11 +112,21 @@ func (s *Set) newVersionLocked(it *item, p *policy.Policy) (*version, error) {
 	if s.opts.Keys == nil {
 		return nil, errors.New("spec.jwt: no key manager is configured")
 	}
-	ver, err := s.opts.Keys.Verifier(p.JWT.Config)
-	if err != nil {
-		return nil, fmt.Errorf("spec.jwt: %w", err)
+	// Policies with the same jwt settings share one verifier: 10,000
+	// policies of one identity provider cost one.
+	key := configKey(&p.JWT.Config)
+	sv := s.verifiers[key]
+	if sv == nil {
+		ver, err := s.opts.Keys.Verifier(p.JWT.Config)
+		if err != nil {
+			return nil, fmt.Errorf("spec.jwt: %w", err)
+		}
+		sv = &sharedVerifier{v: ver, cfg: p.JWT.Config}
+		s.verifiers[key] = sv
 	}
-	v.verifier = ver
+	sv.refs++
+	v.verifier, v.verifierKey = sv.v, key
+	ver := sv.v
 	v.src = s.sourceLocked(&p.JWT.Config, ver)
 	v.src.versions[v] = struct{}{}
 	return v, nil
@@ -90,7 +138,14 @@ func (s *Set) releaseLocked(v *version) {
 	if v.src == nil {
 		return
 	}
-	s.pub.retain = true
+	// Keys.Retain costs a pass over every policy: call it when some jwt
+	// settings are no longer used, not for every edit of a rule.
+	if sv := s.verifiers[v.verifierKey]; sv != nil {
+		if sv.refs--; sv.refs == 0 {
+			delete(s.verifiers, v.verifierKey)
+			s.pub.retain = true
+		}
+	}
 	delete(v.src.versions, v)
 	if len(v.src.versions) > 0 {
 		return
@@ -196,16 +251,11 @@ func (s *Set) keysChanged(k *keySource, err error) {
 	s.deliver()
 }
 
-// configsLocked returns the jwt settings of every held version.
+// configsLocked returns the jwt settings in use, each once.
 func (s *Set) configsLocked() []jwt.Config {
-	var out []jwt.Config
-	for _, it := range s.items {
-		if v := it.cur; v != nil && v.policy.JWT != nil {
-			out = append(out, v.policy.JWT.Config)
-		}
-		if v := it.good; v != nil && v != it.cur && v.policy.JWT != nil {
-			out = append(out, v.policy.JWT.Config)
-		}
+	out := make([]jwt.Config, 0, len(s.verifiers))
+	for _, sv := range s.verifiers {
+		out = append(out, sv.cfg)
 	}
 	return out
 }

@@ -16,7 +16,6 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
-	"reflect"
 	"sync"
 	"time"
 
@@ -110,8 +109,10 @@ type Set struct {
 	hosts map[string][]*item
 	// sources are the key sources of held versions, by sourceID.
 	sources map[string]*keySource
-	queue   itemQueue // policies to re-decide, oldest first
-	events  []event   // status changes not yet delivered
+	// verifiers are the verifiers of held versions, by configKey.
+	verifiers map[string]*sharedVerifier
+	queue     itemQueue // policies to re-decide, oldest first
+	events    []event   // status changes not yet delivered
 	// delivering is true while a goroutine delivers events.
 	delivering bool
 	pub        publisher
@@ -123,7 +124,7 @@ type event struct {
 	st       Status
 }
 
-// New returns an empty Set. It publishes nothing until a change or Flush.
+// New returns an empty Set. It publishes nothing until the first Flush.
 func New(opts Options) *Set {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -132,12 +133,13 @@ func New(opts Options) *Set {
 		opts.KeysRetry = time.Second
 	}
 	s := &Set{
-		opts:    opts,
-		log:     opts.Logger,
-		items:   make(map[string]*item),
-		slots:   make(map[slot][]*item),
-		hosts:   make(map[string][]*item),
-		sources: make(map[string]*keySource),
+		opts:      opts,
+		log:       opts.Logger,
+		items:     make(map[string]*item),
+		slots:     make(map[slot][]*item),
+		hosts:     make(map[string][]*item),
+		sources:   make(map[string]*keySource),
+		verifiers: make(map[string]*sharedVerifier),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pub.init()
@@ -183,8 +185,8 @@ func (s *Set) ApplyFrom(obj *v1alpha1.AuthPolicy, o Origin) Status {
 	s.mu.Lock()
 	it := s.itemLocked(ns, name, ageOf(obj, o, ns+"/"+name))
 	it.gen = obj.Generation
-	if it.spec == nil || !reflect.DeepEqual(it.spec, &obj.Spec) {
-		it.spec = obj.Spec.DeepCopy()
+	if d, ok := digestOf(&obj.Spec); !ok || d != it.spec {
+		it.spec = d
 		p, err := policy.Compile(obj)
 		var v *version
 		if err == nil {
@@ -207,7 +209,7 @@ func (s *Set) Reject(namespace, name string, generation int64, o Origin, err err
 	s.mu.Lock()
 	it := s.itemLocked(ns, name, ageOf(nil, o, ns+"/"+name))
 	it.gen = generation
-	it.spec = nil
+	it.spec = specDigest{}
 	s.setVersionsLocked(it, nil, err, it.good)
 	st := s.settleLocked(it)
 	s.mu.Unlock()
@@ -273,7 +275,9 @@ func (s *Set) Statuses() []PolicyStatus {
 }
 
 // Flush returns once every change applied before the call is in a
-// published snapshot (publication may be coalesced under bursts).
+// published snapshot (publication may be coalesced under bursts). Nothing
+// is published before the first Flush: a source applies its initial state,
+// then flushes.
 func (s *Set) Flush(ctx context.Context) error {
 	return s.flush(ctx)
 }

@@ -8,23 +8,35 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 )
 
-// maxCoalesce bounds how long a change waits for others to join its
-// publication.
-const maxCoalesce = 250 * time.Millisecond
-
-// A publisher turns the set into snapshots in the background. A change
-// waits twice as long as the last build took (at most maxCoalesce) for
-// others to join it, so that under a burst building takes at most about a
-// third of a core, and 10,000 applies cost a few builds, not 10,000.
+// A publisher turns the set into snapshots in the background. A change is
+// published once changes pause for about as long as a build takes, or at
+// the latest ten builds' time (at most a second) after the first of them:
+// a single change is published within milliseconds, while a burst (10,000
+// applies at start) costs a handful of builds, not 10,000, and building
+// takes at most about a tenth of the time the burst takes.
 type publisher struct {
-	seq       uint64 // bumped by every change to what is served or who owns hosts
-	done      uint64 // seq of the last published snapshot
+	seq       uint64    // bumped by every change to what is served or who owns hosts
+	done      uint64    // seq of the last published snapshot
+	since     time.Time // first change not yet collected for a snapshot
+	last      time.Time // latest change
 	lastBuild time.Duration
 	published chan struct{} // closed and replaced at every publication
 	kick      chan struct{} // a change waits for publication
 	urgent    chan struct{} // a Flush waits
 	retain    bool          // a key source may be unused: call Keys.Retain
 	closed    bool
+	// started is set by the first Flush: until a source has applied its
+	// initial state, nothing is published (a partial set could allow what a
+	// policy not yet applied denies), and the initial burst costs one build.
+	started bool
+}
+
+// waitLocked returns how long publication should still wait for more
+// changes.
+func (p *publisher) waitLocked(now time.Time) time.Duration {
+	quiet := min(max(p.lastBuild, time.Millisecond), 100*time.Millisecond)
+	maxWait := min(max(10*p.lastBuild, 50*time.Millisecond), time.Second)
+	return min(p.last.Add(quiet).Sub(now), p.since.Add(maxWait).Sub(now))
 }
 
 func (p *publisher) init() {
@@ -34,10 +46,16 @@ func (p *publisher) init() {
 	p.urgent = make(chan struct{}, 1)
 }
 
-func (p *publisher) changedLocked() { p.seq++ }
+func (p *publisher) changedLocked() {
+	p.seq++
+	p.last = time.Now()
+	if p.since.IsZero() {
+		p.since = p.last
+	}
+}
 
 func (p *publisher) scheduleLocked() {
-	if p.done != p.seq {
+	if p.started && p.done != p.seq {
 		select {
 		case p.kick <- struct{}{}:
 		default:
@@ -50,6 +68,7 @@ var errClosed = errors.New("policyset: closed")
 
 func (s *Set) flush(ctx context.Context) error {
 	s.mu.Lock()
+	s.pub.started = true
 	target := s.pub.seq
 	for s.pub.done < target {
 		ch := s.pub.published
@@ -84,19 +103,29 @@ func (s *Set) publishLoop() {
 			return
 		case <-s.pub.kick:
 		}
-		s.mu.Lock()
-		delay := min(max(2*s.pub.lastBuild, time.Millisecond), maxCoalesce)
-		s.mu.Unlock()
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-s.pub.urgent:
-			t.Stop()
-		case <-s.ctx.Done():
-			t.Stop()
-			return
+		for {
+			s.mu.Lock()
+			if s.pub.done == s.pub.seq {
+				s.mu.Unlock()
+				break
+			}
+			wait := s.pub.waitLocked(time.Now())
+			s.mu.Unlock()
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+					continue // look again: more changes may have come
+				case <-s.pub.urgent:
+					t.Stop()
+				case <-s.ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+			s.publishOnce()
+			break
 		}
-		s.publishOnce()
 	}
 }
 
@@ -108,6 +137,7 @@ func (s *Set) publishOnce() {
 		return
 	}
 	seq := s.pub.seq
+	s.pub.since = time.Time{}
 	entries, owners := s.collectLocked()
 	if s.pub.retain && s.opts.Keys != nil {
 		// Under s.mu, so that no verifier is made for a source between

@@ -40,7 +40,7 @@ type Options struct {
 	PolicyPaths []string
 	// ReloadInterval is how often every policy file is stat-checked in case
 	// a change notification was missed (policyfile.WatchOptions); changes
-	// normally apply on notification. Default 10s.
+	// normally apply on notification. Default 30s.
 	ReloadInterval time.Duration
 	// SecretsDir maps secretRef{name,key} of namespace NS to DIR/NS/NAME/KEY.
 	SecretsDir string

@@ -1,4 +1,6 @@
-package main
+// Package procstat reads what benchmarks measure of a running process from
+// /proc: CPU time and resident memory.
+package procstat
 
 import (
 	"bufio"
@@ -14,9 +16,9 @@ import (
 // on every Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// cpuTime returns the user plus system CPU time that process pid has used,
+// CPUTime returns the user plus system CPU time that process pid has used,
 // all threads included.
-func cpuTime(pid int) (time.Duration, error) {
+func CPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -43,9 +45,9 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * clockTick, nil
 }
 
-// memory returns the resident set size and its peak (VmRSS, VmHWM) of
+// Memory returns the resident set size and its peak (VmRSS, VmHWM) of
 // process pid, in bytes.
-func memory(pid int) (rss, peak int64, err error) {
+func Memory(pid int) (rss, peak int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err

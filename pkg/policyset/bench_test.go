@@ -1,0 +1,147 @@
+package policyset_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/internal/policygen"
+	"github.com/tollgate-dev/tollgate/pkg/decision"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+	"github.com/tollgate-dev/tollgate/pkg/policyfile"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
+	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+)
+
+// generated returns policies 0..n-1 of policygen, decoded as files are.
+func generated(b *testing.B, n int, jwks string, private ...int) []*v1alpha1.AuthPolicy {
+	b.Helper()
+	out := make([]*v1alpha1.AuthPolicy, n)
+	for i := range n {
+		docs, err := policyfile.Parse([]byte(policygen.Policy(i, jwks, false)))
+		if err != nil || len(docs) != 1 || docs[0].Err != nil {
+			b.Fatalf("policy %d: %v %v", i, err, docs)
+		}
+		out[i] = docs[0].Policy
+	}
+	return out
+}
+
+// newSet returns a set of policies publishing into a new engine with a
+// memory quota store.
+func newSet(b *testing.B, aps []*v1alpha1.AuthPolicy) (*policyset.Set, *decision.Engine) {
+	b.Helper()
+	keys := jwt.NewManager(jwt.Options{})
+	b.Cleanup(keys.Close)
+	quota := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	b.Cleanup(func() { quota.Close() })
+	engine := decision.NewEngine(decision.Options{Quota: quota})
+	set := policyset.New(policyset.Options{Keys: keys, Publish: func(s *decision.Snapshot) { engine.Swap(s) }})
+	b.Cleanup(set.Close)
+	for i, ap := range aps {
+		if st := set.ApplyFrom(ap, policyset.Origin{File: policygen.File(i)}); !st.Ready() {
+			b.Fatalf("%s: %+v", policygen.Key(i), st)
+		}
+	}
+	if err := set.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return set, engine
+}
+
+// BenchmarkCheckAtScale measures the cost of a decision with 10,000
+// policies against the cost with 10, in one run: both engines decide the
+// same requests (hosts of policies 0..9, a cached token, ownership, two
+// limits) in alternating chunks, and the ratio is reported as
+// "large/small". The goal is a ratio within 1.10.
+func BenchmarkCheckAtScale(b *testing.B) {
+	key := jwttest.NewEd25519(b)
+	all := generated(b, 10_000, key.JWKS())
+	_, small := newSet(b, all[:10])
+	_, large := newSet(b, all)
+	token := key.Mint(b, jwttest.Claims("alice", policygen.Issuer, "", time.Now(), time.Hour))
+	reqs := make([]*decision.Request, 10)
+	for i := range reqs {
+		reqs[i] = &decision.Request{
+			Method: "GET", Host: policygen.Host(i), Path: "/api/users/alice/tasks/42", SourceIP: "192.0.2.1",
+			Headers: map[string]string{"authorization": "Bearer " + token},
+		}
+	}
+	ctx := context.Background()
+	for _, e := range []*decision.Engine{small, large} {
+		for _, r := range reqs {
+			if d := e.Decide(ctx, r); !d.Allowed {
+				b.Fatalf("denied: %+v", d)
+			}
+		}
+	}
+	const chunk = 64
+	var tSmall, tLarge time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		engines := [2]*decision.Engine{small, large}
+		times := [2]*time.Duration{&tSmall, &tLarge}
+		if i%2 == 1 { // alternate which goes first
+			engines[0], engines[1] = engines[1], engines[0]
+			times[0], times[1] = times[1], times[0]
+		}
+		for k, e := range engines {
+			start := time.Now()
+			for j := range chunk {
+				e.Decide(ctx, reqs[j%len(reqs)])
+			}
+			*times[k] += time.Since(start)
+		}
+	}
+	n := float64(b.N * chunk)
+	b.ReportMetric(float64(tSmall.Nanoseconds())/n, "ns/check@10")
+	b.ReportMetric(float64(tLarge.Nanoseconds())/n, "ns/check@10000")
+	b.ReportMetric(float64(tLarge)/float64(tSmall), "large/small")
+}
+
+// BenchmarkApplyAll applies 10,000 policies to an empty set and publishes
+// them: the in-process part of start to Ready.
+func BenchmarkApplyAll(b *testing.B) {
+	key := jwttest.NewEd25519(b)
+	all := generated(b, 10_000, key.JWKS())
+	for b.Loop() {
+		b.StopTimer()
+		keys := jwt.NewManager(jwt.Options{})
+		published := 0
+		set := policyset.New(policyset.Options{Keys: keys, Publish: func(*decision.Snapshot) { published++ }})
+		b.StartTimer()
+		for i, ap := range all {
+			set.ApplyFrom(ap, policyset.Origin{File: policygen.File(i)})
+		}
+		if err := set.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(published), "snapshots")
+		set.Close()
+		keys.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkApplyOne changes one policy of 10,000 and publishes: the
+// in-process part of one change applied.
+func BenchmarkApplyOne(b *testing.B) {
+	key := jwttest.NewEd25519(b)
+	all := generated(b, 10_000, key.JWKS())
+	set, _ := newSet(b, all)
+	versions := [2]*v1alpha1.AuthPolicy{all[5000].DeepCopy(), all[5000].DeepCopy()}
+	versions[1].Spec.Rules[1].Anonymous = false
+	for i := 0; b.Loop(); i++ {
+		if st := set.ApplyFrom(versions[i%2], policyset.Origin{File: policygen.File(5000)}); !st.Ready() {
+			b.Fatal(fmt.Sprint(st))
+		}
+		if err := set.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
