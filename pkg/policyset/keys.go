@@ -2,10 +2,9 @@ package policyset
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
@@ -74,32 +73,16 @@ type sharedVerifier struct {
 	refs int
 }
 
-// configKey identifies jwt settings: equal keys verify the same tokens.
+// configKey identifies jwt settings: equal keys verify the same tokens
+// and keep the same claims. It is the JSON form of every field, so that a
+// field added to jwt.Config can never be left out.
 func configKey(c *jwt.Config) string {
-	var b strings.Builder
-	field := func(s string) {
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
+	js, err := json.Marshal(c)
+	if err != nil {
+		// Not expected of plain data; a unique key only costs sharing.
+		return fmt.Sprintf("unshared:%p", c)
 	}
-	field(c.Issuer)
-	field(c.JWKSURI)
-	field(c.InlineJWKS)
-	if c.Secret != nil {
-		field(c.Secret.String())
-	} else {
-		field("")
-	}
-	field(strconv.FormatBool(c.Discovery))
-	field(c.ClockSkew.String())
-	field(strconv.Itoa(len(c.Audiences)))
-	for _, a := range c.Audiences {
-		field(a)
-	}
-	for _, a := range c.Algorithms {
-		field(a)
-	}
-	return b.String()
+	return string(js)
 }
 
 // newVersionLocked makes the version of it compiled as p, with its token

@@ -264,6 +264,31 @@ func TestKeyConfigErrorSaysJWTOnce(t *testing.T) {
 	}
 }
 
+// Policies that differ only in the claims they forward must not share a
+// verifier: a verified identity keeps only the claims its policy reads.
+func TestEqualKeysDifferentClaims(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "a", 1, "a.test", "/", pt.WithJWTChange(func(j *v1alpha1.JWT) { j.ForwardClaims = map[string]string{"x-a": "a"} })))
+	h.set.Apply(h.policy("shop", "b", 2, "b.test", "/", pt.WithJWTChange(func(j *v1alpha1.JWT) { j.ForwardClaims = map[string]string{"x-b": "b"} })))
+	h.flush()
+	token := h.key.Mint(t, func() map[string]any {
+		c := jwttest.Claims("alice", issuer, "", time.Now(), time.Hour)
+		c["a"], c["b"] = "1", "2"
+		return c
+	}())
+	for host, want := range map[string]string{"a.test": "x-a", "b.test": "x-b"} {
+		d := h.engine.Decide(context.Background(), &decision.Request{Method: "GET", Host: host, Path: "/x", SourceIP: "192.0.2.1",
+			Headers: map[string]string{"authorization": "Bearer " + token}})
+		found := false
+		for _, hd := range d.UpstreamHeaders {
+			found = found || hd.Name == want
+		}
+		if !d.Allowed || !found {
+			t.Errorf("%s: allowed %v, upstream headers %v; want %s", host, d.Allowed, d.UpstreamHeaders, want)
+		}
+	}
+}
+
 func TestConflictsByAge(t *testing.T) {
 	tests := map[string]struct {
 		order []string // apply order of a (older) and b (newer)
