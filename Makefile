@@ -62,7 +62,7 @@ build: ## Build bin/tollgate.
 
 .PHONY: run
 run: build ## Serve config/samples with the memory store and a development key.
-	hack/run.sh
+	exec hack/run.sh
 
 ##@ Tools
 

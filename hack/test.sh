@@ -17,8 +17,9 @@ if ((${#need_apt[@]})); then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Tests start their own redis-server processes; the packaged service is not needed.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
+# Tests start their own redis-server processes on free ports: a redis-server
+# service of this machine (the one apt-get may just have started, too) is
+# left alone, since this script did not start it.
 
 # kube-apiserver and etcd for envtest, built from the Go module proxy into the
 # git-ignored bin/envtest (or ENVTEST_BIN_DIR): about 4.5 min on a fresh
