@@ -143,7 +143,11 @@ func (s *Source) scan() {
 		}
 	}
 	for _, p := range s.rootProblems {
-		s.log.Error("policy path unreadable; keeping the policies it supplied", "path", p.File, "error", p.Message)
+		if s.supplies(p.File) {
+			s.log.Error("policy path unreadable; keeping the policies it supplied", "path", p.File, "error", p.Message)
+		} else {
+			s.log.Error("policy path unreadable", "path", p.File, "error", p.Message)
+		}
 	}
 	s.adoptOrphans()
 }
@@ -154,6 +158,16 @@ func (s *Source) check(path string, root int) {
 		docs, err := ReadFile(path)
 		s.apply(path, root, st, docs, err)
 	}
+}
+
+// supplies reports whether the configured path root supplies a policy.
+func (s *Source) supplies(root string) bool {
+	for _, f := range s.files {
+		if s.paths[f.root] == root && len(f.keys) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // changed stats path and reports whether it must be read: it is new, or
