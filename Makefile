@@ -6,7 +6,9 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X github.com/tollgate-dev/tollgate/pkg/version.Version=$(VERSION) -X github.com/tollgate-dev/tollgate/pkg/version.Commit=$(COMMIT)
+# The container image `make docker-build` tags (docker, or CONTAINER_TOOL=podman).
+IMG ?= ghcr.io/tollgate-dev/tollgate:$(VERSION)
+CONTAINER_TOOL ?= docker
 FUZZTIME ?= 60s
 
 .PHONY: all
@@ -22,11 +24,14 @@ generate: controller-gen ## Generate DeepCopy methods.
 manifests: controller-gen ## Generate the CRD and RBAC manifests.
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=tollgate paths="./pkg/controller/..." output:rbac:artifacts:config=config/rbac
+	@# The chart ships the same CRD (Helm installs crds/ as is; a copy, not a
+	@# symlink, so that any way of packaging or pulling the chart keeps it).
+	rm -f charts/tollgate/crds/*.yaml && cp config/crd/bases/*.yaml charts/tollgate/crds/
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
-	@git diff --exit-code -- api config/crd config/rbac || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config/crd config/rbac)" || { git status --porcelain -- api config/crd config/rbac; echo "untracked generated files: run 'make generate manifests' and commit"; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac charts/tollgate/crds || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config/crd config/rbac charts/tollgate/crds)" || { git status --porcelain -- api config/crd config/rbac charts/tollgate/crds; echo "untracked generated files: run 'make generate manifests' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt:
@@ -57,8 +62,16 @@ bench-kubernetes: ## 10,000 AuthPolicies through a real API server: start to Rea
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/tollgate.
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/tollgate ./cmd/tollgate
+build: ## Build bin/tollgate (static, as in the image: hack/build.sh).
+	VERSION=$(VERSION) COMMIT=$(COMMIT) hack/build.sh $(LOCALBIN)/tollgate
+
+.PHONY: docker-build
+docker-build: ## Build the container image IMG (Dockerfile; the binary is built by hack/build.sh).
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image IMG.
+	$(CONTAINER_TOOL) push $(IMG)
 
 .PHONY: run
 run: build ## Serve config/samples with the memory store and a development key.

@@ -53,6 +53,17 @@ type Env struct {
 // Assets returns the directory holding kube-apiserver and etcd, or
 // ErrNoAssets.
 func Assets() (string, error) {
+	for _, d := range assetDirs() {
+		if isExecutable(filepath.Join(d, "kube-apiserver")) && isExecutable(filepath.Join(d, "etcd")) {
+			return d, nil
+		}
+	}
+	return "", ErrNoAssets
+}
+
+// assetDirs are the directories that may hold the binaries, in the order
+// they are looked in.
+func assetDirs() []string {
 	var dirs []string
 	for _, v := range []string{"KUBEBUILDER_ASSETS", "ENVTEST_BIN_DIR"} {
 		if d := os.Getenv(v); d != "" {
@@ -62,12 +73,22 @@ func Assets() (string, error) {
 	if root, err := ModuleRoot(); err == nil {
 		dirs = append(dirs, filepath.Join(root, "bin", "envtest"))
 	}
-	for _, d := range dirs {
-		if isExecutable(filepath.Join(d, "kube-apiserver")) && isExecutable(filepath.Join(d, "etcd")) {
-			return d, nil
+	return dirs
+}
+
+// Tool returns the path of a binary that `hack/envtest-tools.sh NAME`
+// builds next to kube-apiserver (helm, kubectl), looked for where Assets
+// looks. When there is none it skips tb, or fails it when CI is set, as
+// Require does.
+func Tool(tb testing.TB, name string) string {
+	tb.Helper()
+	for _, d := range assetDirs() {
+		if p := filepath.Join(d, name); isExecutable(p) {
+			return p
 		}
 	}
-	return "", ErrNoAssets
+	Require(tb, fmt.Errorf("%w: no %s (run hack/envtest-tools.sh %s)", ErrNoAssets, name, name))
+	return ""
 }
 
 func isExecutable(path string) bool {
@@ -94,9 +115,19 @@ func ModuleRoot() (string, error) {
 	}
 }
 
+// Options change the control plane that StartWith starts.
+type Options struct {
+	// NoCRDs leaves tollgate's CRDs out, for tests that install them
+	// (helm install, kubectl apply).
+	NoCRDs bool
+}
+
 // Start starts a control plane with tollgate's CRDs installed. Stop it with
 // Stop.
-func Start() (*Env, error) {
+func Start() (*Env, error) { return StartWith(Options{}) }
+
+// StartWith starts a control plane as o says. Stop it with Stop.
+func StartWith(o Options) (*Env, error) {
 	assets, err := Assets()
 	if err != nil {
 		return nil, err
@@ -112,11 +143,10 @@ func Start() (*Env, error) {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, fmt.Errorf("kubetest: scheme: %w", err)
 	}
-	te := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
+	te := &envtest.Environment{BinaryAssetsDirectory: assets, Scheme: scheme}
+	if !o.NoCRDs {
+		te.CRDDirectoryPaths = []string{filepath.Join(root, "config", "crd", "bases")}
+		te.ErrorIfCRDPathMissing = true
 	}
 	cfg, err := te.Start()
 	if err != nil {
@@ -220,6 +250,9 @@ func Require(tb testing.TB, err error) {
 // Shared is one control plane started on first use and shared by the
 // tests of a package; stop it in TestMain after m.Run.
 type Shared struct {
+	// Options are the control plane's; set them before the first Get.
+	Options Options
+
 	once sync.Once
 	env  *Env
 	err  error
@@ -229,7 +262,7 @@ type Shared struct {
 // skips or fails tb as Require does.
 func (s *Shared) Get(tb testing.TB) *Env {
 	tb.Helper()
-	s.once.Do(func() { s.env, s.err = Start() })
+	s.once.Do(func() { s.env, s.err = StartWith(s.Options) })
 	Require(tb, s.err)
 	return s.env
 }
