@@ -40,3 +40,14 @@ func TestServeFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestKubernetesIsOnInACluster: --kubernetes defaults to true exactly when
+// the process runs in a pod (the kubelet sets KUBERNETES_SERVICE_HOST).
+func TestKubernetesIsOnInACluster(t *testing.T) {
+	for host, want := range map[string]string{"": "false", "10.96.0.1": "true"} {
+		t.Setenv("KUBERNETES_SERVICE_HOST", host)
+		if got := newServeCommand().Flags().Lookup("kubernetes").DefValue; got != want {
+			t.Errorf("KUBERNETES_SERVICE_HOST=%q: --kubernetes defaults to %s, want %s", host, got, want)
+		}
+	}
+}

@@ -16,11 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 	"github.com/tollgate-dev/tollgate/internal/kubetest"
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
 	"github.com/tollgate-dev/tollgate/pkg/policy/policytest"
+	"github.com/tollgate-dev/tollgate/pkg/server"
 )
 
 // TestApplyUpdateDeleteAreEnforced: a policy applied with kubectl is
@@ -348,4 +350,76 @@ func TestWatchOneNamespace(t *testing.T) {
 	create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: mine, Name: "jwt"}, Data: map[string][]byte{"secret": k.Secret()}})
 	waitStatus(t, env.Client, mine, "hs", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 	in.expect(enforcedWithin, "hs."+mine+".example.test", "/api/x", token(t, k, "alice"), http.StatusOK)
+}
+
+// TestSecretScope: tollgate caches only Opaque Secrets, and with
+// --secret-label-selector only labelled ones; a secretRef to any other
+// Secret is SecretNotFound, and the message says which Secrets are read.
+func TestSecretScope(t *testing.T) {
+	env := kube(t)
+	ns := env.Namespace(t, "scope")
+	cleanup(t, env.Client, ns)
+	const selector = "tollgate.dev/jwt-secret=true"
+	labelled := map[string]string{"tollgate.dev/jwt-secret": "true"}
+	in := start(t, asTollgate(t, env), config{SecretLabels: selector})
+	k := jwttest.NewHS256(t)
+	hsPolicy := func(name string) *v1alpha1.AuthPolicy {
+		return policytest.New(policytest.WithName(ns, name), policytest.WithHosts(name+"."+ns+".example.test"), policytest.WithPathPrefix("/api"),
+			policytest.WithJWT(&v1alpha1.JWT{Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: name, Key: "secret"}, Algorithms: []string{"HS256"}}),
+			policytest.WithRule(private()), func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
+	}
+	secret := func(name string, typ corev1.SecretType, labels map[string]string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Type: typ, Data: map[string][]byte{"secret": k.Secret()}}
+	}
+	unlabelled := secret("unlabelled", corev1.SecretTypeOpaque, nil)
+	create(t, env.Client, secret("custom-type", "example.com/custom", labelled))
+	create(t, env.Client, unlabelled)
+	// The Secret informer delivers events in order: once the control
+	// policy's Secret (created last) is read, so have the others been.
+	create(t, env.Client, secret("control", corev1.SecretTypeOpaque, labelled))
+	create(t, env.Client, hsPolicy("control"))
+	waitStatus(t, env.Client, ns, "control", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+
+	for _, name := range []string{"custom-type", "unlabelled"} {
+		create(t, env.Client, hsPolicy(name))
+		waitStatus(t, env.Client, ns, name, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound, "type Opaque", "labels "+selector)
+		if got := in.check(name+"."+ns+".example.test", "GET", "/api/x", token(t, k, "alice")); got == http.StatusOK {
+			t.Errorf("%s: a token signed with a Secret tollgate must not read is accepted", name)
+		}
+	}
+
+	unlabelled.Labels = labelled
+	if err := env.Client.Update(context.Background(), unlabelled); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, env.Client, ns, "unlabelled", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, "unlabelled."+ns+".example.test", "/api/x", token(t, k, "alice"), http.StatusOK)
+}
+
+// TestFilesAndKubernetesTogether: policy files and AuthPolicy objects are
+// served side by side, and tollgate is ready once both are loaded.
+func TestFilesAndKubernetesTogether(t *testing.T) {
+	env := kube(t)
+	ns := env.Namespace(t, "both")
+	cleanup(t, env.Client, ns)
+	key := jwttest.NewEd25519(t)
+	dir := t.TempDir()
+	file := policy(ns+"-files", "from-file", "file."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/file"))
+	file.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "AuthPolicy"}
+	data, err := yaml.Marshal(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	create(t, env.Client, policy(ns, "from-cluster", "kube."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/kube")))
+
+	in := start(t, asTollgate(t, env), config{}, func(o *server.Options) { o.PolicyPaths = []string{dir} })
+	if got := in.check("file."+ns+".example.test", "GET", "/api/file", ""); got != http.StatusOK {
+		t.Errorf("the file's policy: %d, want 200", got)
+	}
+	if got := in.check("kube."+ns+".example.test", "GET", "/api/kube", ""); got != http.StatusOK {
+		t.Errorf("the cluster's policy: %d, want 200", got)
+	}
 }

@@ -38,6 +38,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
@@ -152,6 +153,7 @@ type instance struct {
 // --leader-elect=false), with short lease timings.
 type config struct {
 	Namespace    string
+	SecretLabels string
 	LeaseID      string
 	Lease        time.Duration
 	Renew, Retry time.Duration
@@ -170,7 +172,11 @@ func controllerOptions(kubeconfig string, c config) (*controller.Options, error)
 	if err != nil {
 		return nil, err
 	}
-	o := &controller.Options{Config: cfg, Namespace: c.Namespace}
+	sel, err := labels.Parse(c.SecretLabels)
+	if err != nil {
+		return nil, err
+	}
+	o := &controller.Options{Config: cfg, Namespace: c.Namespace, SecretSelector: sel}
 	if c.LeaseID != "" {
 		o.LeaderElect = true
 		o.LeaderElectionID = c.LeaseID
