@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -36,20 +38,24 @@ type checkOptions struct {
 	output         string
 	timeout        time.Duration
 	crossNSHosts   bool
+	// names names flags in errors as they were given.
+	names flagNames
 }
 
 func newCheckCommand() *cobra.Command {
 	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "check --policy-dir DIR --path PATH [flags]",
-		Short: "Decide one request offline and explain why; exit 0 allow, 1 deny, 2 usage or policy error",
+		Short: "Decide one request offline and explain why; exit 0 allow, 1 deny, 2 when it cannot decide",
 		Long: `Decide one request against policy files, as the server would, and explain the
 decision: the policy and rule, each check's outcome, the headers that would be
 set upstream, removed, and returned to the client, and the deny body.
 
 No server and no Redis are needed (quotas count in memory, so one request never
-exhausts them); remote JWKS are fetched. Exit status: 0 allow, 1 deny, 2 usage
-or policy error.`,
+exhausts them); remote JWKS are fetched. Exit status: 0 allow, 1 deny, 2 when
+no decision could be made, with the cause on the first line of stderr: a usage
+error, a policy error, no policy at all, or verification keys that could not
+be had (an unreachable JWKS, a missing secret).`,
 		Example: `  tollgate check --policy-dir config/samples --path /api/users/alice/tasks/1 --token "$(tollgate token --sub alice)"
   tollgate check --policy-dir config/samples --method POST --path /api/health -o json`,
 		// Not cobra.NoArgs: its error quotes the argument, which may be a
@@ -61,6 +67,7 @@ or policy error.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.names = flagNames{cmd.Flags()}
 			return runCheck(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &o)
 		},
 	}
@@ -102,10 +109,10 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 		return err
 	}
 	if o.output != "text" && o.output != "json" {
-		return usageError("--output %q: want text or json", o.output)
+		return o.names.errorf("output", o.output, "want text or json")
 	}
 	if o.defaultAction != "deny" && o.defaultAction != "allow" {
-		return usageError("--default-action %q: want deny or allow", o.defaultAction)
+		return o.names.errorf("default-action", o.defaultAction, "want deny or allow")
 	}
 	paths := append(append([]string(nil), o.policyDirs...), o.policyFiles...)
 	if len(paths) == 0 {
@@ -113,11 +120,14 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	// Key warnings (an unreachable JWKS URI, a skipped key; never token
+	// data) are kept until the decision shows whether they matter: a
+	// request that never needed keys prints none.
+	var keyLog lockedBuffer
 	jopts := jwt.Options{
 		CacheSize: -1,
-		// Warnings say why keys are missing (an unreachable JWKS URI, a
-		// skipped key); they never hold token data.
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: dropTime})),
+		Logger:    slog.New(slog.NewTextHandler(&keyLog, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: dropTime})),
+		Secrets:   noSecretsDir{},
 	}
 	if o.secretsDir != "" {
 		jopts.Secrets = jwt.NewDirSecrets(o.secretsDir, nil)
@@ -132,14 +142,26 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 		return &exitError{code: 2, err: err}
 	}
 	defer set.Close()
-	if errs := printProblems(stderr, problems); errs > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("%d policy error(s)", errs)}
+	if errs := countErrors(problems); errs > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("cannot decide: %d error(s) in the policies\n%s", errs, problemLines(problems))}
 	}
 	if n == 0 {
-		fmt.Fprintln(stderr, "tollgate: warning: no AuthPolicy found in", strings.Join(paths, ", "))
+		msg := "cannot decide: no AuthPolicy found in " + strings.Join(paths, ", ")
+		if len(problems) > 0 {
+			msg += "\n" + problemLines(problems)
+		}
+		return &exitError{code: 2, err: errors.New(msg)}
 	}
+	printProblems(stderr, problems) // warnings only
 
 	d := engine.Decide(ctx, req)
+	if d.Reason == string(jwt.ReasonKeysUnavailable) {
+		return &exitError{code: 2, err: fmt.Errorf("cannot decide: the verification keys of policy %s are unavailable: %w", d.Policy, keysCause(ctx, engine, keys, d.Policy))}
+	}
+	if r := jwt.Reason(d.Reason); r != jwt.ReasonMissing && slices.Contains(jwt.Reasons(), r) {
+		// The token met the keys: what was said of them may explain why.
+		_, _ = io.WriteString(stderr, keyLog.String())
+	}
 	if o.output == "json" {
 		err = writeCheckJSON(stdout, &d)
 	} else {
@@ -169,11 +191,11 @@ func (o *checkOptions) request() (*decision.Request, error) {
 		Explain:   true,
 	}
 	if req.Path == "" {
-		return nil, usageError("--path is empty")
+		return nil, o.names.errorf("path", o.path, "is empty")
 	}
 	ip, err := netip.ParseAddr(o.sourceIP)
 	if err != nil {
-		return nil, usageError("--source-ip %q: not an IP address", o.sourceIP)
+		return nil, o.names.errorf("source-ip", o.sourceIP, "not an IP address")
 	}
 	req.SourceIP = ip.String()
 	for i, h := range o.headers {
@@ -181,7 +203,7 @@ func (o *checkOptions) request() (*decision.Request, error) {
 		name = strings.ToLower(strings.TrimSpace(name))
 		if !ok || name == "" {
 			// The argument may hold a credential: name it by position only.
-			return nil, usageError("--header #%d: want name=value", i+1)
+			return nil, usageError("%s #%d: want name=value", o.names.of("header"), i+1)
 		}
 		if prev, dup := req.Headers[name]; dup {
 			value = prev + "," + value // as proxies merge repeated headers
@@ -334,4 +356,48 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// keysCause says why the keys of policy (namespace/name) are unavailable:
+// the error of the last attempt to have them.
+func keysCause(ctx context.Context, engine *decision.Engine, keys *jwt.Manager, policy string) error {
+	for _, p := range engine.Snapshot().Policies() {
+		if p.Key() != policy || p.JWT == nil {
+			continue
+		}
+		v, err := keys.Verifier(p.JWT.Config)
+		if err != nil {
+			return err
+		}
+		if err := v.WaitKeys(ctx); err != nil {
+			return err
+		}
+	}
+	return errors.New("no cause reported")
+}
+
+// noSecretsDir is check's secret resolver without --secrets-dir: it says
+// which flag supplies secrets.
+type noSecretsDir struct{}
+
+func (noSecretsDir) Secret(_ context.Context, ref jwt.SecretRef) ([]byte, error) {
+	return nil, fmt.Errorf("secretRef %s: give --secrets-dir DIR, where the file DIR/%s/%s/%s holds the secret", ref, ref.Namespace, ref.Name, ref.Key)
+}
+
+// lockedBuffer collects log lines from any goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex // mu guards buf
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

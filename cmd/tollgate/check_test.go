@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -281,9 +282,9 @@ func TestCheckUsageAndPolicyErrors(t *testing.T) {
 		"a broken policy file names every mistake": {
 			args: []string{"check", "--policy-file", "../../pkg/policyfile/testdata/invalid/many-mistakes.yaml", "--path", "/"},
 			contains: []string{
+				"tollgate: cannot decide: 5 error(s) in the policies\n",
 				"many-mistakes.yaml: shop/broken: spec.rules[0].owner.path",
 				"many-mistakes.yaml: shop/broken: spec.jwt",
-				"policy error(s)",
 			},
 		},
 		"a missing policy directory": {
@@ -447,4 +448,114 @@ func TestCheckNeverPrintsTheToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckCannotDecide runs check where no decision can be made: it exits
+// 2, not 1 (a deny), with the cause on the first line of stderr and
+// nothing on stdout.
+func TestCheckCannotDecide(t *testing.T) {
+	key := jwttest.NewEd25519(t)
+	token := key.Mint(t, jwttest.Claims("alice", testIssuer, testAudience, time.Now(), time.Hour))
+	hsToken := jwttest.NewHS256(t).Mint(t, jwttest.Claims("alice", testIssuer, testAudience, time.Now(), time.Hour))
+	closed := closedURL(t)
+	policy := func(keySource string) string {
+		return `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  jwt:
+    issuer: ` + testIssuer + `
+    ` + keySource + `
+  rules:
+    - name: everything
+`
+	}
+	secretsDir := t.TempDir()
+	tests := map[string]struct {
+		policies map[string]string // file name → content, in a new directory
+		args     []string
+		// first is the start of the first line of stderr.
+		first string
+	}{
+		"an unreachable JWKS": {
+			policies: map[string]string{"p.yaml": policy("jwksURI: " + closed)},
+			args:     []string{"--path", "/x", "--token", token},
+			first:    "tollgate: cannot decide: the verification keys of policy shop/api are unavailable: jwks " + closed,
+		},
+		"a secretRef without --secrets-dir": {
+			policies: map[string]string{"p.yaml": policy("secretRef: {name: auth, key: jwt-secret}")},
+			args:     []string{"--path", "/x", "--token", hsToken},
+			first:    "tollgate: cannot decide: the verification keys of policy shop/api are unavailable: secretRef shop/auth/jwt-secret: give --secrets-dir DIR, where the file DIR/shop/auth/jwt-secret holds the secret",
+		},
+		"a secret missing from --secrets-dir": {
+			policies: map[string]string{"p.yaml": policy("secretRef: {name: auth, key: jwt-secret}")},
+			args:     []string{"--path", "/x", "--token", hsToken, "--secrets-dir", secretsDir},
+			first:    "tollgate: cannot decide: the verification keys of policy shop/api are unavailable: secret shop/auth/jwt-secret: stat " + secretsDir + "/shop/auth/jwt-secret: no such file or directory",
+		},
+		"no policy at all": {
+			policies: map[string]string{},
+			args:     []string{"--path", "/x"},
+			first:    "tollgate: cannot decide: no AuthPolicy found in ",
+		},
+		"only documents of other kinds": {
+			policies: map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"},
+			args:     []string{"--path", "/x"},
+			first:    "tollgate: cannot decide: no AuthPolicy found in ",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for f, content := range tc.policies {
+				writeFile(t, dir, f, content)
+			}
+			code, stdout, stderr := runCommand(t, append([]string{"check", "--policy-dir", dir}, tc.args...)...)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+			}
+			if !strings.HasPrefix(stderr, tc.first) {
+				t.Errorf("stderr does not start with %q:\n%s", tc.first, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("a decision was printed:\n%s", stdout)
+			}
+		})
+	}
+}
+
+// TestCheckWithoutTokenSaysNothingOfKeys checks that a request that never
+// needs keys decides without a word about an unreachable JWKS.
+func TestCheckWithoutTokenSaysNothingOfKeys(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "p.yaml", `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  jwt:
+    issuer: `+testIssuer+`
+    jwksURI: `+closedURL(t)+`
+  rules:
+    - name: health
+      path: /health
+      anonymous: true
+    - name: everything
+`)
+	for _, path := range []string{"/x", "/health"} {
+		code, stdout, stderr := runCommand(t, "check", "--policy-dir", dir, "--path", path)
+		if code == 2 || stderr != "" {
+			t.Errorf("%s: exit code %d, stderr:\n%s\nstdout:\n%s", path, code, stderr, stdout)
+		}
+	}
+}
+
+// closedURL returns a JWKS URL on a loopback port nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr + "/jwks"
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -29,19 +30,22 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// exitCode reports err on stderr and returns the process exit code: the
-// code an exitError carries, 2 (usage) for any other error.
+// exitCode reports err on stderr, every line prefixed "tollgate: ", and
+// returns the process exit code: the code an exitError carries, 2 (usage)
+// for any other error.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	code := 2
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(stderr, "tollgate:", ee.err)
-		}
-		return ee.code
+		code = ee.code
 	}
-	fmt.Fprintln(stderr, "tollgate:", err)
-	return 2
+	if msg := err.Error(); msg != "" {
+		for line := range strings.SplitSeq(msg, "\n") {
+			fmt.Fprintln(stderr, "tollgate:", line)
+		}
+	}
+	return code
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
@@ -40,14 +41,30 @@ func loadPolicyFiles(ctx context.Context, o loadOptions) (*policyset.Set, []poli
 // printProblems writes every problem to w and returns the number of
 // errors (warnings excluded).
 func printProblems(w io.Writer, problems []policyfile.Problem) int {
-	errs := 0
 	for _, p := range problems {
 		fmt.Fprintln(w, p.String())
+	}
+	return countErrors(problems)
+}
+
+// countErrors returns the number of problems that are errors.
+func countErrors(problems []policyfile.Problem) int {
+	errs := 0
+	for _, p := range problems {
 		if !p.Warning {
 			errs++
 		}
 	}
 	return errs
+}
+
+// problemLines returns the problems, one a line.
+func problemLines(problems []policyfile.Problem) string {
+	lines := make([]string, len(problems))
+	for i, p := range problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
 }
 
 // offlineKeys returns a key manager that checks key settings as serve does

@@ -2,7 +2,7 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -46,9 +46,9 @@ func newServeCommand() *cobra.Command {
 		Short: "Run the authorization server (Envoy ext_authz gRPC, HTTP forward-auth, metrics, health)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts, err := f.options()
+			opts, err := f.options(flagNames{cmd.Flags()})
 			if err != nil {
-				return &exitError{code: 2, err: err}
+				return err
 			}
 			srv, err := server.New(opts)
 			if err != nil {
@@ -93,17 +93,20 @@ func newServeCommand() *cobra.Command {
 	return cmd
 }
 
-func (f *serveFlags) options() (server.Options, error) {
-	log, err := newLogger(f.logLevel, f.logFormat)
+// options checks the flags and returns the server's options. Its errors
+// are usage errors (exit status 2) that name each flag as n does.
+func (f *serveFlags) options(n flagNames) (server.Options, error) {
+	log, err := newLogger(n, f.logLevel, f.logFormat)
 	if err != nil {
 		return server.Options{}, err
 	}
 	// A missing path is a typo, not a policy set that may appear later: a
 	// mounted ConfigMap directory exists from the start.
-	for _, p := range append(append([]string(nil), f.policyDirs...), f.policyFiles...) {
-		if _, err := os.Stat(p); err != nil {
-			return server.Options{}, fmt.Errorf("policy path: %w", err)
-		}
+	if err := checkPolicyPaths(n, "policy-dir", f.policyDirs); err != nil {
+		return server.Options{}, err
+	}
+	if err := checkPolicyPaths(n, "policy-file", f.policyFiles); err != nil {
+		return server.Options{}, err
 	}
 	var defaultAllow bool
 	switch f.defaultAction {
@@ -111,33 +114,33 @@ func (f *serveFlags) options() (server.Options, error) {
 	case "allow":
 		defaultAllow = true
 	default:
-		return server.Options{}, fmt.Errorf("--default-action %q: want deny or allow", f.defaultAction)
+		return server.Options{}, n.errorf("default-action", f.defaultAction, "want deny or allow")
 	}
 	forwardAuth, err := httpauth.ParseMode(f.forwardAuth)
 	if err != nil {
-		return server.Options{}, fmt.Errorf("--forward-auth: %w", err)
+		return server.Options{}, usageError("%s: %w", n.of("forward-auth"), err)
 	}
 	if f.tokenCacheSize < 0 {
-		return server.Options{}, fmt.Errorf("--token-cache-size %d: must be >= 0", f.tokenCacheSize)
+		return server.Options{}, n.errorf("token-cache-size", f.tokenCacheSize, "must be >= 0")
 	}
 	for _, g := range f.jwksAllowedHosts {
 		if err := jwt.CheckHostGlob(g); err != nil {
-			return server.Options{}, fmt.Errorf("--jwks-allowed-hosts: %w", err)
+			return server.Options{}, usageError("%s: %w", n.of("jwks-allowed-hosts"), err)
 		}
 	}
 	if _, err := ratelimit.ParseOnError(f.onStoreError); err != nil {
-		return server.Options{}, fmt.Errorf("--on-store-error: %w", err)
+		return server.Options{}, usageError("%s: %w", n.of("on-store-error"), err)
 	}
 	switch f.quotaStore {
 	case "memory":
 	case "redis":
 		if (f.redisAddr == "") == (len(f.redisClusterAddrs) == 0) {
-			return server.Options{}, errors.New("--quota-store redis needs exactly one of --redis-addr and --redis-cluster-addrs")
+			return server.Options{}, usageError("%s redis needs exactly one of %s and %s", n.of("quota-store"), n.of("redis-addr"), n.of("redis-cluster-addrs"))
 		}
 	default:
-		return server.Options{}, fmt.Errorf("--quota-store %q: want memory or redis", f.quotaStore)
+		return server.Options{}, n.errorf("quota-store", f.quotaStore, "want memory or redis")
 	}
-	kube, err := f.kube.options(log)
+	kube, err := f.kube.options(n, log)
 	if err != nil {
 		return server.Options{}, err
 	}
@@ -171,10 +174,24 @@ func (f *serveFlags) options() (server.Options, error) {
 	}, nil
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
+// checkPolicyPaths fails when a path of the flag does not exist, naming
+// the flag and the path.
+func checkPolicyPaths(n flagNames, flag string, paths []string) error {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return usageError("%s %s: %w", n.of(flag), p, err)
+		}
+	}
+	return nil
+}
+
+func newLogger(n flagNames, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return nil, n.errorf("log-level", level, "want debug, info, warn or error")
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	switch format {
@@ -183,5 +200,5 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	return nil, n.errorf("log-format", format, "want json or text")
 }

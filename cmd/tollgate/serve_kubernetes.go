@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/go-logr/logr"
@@ -34,17 +33,17 @@ func (k *kubeFlags) register(fl *pflag.FlagSet) {
 
 // options returns the controller options, or nil when the controller is
 // off. It also routes controller-runtime's and client-go's logs to log.
-func (k *kubeFlags) options(log *slog.Logger) (*controller.Options, error) {
+func (k *kubeFlags) options(n flagNames, log *slog.Logger) (*controller.Options, error) {
 	if !k.enabled {
 		return nil, nil
 	}
 	sel, err := labels.Parse(k.secretLabelSelector)
 	if err != nil {
-		return nil, fmt.Errorf("--secret-label-selector: %w", err)
+		return nil, usageError("%s: %w", n.of("secret-label-selector"), err)
 	}
 	cfg, err := controller.RESTConfig(k.kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig: %w", err)
+		return nil, usageError("%s: %w", n.of("kubeconfig"), err)
 	}
 	ns := k.leaderElectionNamespace
 	if ns == "" {

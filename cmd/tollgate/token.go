@@ -51,7 +51,7 @@ sample policy can fetch the keys.
 ["a","b"]), else taken as strings; they may override iss, aud, sub, iat, exp.`,
 		Example: `  tollgate token --sub alice
   tollgate token --sub bob --claim role=admin --claim plan=premium --ttl 1h`,
-		Args: cobra.NoArgs,
+		Args: subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runToken(cmd, &o)
 		},
@@ -60,7 +60,7 @@ sample policy can fetch the keys.
 	f.StringVar(&o.keyFile, "key", devkey.DefaultKeyFile, "signing key file (generated when missing)")
 	f.StringVar(&o.sub, "sub", "", "subject (\"sub\" claim)")
 	f.StringArrayVar(&o.claims, "claim", nil, "extra claim name=value (repeatable; JSON values are decoded)")
-	f.DurationVar(&o.ttl, "ttl", 15*time.Minute, "lifetime (\"exp\" = now + ttl; 0 for none)")
+	f.DurationVar(&o.ttl, "ttl", 15*time.Minute, "lifetime (\"exp\" = now + ttl); 0 omits exp, for testing: tollgate denies such tokens (missing_exp)")
 	f.StringVar(&o.iss, "iss", defaultDevIssuer, "issuer (\"iss\" claim)")
 	f.StringVar(&o.aud, "aud", defaultDevAudience, "audience (\"aud\" claim; empty for none)")
 	f.StringVar(&o.alg, "alg", defaultDevAlg, "algorithm of a generated key; an HS secret may also sign HS384/HS512")
@@ -70,6 +70,9 @@ sample policy can fetch the keys.
 }
 
 func runToken(cmd *cobra.Command, o *tokenOptions) error {
+	if o.ttl < 0 {
+		return flagNames{cmd.Flags()}.errorf("ttl", o.ttl, "must not be negative (0 mints a token without exp, which tollgate denies as missing_exp)")
+	}
 	extra, err := devkey.ParseClaims(o.claims)
 	if err != nil {
 		return &exitError{code: 2, err: err}

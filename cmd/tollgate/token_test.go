@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -207,6 +206,8 @@ func TestTokenErrors(t *testing.T) {
 		"token takes no argument":              {[]string{"token", "--key", edKey, "--sub", "a", "extra"}, 2, "unknown command"},
 		"keygen takes an algorithm it knows":   {[]string{"token", "keygen", "--key", filepath.Join(dir, "x.json"), "--alg", "HS1"}, 2, "unknown algorithm"},
 		"an unknown token flag is a usage one": {[]string{"token", "--nope"}, 2, "unknown flag: --nope"},
+		"a negative --ttl":                     {[]string{"token", "--key", edKey, "--sub", "a", "--ttl", "-5m"}, 2, `--ttl "-5m0s": must not be negative`},
+		"a subcommand typo is suggested":       {[]string{"token", "keygn"}, 2, `did you mean "keygen"?`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -327,24 +328,6 @@ func mkdir(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
-type lockedBuffer struct {
-	mu  sync.Mutex // mu guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestTokenServeJWKS(t *testing.T) {

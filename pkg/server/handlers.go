@@ -103,11 +103,18 @@ func (s *Server) healthHandler() http.Handler {
 			store = "down"
 		}
 		body := struct {
-			Ready      bool        `json:"ready"`
-			Policies   int         `json:"policies"`
-			QuotaStore string      `json:"quotaStore"`
-			Kubernetes *kubeHealth `json:"kubernetes,omitempty"`
-		}{ready, s.engine.Snapshot().Len(), store, s.kubeHealth()}
+			Ready    bool `json:"ready"`
+			Policies int  `json:"policies"`
+			// PolicySource is files, kubernetes, files+kubernetes or
+			// none; Warning says what none means.
+			PolicySource string      `json:"policySource"`
+			Warning      string      `json:"warning,omitempty"`
+			QuotaStore   string      `json:"quotaStore"`
+			Kubernetes   *kubeHealth `json:"kubernetes,omitempty"`
+		}{Ready: ready, Policies: s.engine.Snapshot().Len(), PolicySource: s.policySource(), QuotaStore: store, Kubernetes: s.kubeHealth()}
+		if body.PolicySource == policySourceNone {
+			body.Warning = noPolicySourceWarning
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -147,6 +147,8 @@ func New(opts Options) (*Server, error) {
 		secrets = append(secrets, kubeSecrets)
 	}
 	switch len(secrets) {
+	case 0:
+		jopts.Secrets = noSecretSource{}
 	case 1:
 		jopts.Secrets = secrets[0]
 	case 2:
@@ -242,6 +244,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	if s.policySource() == policySourceNone {
+		s.log.Warn(noPolicySourceWarning)
+	}
 	var wg sync.WaitGroup
 	if len(s.opts.PolicyPaths) > 0 {
 		src := policyfile.NewSource(policyfile.SourceOptions{Set: s.policies, Paths: s.opts.PolicyPaths, Logger: s.log})
@@ -301,6 +306,42 @@ func (s *Server) Run(ctx context.Context) error {
 	stopWatch()
 	wg.Wait()
 	return err
+}
+
+// Policy sources, as /readyz names them.
+const (
+	policySourceNone       = "none"
+	policySourceFiles      = "files"
+	policySourceKubernetes = "kubernetes"
+	policySourceBoth       = "files+kubernetes"
+)
+
+// noPolicySourceWarning is logged at start and shown by /readyz when the
+// server has nothing to load policies from.
+const noPolicySourceWarning = "no policy source: every request gets the default action; " +
+	"give --policy-dir, --policy-file or --kubernetes"
+
+// policySource names where the server's policies come from.
+func (s *Server) policySource() string {
+	switch files := len(s.opts.PolicyPaths) > 0; {
+	case files && s.opts.Kubernetes != nil:
+		return policySourceBoth
+	case files:
+		return policySourceFiles
+	case s.opts.Kubernetes != nil:
+		return policySourceKubernetes
+	}
+	return policySourceNone
+}
+
+// noSecretSource is the secret resolver of a server with neither
+// SecretsDir nor Kubernetes: a policy's secretRef is unavailable, and its
+// status says what supplies secrets.
+type noSecretSource struct{}
+
+func (noSecretSource) Secret(_ context.Context, ref jwt.SecretRef) ([]byte, error) {
+	return nil, fmt.Errorf("secretRef %s: no secret source: give --secrets-dir DIR, where the file DIR/%s/%s/%s holds the secret (or --kubernetes)",
+		ref, ref.Namespace, ref.Name, ref.Key)
 }
 
 // publish serves a new snapshot of the policy set.
