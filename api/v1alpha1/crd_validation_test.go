@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 	"github.com/tollgate-dev/tollgate/pkg/policyfile"
 )
 
@@ -704,7 +704,7 @@ func TestAuthPolicyAdmission(t *testing.T) {
 				if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(obj, &ap, true); err != nil {
 					t.Fatalf("decode the admitted object: %v", err)
 				}
-				if _, err := policy.Compile(&ap); err != nil {
+				if _, err := compiler.Compile(&ap); err != nil {
 					t.Errorf("the admitted (defaulted) policy does not compile: %v", err)
 				}
 			}
@@ -724,7 +724,7 @@ func compileFile(doc string) error {
 	if docs[0].Err != nil {
 		return docs[0].Err
 	}
-	_, err = policy.Compile(docs[0].Policy)
+	_, err = compiler.Compile(docs[0].Policy)
 	return err
 }
 

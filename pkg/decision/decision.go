@@ -12,9 +12,8 @@ package decision
 
 import (
 	"encoding/json"
-	"net/http"
 
-	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // A Request holds the attributes of the request being authorized.
@@ -134,7 +133,7 @@ type DryRunDecision struct {
 func (d *DryRunDecision) Evaluated() bool { return d.Policy != "" }
 
 // WouldDeny reports whether the dryRun policy would have denied.
-func (d *DryRunDecision) WouldDeny() bool { return d.Policy != "" && d.Status != http.StatusOK }
+func (d *DryRunDecision) WouldDeny() bool { return d.Policy != "" && d.Status != statusOK }
 
 // A Step is one check of the decision, for explanations.
 type Step struct {
@@ -152,24 +151,35 @@ func (d *Decision) Body() []byte {
 	return b
 }
 
+// HTTP statuses of decisions, with net/http's values: the core does not
+// import net/http (see deps_test.go).
+const (
+	statusOK                 = 200
+	statusBadRequest         = 400
+	statusUnauthorized       = 401
+	statusForbidden          = 403
+	statusTooManyRequests    = 429
+	statusServiceUnavailable = 503
+)
+
 func deny(status int, code, reason, message string) Decision {
 	return Decision{Status: status, Code: code, Reason: reason, Message: message}
 }
 
 var (
-	deniedInvalidPath   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidPath, "the request path is not allowed")
-	deniedInvalidHost   = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidHost, "the request host is malformed")
-	deniedInvalidMethod = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidMethod, "the request method is malformed")
+	deniedInvalidPath   = deny(statusBadRequest, CodeBadRequest, ReasonInvalidPath, "the request path is not allowed")
+	deniedInvalidHost   = deny(statusBadRequest, CodeBadRequest, ReasonInvalidHost, "the request host is malformed")
+	deniedInvalidMethod = deny(statusBadRequest, CodeBadRequest, ReasonInvalidMethod, "the request method is malformed")
 	// A method override that is no method token, or too many of them.
-	deniedInvalidOverride = deny(http.StatusBadRequest, CodeBadRequest, ReasonInvalidOverride, "the method override is malformed")
-	deniedMethodOverride  = deny(http.StatusForbidden, CodeForbidden, ReasonMethodOverride, "the request is not allowed for the method its override names")
-	deniedNoPolicy        = deny(http.StatusForbidden, CodeForbidden, ReasonNoPolicy, "no policy governs this request")
-	deniedUnknownPolicy   = deny(http.StatusForbidden, CodeForbidden, ReasonUnknownPolicy, "the selected policy does not exist")
-	deniedNoRule          = deny(http.StatusForbidden, CodeForbidden, ReasonNoRule, "no rule allows this request")
-	deniedOwner           = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMismatch, "this resource belongs to another user")
-	deniedOwnerMissing    = deny(http.StatusForbidden, CodeForbidden, ReasonOwnerMissing, "the request does not name the resource owner")
-	deniedRateLimited     = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonRateLimited, "rate limit exceeded")
-	deniedStoreDegraded   = deny(http.StatusTooManyRequests, CodeRateLimited, ReasonStoreDegraded, "rate limits cannot be checked right now")
+	deniedInvalidOverride = deny(statusBadRequest, CodeBadRequest, ReasonInvalidOverride, "the method override is malformed")
+	deniedMethodOverride  = deny(statusForbidden, CodeForbidden, ReasonMethodOverride, "the request is not allowed for the method its override names")
+	deniedNoPolicy        = deny(statusForbidden, CodeForbidden, ReasonNoPolicy, "no policy governs this request")
+	deniedUnknownPolicy   = deny(statusForbidden, CodeForbidden, ReasonUnknownPolicy, "the selected policy does not exist")
+	deniedNoRule          = deny(statusForbidden, CodeForbidden, ReasonNoRule, "no rule allows this request")
+	deniedOwner           = deny(statusForbidden, CodeForbidden, ReasonOwnerMismatch, "this resource belongs to another user")
+	deniedOwnerMissing    = deny(statusForbidden, CodeForbidden, ReasonOwnerMissing, "the request does not name the resource owner")
+	deniedRateLimited     = deny(statusTooManyRequests, CodeRateLimited, ReasonRateLimited, "rate limit exceeded")
+	deniedStoreDegraded   = deny(statusTooManyRequests, CodeRateLimited, ReasonStoreDegraded, "rate limits cannot be checked right now")
 )
 
 // Realm is the realm of every Bearer challenge.
@@ -185,21 +195,21 @@ const KeysRetryAfter = "5"
 //   - keys that cannot be had: 503 with Retry-After, code unavailable — a
 //     server-side outage, not a reason for the client to re-authenticate;
 //   - every other failure: 401 with error="invalid_token" and an
-//     error_description naming the class (jwt.Reason.Description), never
+//     error_description naming the class (token.Reason.Description), never
 //     the token.
-var deniedToken = func() map[jwt.Reason]*Decision {
-	m := make(map[jwt.Reason]*Decision)
-	for _, r := range jwt.Reasons() {
+var deniedToken = func() map[token.Reason]*Decision {
+	m := make(map[token.Reason]*Decision)
+	for _, r := range token.Reasons() {
 		var d Decision
 		switch r {
-		case jwt.ReasonKeysUnavailable:
-			d = deny(http.StatusServiceUnavailable, CodeUnavailable, string(r), "token verification keys are unavailable; retry later")
+		case token.ReasonKeysUnavailable:
+			d = deny(statusServiceUnavailable, CodeUnavailable, string(r), "token verification keys are unavailable; retry later")
 			d.ResponseHeaders = []Header{{Name: "retry-after", Value: KeysRetryAfter}}
-		case jwt.ReasonMissing:
-			d = deny(http.StatusUnauthorized, CodeUnauthenticated, string(r), "a bearer token is required")
+		case token.ReasonMissing:
+			d = deny(statusUnauthorized, CodeUnauthenticated, string(r), "a bearer token is required")
 			d.ResponseHeaders = []Header{{Name: "www-authenticate", Value: `Bearer realm="` + Realm + `"`}}
 		default:
-			d = deny(http.StatusUnauthorized, CodeUnauthenticated, string(r), "a valid bearer token is required: "+r.Description())
+			d = deny(statusUnauthorized, CodeUnauthenticated, string(r), "a valid bearer token is required: "+r.Description())
 			d.ResponseHeaders = []Header{{Name: "www-authenticate",
 				Value: `Bearer realm="` + Realm + `", error="invalid_token", error_description="` + r.Description() + `"`}}
 		}
@@ -210,9 +220,9 @@ var deniedToken = func() map[jwt.Reason]*Decision {
 
 // unauthenticated returns the shared deny template for a token failure
 // (a 401, or the 503 of keys_unavailable).
-func unauthenticated(reason jwt.Reason) *Decision {
+func unauthenticated(reason token.Reason) *Decision {
 	if d, ok := deniedToken[reason]; ok {
 		return d
 	}
-	return deniedToken[jwt.ReasonMalformed]
+	return deniedToken[token.ReasonMalformed]
 }

@@ -2,20 +2,19 @@ package decision
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
 
-	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/pathnorm"
 	"github.com/tollgate-dev/tollgate/pkg/policy"
-	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+	"github.com/tollgate-dev/tollgate/pkg/quota"
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // A QuotaStore charges the limits of one decision, all or nothing.
 type QuotaStore interface {
-	Take(ctx context.Context, limits []ratelimit.Limit) (ratelimit.Result, error)
+	Take(ctx context.Context, limits []quota.Limit) (quota.Result, error)
 }
 
 // Options configures an Engine.
@@ -66,7 +65,7 @@ type evaluation struct {
 	path     string
 	entry    *entry
 	rule     *policy.Rule
-	identity *jwt.Identity
+	identity *token.Identity
 	// overrides is set when a method override names a method other than
 	// the request's own.
 	overrides bool
@@ -179,7 +178,7 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 	if ev.entry == nil {
 		if e.opts.DefaultAllow {
 			ev.step("policy", "allow", "no policy matches; --default-action allow")
-			d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonDefaultAllowed
+			d.Allowed, d.Status, d.Reason = true, statusOK, ReasonDefaultAllowed
 			d.RemoveHeaders = ev.snap.forwarded
 			return nil
 		}
@@ -221,7 +220,7 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 	if deny != nil {
 		return deny
 	}
-	d.Allowed, d.Status, d.Reason = true, http.StatusOK, ReasonAllowed
+	d.Allowed, d.Status, d.Reason = true, statusOK, ReasonAllowed
 	// Every allow removes every header that any served policy forwards,
 	// so that no client copy of one reaches the upstream.
 	if ev.identity != nil {
@@ -273,7 +272,7 @@ func (e *Engine) checkOverride(ctx context.Context, ev *evaluation, method strin
 	if !r.Anonymous {
 		if ev.identity == nil {
 			if deny := e.authenticate(ctx, ev); deny != nil {
-				if deny.Status == http.StatusServiceUnavailable {
+				if deny.Status == statusServiceUnavailable {
 					return deny
 				}
 				return &deniedMethodOverride
@@ -293,7 +292,7 @@ func (e *Engine) checkOverride(ctx context.Context, ev *evaluation, method strin
 func (e *Engine) dryRun(ctx context.Context, ev *evaluation, dry *entry) DryRunDecision {
 	dv := evaluation{req: ev.req, snap: ev.snap, path: ev.path, entry: dry, overrides: ev.overrides}
 	var d Decision
-	out := DryRunDecision{Policy: dry.policy.Key(), Status: http.StatusOK, Reason: ReasonAllowed}
+	out := DryRunDecision{Policy: dry.policy.Key(), Status: statusOK, Reason: ReasonAllowed}
 	if deny := e.decide(ctx, &dv, &d); deny != nil {
 		out.Status, out.Reason = deny.Status, deny.Reason
 	}
@@ -316,11 +315,11 @@ func (e *Engine) authenticate(ctx context.Context, ev *evaluation) *Decision {
 	raw, found := extractToken(p.JWT.TokenFrom, ev.req)
 	if !found {
 		ev.step("token", "deny", "no token in the request")
-		return unauthenticated(jwt.ReasonMissing)
+		return unauthenticated(token.ReasonMissing)
 	}
 	id, err := ev.entry.verifier.Verify(ctx, raw)
 	if err != nil {
-		reason := jwt.ReasonOf(err)
+		reason := token.ReasonOf(err)
 		ev.step("token", "deny", string(reason))
 		return unauthenticated(reason)
 	}
@@ -375,7 +374,7 @@ func checkOwner(ev *evaluation, r *policy.Rule, captures []string) *Decision {
 // headers to remove from the upstream request: others (the headers other
 // served policies forward; shared, never modified), the policy's own that
 // the token has no claim for, and the token header with stripToken.
-func identityHeaders(j *policy.JWT, id *jwt.Identity, others []string) ([]Header, []string) {
+func identityHeaders(j *policy.JWT, id *token.Identity, others []string) ([]Header, []string) {
 	var set []Header
 	remove := others // cap == len: an append copies
 	for _, fc := range j.ForwardClaims {

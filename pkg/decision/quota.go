@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/pkg/policy"
-	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
+	"github.com/tollgate-dev/tollgate/pkg/quota"
 )
 
 // Rate-limit response headers.
@@ -27,14 +27,14 @@ var storeDegradedHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
 // becomes one string, which the limits' keys slice: one allocation per
 // decision however many limits apply.
 type quotaScratch struct {
-	limits []ratelimit.Limit
+	limits []quota.Limit
 	ends   []int // end of each limit's key in keys
 	keys   []byte
 }
 
 // scratchPool recycles quotaScratch values across decisions.
 var scratchPool = sync.Pool{New: func() any {
-	return &quotaScratch{limits: make([]ratelimit.Limit, 0, 8), ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
+	return &quotaScratch{limits: make([]quota.Limit, 0, 8), ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
 }}
 
 // charge counts the request against every limit of the policy and rule and
@@ -68,7 +68,7 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 			tier, hasTier = ev.identity.ClaimString(l.Tiers.Claim)
 		}
 		n, period := l.For(tier, hasTier)
-		s.limits = append(s.limits, ratelimit.Limit{Requests: n, Period: period})
+		s.limits = append(s.limits, quota.Limit{Requests: n, Period: period})
 		s.ends = append(s.ends, len(s.keys))
 	}
 	p := ev.entry.policy
@@ -103,7 +103,7 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 	return headers, nil
 }
 
-// claimSource looks up a verified token's claims (*jwt.Identity).
+// claimSource looks up a verified token's claims (*token.Identity).
 type claimSource interface {
 	ClaimString(name string) (string, bool)
 }
@@ -180,7 +180,7 @@ func (e *Engine) clientIP(req *Request) string {
 
 // rateLimitHeaders describes the tightest limit: the denying one with the
 // longest wait, or else the one with the fewest requests remaining.
-func rateLimitHeaders(res ratelimit.Result) []Header {
+func rateLimitHeaders(res quota.Result) []Header {
 	if len(res.Statuses) == 0 {
 		return nil
 	}

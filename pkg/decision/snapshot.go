@@ -5,13 +5,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // A TokenVerifier verifies the tokens of one policy.
 type TokenVerifier interface {
-	Verify(ctx context.Context, raw string) (*jwt.Identity, error)
+	Verify(ctx context.Context, raw string) (*token.Identity, error)
 }
 
 // An Entry is one policy a Snapshot serves, with the verifier of its

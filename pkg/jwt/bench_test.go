@@ -24,7 +24,7 @@ func benchVerifier(b *testing.B, alg string, cached bool) (*Verifier, string) {
 	m, clock, _ := newTestManager(b, opts)
 	cfg := Config{Issuer: testIssuer, Audiences: []string{"api"}}
 	if alg[:2] == "HS" {
-		cfg.Secret = &SecretRef{"ns", "n", "k"}
+		cfg.Secret = &SecretRef{Namespace: "ns", Name: "n", Key: "k"}
 	} else {
 		cfg.InlineJWKS = k.JWKS()
 	}
@@ -83,7 +83,7 @@ func BenchmarkVerifyUncachedHS256DirSecrets(b *testing.B) {
 		b.Fatal(err)
 	}
 	m, clock, _ := newTestManager(b, Options{CacheSize: -1, Secrets: NewDirSecrets(dir, nil)})
-	v := mustVerifier(b, m, Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{"ns", "n", "k"}})
+	v := mustVerifier(b, m, Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{Namespace: "ns", Name: "n", Key: "k"}})
 	tok := k.Mint(b, claims(clock.Now()))
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		b.Fatal(err)

@@ -85,5 +85,5 @@ func BenchmarkTokenCacheBytes(b *testing.B) {
 // benchCacheConfig is the policy of BenchmarkTokenCacheBytes: it reads
 // sub, email (forwarded), role (allowIf) and plan (tiers).
 func benchCacheConfig() Config {
-	return Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{"ns", "n", "k"}, Claims: []string{"email", "plan", "role"}}
+	return Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{Namespace: "ns", Name: "n", Key: "k"}, Claims: []string{"email", "plan", "role"}}
 }

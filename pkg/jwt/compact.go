@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // b64url decodes token segments: the URL-safe alphabet, no padding, no
@@ -59,9 +61,9 @@ func parseCompact(raw string) (compactJWS, *Error) {
 		var ok bool
 		switch string(name) {
 		case "alg":
-			t.alg, ok = jsonString(value)
+			t.alg, ok = token.JSONString(value)
 		case "kid":
-			t.kid, ok = jsonString(value)
+			t.kid, ok = token.JSONString(value)
 			t.hasKid = true
 		case "crit":
 			// RFC 7515 §4.1.11: a non-empty array of names. Tollgate
@@ -103,22 +105,3 @@ func parseCompact(raw string) (compactJWS, *Error) {
 type member struct{ name, value []byte }
 
 var errBadHeaderMember = errors.New("alg, kid or crit of the wrong type")
-
-// jsonString decodes a raw JSON value that scanObject accepted, reporting
-// false when it is not a string.
-func jsonString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	inner := raw[1 : len(raw)-1]
-	for _, c := range inner {
-		if c == '\\' {
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				return "", false
-			}
-			return s, true
-		}
-	}
-	return string(inner), true
-}

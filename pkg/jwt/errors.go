@@ -2,68 +2,33 @@ package jwt
 
 import (
 	"errors"
+
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
-// Reason is a stable, low-cardinality code for why a token was rejected.
-// Reasons feed metrics labels and log fields; they never contain token data.
-type Reason string
+// Reason is a stable, low-cardinality code for why a token was rejected
+// (token.Reason, shared with the decision core).
+type Reason = token.Reason
 
-// The reasons Verify reports. ReasonKeysUnavailable is a server-side outage
-// (the keys could not be had; HTTP 503); every other reason is the token's
-// fault (HTTP 401).
+// The reasons Verify reports (see token.Reason).
 const (
-	ReasonMissing         Reason = "missing"
-	ReasonMalformed       Reason = "malformed"
-	ReasonTooLarge        Reason = "too_large"
-	ReasonAlgNotAllowed   Reason = "alg_not_allowed"
-	ReasonUnknownKid      Reason = "unknown_kid"
-	ReasonBadSignature    Reason = "bad_signature"
-	ReasonExpired         Reason = "expired"
-	ReasonNotYetValid     Reason = "not_yet_valid"
-	ReasonBadIssuer       Reason = "bad_issuer"
-	ReasonBadAudience     Reason = "bad_audience"
-	ReasonUnsupportedCrit Reason = "unsupported_crit"
-	ReasonKeysUnavailable Reason = "keys_unavailable"
-	ReasonMissingExp      Reason = "missing_exp"
+	ReasonMissing         = token.ReasonMissing
+	ReasonMalformed       = token.ReasonMalformed
+	ReasonTooLarge        = token.ReasonTooLarge
+	ReasonAlgNotAllowed   = token.ReasonAlgNotAllowed
+	ReasonUnknownKid      = token.ReasonUnknownKid
+	ReasonBadSignature    = token.ReasonBadSignature
+	ReasonExpired         = token.ReasonExpired
+	ReasonNotYetValid     = token.ReasonNotYetValid
+	ReasonBadIssuer       = token.ReasonBadIssuer
+	ReasonBadAudience     = token.ReasonBadAudience
+	ReasonUnsupportedCrit = token.ReasonUnsupportedCrit
+	ReasonKeysUnavailable = token.ReasonKeysUnavailable
+	ReasonMissingExp      = token.ReasonMissingExp
 )
 
 // Reasons lists every Reason, for pre-registering metric label values.
-func Reasons() []Reason {
-	return []Reason{
-		ReasonMissing, ReasonMalformed, ReasonTooLarge, ReasonAlgNotAllowed,
-		ReasonUnknownKid, ReasonBadSignature, ReasonExpired, ReasonNotYetValid,
-		ReasonBadIssuer, ReasonBadAudience, ReasonUnsupportedCrit, ReasonKeysUnavailable,
-		ReasonMissingExp,
-	}
-}
-
-// descriptions are the fixed texts of Description.
-var descriptions = map[Reason]string{
-	ReasonMissing:         "no token",
-	ReasonMalformed:       "malformed token",
-	ReasonTooLarge:        "token too large",
-	ReasonAlgNotAllowed:   "algorithm not allowed",
-	ReasonUnknownKid:      "unknown key id",
-	ReasonBadSignature:    "bad signature",
-	ReasonExpired:         "token expired",
-	ReasonNotYetValid:     "token not yet valid",
-	ReasonBadIssuer:       "wrong issuer",
-	ReasonBadAudience:     "wrong audience",
-	ReasonUnsupportedCrit: "unsupported critical header",
-	ReasonKeysUnavailable: "verification keys unavailable",
-	ReasonMissingExp:      "token has no expiry",
-}
-
-// Description returns a short, fixed description of the reason's class
-// ("token expired", "bad signature", ...), fit for an RFC 6750
-// error_description: printable ASCII without quotes or backslashes, and
-// never token content. Unknown reasons describe themselves as malformed.
-func (r Reason) Description() string {
-	if d, ok := descriptions[r]; ok {
-		return d
-	}
-	return descriptions[ReasonMalformed]
-}
+func Reasons() []Reason { return token.Reasons() }
 
 // Error is the error type of every failure returned by Verifier.Verify.
 //
@@ -90,6 +55,11 @@ func (e *Error) Error() string {
 	return msg
 }
 
+// TokenReason returns Reason, for token.ReasonOf.
+func (e *Error) TokenReason() Reason { return e.Reason }
+
+var _ token.ReasonError = (*Error)(nil)
+
 // Unwrap returns the underlying cause, if any.
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -114,7 +84,7 @@ func failWrap(r Reason, detail string, err error) *Error {
 // package prefix when they are causes inside another error of this package,
 // so that a chain says "jwt:" once.
 var (
-	ErrInvalidConfig = errors.New("jwt: invalid config")
+	ErrInvalidConfig = token.ErrInvalidConfig
 	ErrNoKeys        = errors.New("no usable keys")
 	// ErrDuplicateKid: a key set where one kid names two keys for the same
 	// algorithm is refused.

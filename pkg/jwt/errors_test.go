@@ -12,8 +12,10 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
 )
 
-// TestErrorChainsSayJWTOnce: every error this package returns carries the
-// "jwt: " prefix at most once, whichever causes it wraps (issue 11 §2).
+// TestErrorChainsSayJWTOnce: every error this package returns carries one
+// package prefix, whichever causes it wraps (issue 11 §2): "jwt: ", or
+// "token: " for invalid settings (token.ErrInvalidConfig, shared with the
+// policy compiler).
 func TestErrorChainsSayJWTOnce(t *testing.T) {
 	ed := jwttest.NewEd25519(t)
 	dir := t.TempDir()
@@ -41,8 +43,8 @@ func TestErrorChainsSayJWTOnce(t *testing.T) {
 		return err
 	}
 	errs := map[string]error{
-		"a missing secret file": verifyErr(Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "missing", "k"}}),
-		"a short secret":        verifyErr(Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "short", "k"}}),
+		"a missing secret file": verifyErr(Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "missing", Key: "k"}}),
+		"a short secret":        verifyErr(Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "short", Key: "k"}}),
 		"a JWKS that is down":   verifyErr(Config{Issuer: testIssuer, JWKSURI: down.URL}),
 		"an inline JWKS with duplicate kids": verifyErr(Config{Issuer: testIssuer,
 			InlineJWKS: jwttest.JWKS(ed, jwttest.NewEd25519(t).WithKid(ed.Kid()))}),
@@ -50,7 +52,7 @@ func TestErrorChainsSayJWTOnce(t *testing.T) {
 		"an unknown algorithm":               verifyErr(Config{Issuer: testIssuer, InlineJWKS: ed.JWKS(), Algorithms: []string{"XS1"}}),
 		"a bad jwksURI":                      verifyErr(Config{Issuer: testIssuer, JWKSURI: "ftp://x"}),
 		"a secret without resolver": func() error {
-			_, err := noResolver.Verifier(Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "n", "k"}})
+			_, err := noResolver.Verifier(Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "n", Key: "k"}})
 			return err
 		}(),
 	}
@@ -59,8 +61,8 @@ func TestErrorChainsSayJWTOnce(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if n := strings.Count(err.Error(), "jwt: "); n != 1 {
-				t.Fatalf("%q says jwt: %d times", err, n)
+			if n := strings.Count(err.Error(), "jwt: ") + strings.Count(err.Error(), "token: "); n != 1 {
+				t.Fatalf("%q has %d package prefixes (jwt: or token:)", err, n)
 			}
 		})
 	}

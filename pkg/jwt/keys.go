@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // minRSABits is the smallest RSA modulus accepted in a key set.
@@ -37,11 +39,11 @@ type key struct {
 // An asymmetric key never verifies an HMAC algorithm (and vice versa), and a
 // JWK with an "alg" only verifies that algorithm.
 func (k *key) accepts(alg string) bool {
-	info := algorithms[alg]
-	if info.family != k.family {
+	info := algorithm(alg)
+	if info.Family != k.family {
 		return false
 	}
-	if info.family == famEC && info.curve != k.curve {
+	if info.Family == famEC && info.Curve != k.curve {
 		return false
 	}
 	return k.alg == "" || k.alg == alg
@@ -195,7 +197,7 @@ func parseJWK(raw []byte) (*key, error) {
 	}
 	var alg string
 	if hdr.Alg != "" {
-		if alg = canonicalAlg(hdr.Alg); alg == "" {
+		if alg = token.CanonicalAlgorithm(hdr.Alg); alg == "" {
 			return nil, fmt.Errorf("unsupported alg %q", hdr.Alg)
 		}
 	}
@@ -215,7 +217,7 @@ func parseJWK(raw []byte) (*key, error) {
 		// HMAC key can never be smuggled in through a JWKS.
 		return nil, fmt.Errorf("unsupported kty %q", hdr.Kty)
 	}
-	if alg != "" && algorithms[alg].family != fam {
+	if alg != "" && algorithm(alg).Family != fam {
 		return nil, fmt.Errorf("alg %q does not fit kty %q", alg, hdr.Kty)
 	}
 	parsed, err := jwk.ParseKey(raw)
@@ -242,7 +244,7 @@ func parseJWK(raw []byte) (*key, error) {
 		if k.curve != "P-256" && k.curve != "P-384" && k.curve != "P-521" {
 			return nil, fmt.Errorf("unsupported EC curve %q", hdr.Crv)
 		}
-		if alg != "" && algorithms[alg].curve != k.curve {
+		if alg != "" && algorithm(alg).Curve != k.curve {
 			return nil, fmt.Errorf("alg %q does not fit curve %q", alg, k.curve)
 		}
 		k.raw = rk

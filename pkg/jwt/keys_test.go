@@ -112,7 +112,7 @@ func TestVerifyEveryAlgorithm(t *testing.T) {
 			cfg := Config{Issuer: testIssuer, Algorithms: []string{alg}}
 			if alg[:2] == "HS" {
 				opts.Secrets = secretFunc(func(context.Context, SecretRef) ([]byte, error) { return k.Secret(), nil })
-				cfg.Secret = &SecretRef{"ns", "n", "k"}
+				cfg.Secret = &SecretRef{Namespace: "ns", Name: "n", Key: "k"}
 			} else {
 				cfg.InlineJWKS = k.JWKS()
 			}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // Observer receives events for metrics. Implementations must be safe for
@@ -154,7 +156,7 @@ func (m *Manager) Close() {
 // sources by reference. A new remote source starts fetching in the
 // background; Verifier does not wait for it (see Verifier.WaitKeys).
 func (m *Manager) Verifier(cfg Config) (*Verifier, error) {
-	algs, err := cfg.validate()
+	algs, err := cfg.Validate()
 	if err != nil {
 		return nil, err
 	}
@@ -164,12 +166,12 @@ func (m *Manager) Verifier(cfg Config) (*Verifier, error) {
 		audiences: append([]string(nil), cfg.Audiences...),
 		skew:      cfg.ClockSkew,
 		allowed:   make(map[string]bool, len(algs)),
-		schema:    newClaimSchema(cfg.Claims),
+		schema:    token.NewClaimSchema(cfg.Claims),
 	}
 	for _, a := range algs {
 		v.allowed[a] = true
 	}
-	fp := cfg.fingerprint(algs)
+	fp := fingerprint(&cfg, algs)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -269,8 +271,8 @@ func (m *Manager) Retain(cfgs []Config) {
 		case c.Discovery:
 			keepSources["discovery "+c.Issuer] = true
 		}
-		if algs, err := c.validate(); err == nil {
-			keepVIDs[c.fingerprint(algs)] = true
+		if algs, err := c.Validate(); err == nil {
+			keepVIDs[fingerprint(c, algs)] = true
 		}
 	}
 	m.mu.Lock()

@@ -33,11 +33,11 @@ func GenerateKey(alg string) (privateJWK, publicJWKS []byte, err error) {
 		return nil, nil, err
 	}
 	var raw any
-	switch info := algorithms[canon]; info.family {
+	switch info := algorithm(canon); info.Family {
 	case famEdDSA:
 		_, raw, err = ed25519.GenerateKey(rand.Reader)
 	case famEC:
-		curve := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}[info.curve]
+		curve := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}[info.Curve]
 		raw, err = ecdsa.GenerateKey(curve, rand.Reader)
 	case famRSA:
 		raw, err = rsa.GenerateKey(rand.Reader, minRSABits)
@@ -134,7 +134,7 @@ func MintWithSecret(secret []byte, alg string, claims map[string]any, ttl time.D
 	if err != nil {
 		return "", err
 	}
-	if algorithms[canon].family != famHMAC {
+	if algorithm(canon).Family != famHMAC {
 		return "", fmt.Errorf("jwt: %s is not an HS algorithm", canon)
 	}
 	k, err := jwk.FromRaw(secret)

@@ -43,7 +43,7 @@ func TestMintWithSecret(t *testing.T) {
 	}
 	m := NewManager(Options{Secrets: secretFunc(func(context.Context, SecretRef) ([]byte, error) { return secret, nil })})
 	defer m.Close()
-	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "n", "k"}, Algorithms: []string{"HS384"}})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "n", Key: "k"}, Algorithms: []string{"HS384"}})
 	tok, err := MintWithSecret(secret, "HS384", map[string]any{"iss": testIssuer, "sub": "dev"}, time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // Remote key set limits and timings.
@@ -254,7 +256,7 @@ func (s *remoteSource) discover(ctx context.Context) (string, error) {
 	if doc.Issuer != s.uri {
 		return "", fmt.Errorf("discovery %s: issuer %q does not match %q", u, doc.Issuer, s.uri)
 	}
-	if err := checkHTTPURL(doc.JWKSURI); err != nil {
+	if err := token.CheckURL(doc.JWKSURI); err != nil {
 		return "", fmt.Errorf("discovery %s: jwks_uri: %w", u, err)
 	}
 	return doc.JWKSURI, nil

@@ -38,7 +38,7 @@ func TestDirSecretsRotation(t *testing.T) {
 		Secrets:            NewDirSecrets(dir, clock.Now),
 		SecretPollInterval: 5 * time.Millisecond,
 	})
-	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"shop", "auth", "jwt"}, Algorithms: []string{"HS256", "HS512"}})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "shop", Name: "auth", Key: "jwt"}, Algorithms: []string{"HS256", "HS512"}})
 	ctx := context.Background()
 	mint := func(secret, alg string) string {
 		return jwttest.Sign(t, alg, []byte(secret), map[string]any{"alg": alg}, claims(clock.Now()))
@@ -74,7 +74,10 @@ func TestDirSecretsRotation(t *testing.T) {
 
 func TestDirSecretsRejectsTraversal(t *testing.T) {
 	d := NewDirSecrets(t.TempDir(), nil)
-	for _, ref := range []SecretRef{{"..", "x", "y"}, {"ns", "../..", "k"}, {"ns", "n", "a/b"}, {"ns", "", "k"}, {"ns", "n", "."}} {
+	for _, ref := range []SecretRef{
+		{Namespace: "..", Name: "x", Key: "y"}, {Namespace: "ns", Name: "../..", Key: "k"}, {Namespace: "ns", Name: "n", Key: "a/b"},
+		{Namespace: "ns", Name: "", Key: "k"}, {Namespace: "ns", Name: "n", Key: "."},
+	} {
 		if _, err := d.Secret(context.Background(), ref); err == nil {
 			t.Errorf("Secret(%+v) succeeded", ref)
 		}
@@ -85,7 +88,7 @@ func TestShortSecretIsUnavailable(t *testing.T) {
 	dir := t.TempDir()
 	writeSecret(t, dir, "short", time.Unix(1000, 0))
 	m, clock, _ := newTestManager(t, Options{Secrets: NewDirSecrets(dir, nil)})
-	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"shop", "auth", "jwt"}})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "shop", Name: "auth", Key: "jwt"}})
 	tok := jwttest.Sign(t, "HS256", []byte("short"), map[string]any{"alg": "HS256"}, claims(clock.Now()))
 	if _, err := v.Verify(context.Background(), tok); ReasonOf(err) != ReasonKeysUnavailable {
 		t.Fatalf("short secret: %v, want keys_unavailable", err)
@@ -108,8 +111,8 @@ func TestSecretCacheMissesDoNotCallTheResolver(t *testing.T) {
 		return hs.Secret(), nil
 	})
 	m, clock, _ := newTestManager(t, Options{CacheSize: -1, Secrets: resolver, SecretPollInterval: time.Hour})
-	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "auth", "jwt"}})
-	broken := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "missing", "jwt"}})
+	v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "auth", Key: "jwt"}})
+	broken := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "missing", Key: "jwt"}})
 	ctx := context.Background()
 	if err := v.WaitKeys(ctx); err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 // salt as long as the hash, and ECDSA signatures as R||S of exactly twice
 // the curve's byte length.
 func verifySignature(k *key, alg, input string, sig []byte) bool {
-	info := algorithms[alg]
-	switch info.family {
+	info := algorithm(alg)
+	switch info.Family {
 	case famEdDSA:
 		pub, ok := k.raw.(ed25519.PublicKey)
 		return ok && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(input), sig)
@@ -25,23 +25,23 @@ func verifySignature(k *key, alg, input string, sig []byte) bool {
 		if !ok {
 			return false
 		}
-		mac := hmac.New(info.hash.New, secret)
+		mac := hmac.New(info.Hash.New, secret)
 		_, _ = io.WriteString(mac, input)
 		return hmac.Equal(mac.Sum(nil), sig)
 	}
-	h := info.hash.New()
+	h := info.Hash.New()
 	_, _ = io.WriteString(h, input)
 	digest := h.Sum(nil)
-	switch info.family {
+	switch info.Family {
 	case famRSA:
 		pub, ok := k.raw.(*rsa.PublicKey)
 		if !ok {
 			return false
 		}
-		if info.pss {
-			return rsa.VerifyPSS(pub, info.hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: info.hash}) == nil
+		if info.PSS {
+			return rsa.VerifyPSS(pub, info.Hash, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: info.Hash}) == nil
 		}
-		return rsa.VerifyPKCS1v15(pub, info.hash, digest, sig) == nil
+		return rsa.VerifyPKCS1v15(pub, info.Hash, digest, sig) == nil
 	case famEC:
 		pub, ok := k.raw.(*ecdsa.PublicKey)
 		if !ok {

@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // MaxTokenSize is the largest token Verify looks at; longer ones are
@@ -43,8 +44,8 @@ type Verifier struct {
 	issuer    string
 	audiences []string
 	skew      time.Duration
-	allowed   map[string]bool // canonical algorithm names
-	schema    *claimSchema    // the claims an Identity keeps
+	allowed   map[string]bool    // canonical algorithm names
+	schema    *token.ClaimSchema // the claims an Identity keeps
 	src       keySource
 }
 
@@ -100,7 +101,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, *Error) {
 	if ferr != nil {
 		return nil, ferr
 	}
-	alg := canonicalAlg(t.alg)
+	alg := token.CanonicalAlgorithm(t.alg)
 	switch {
 	case alg == "" || !v.allowed[alg]:
 		return nil, fail(ReasonAlgNotAllowed, "algorithm not allowed")
@@ -160,7 +161,7 @@ func (v *Verifier) key(ctx context.Context, kid string, hasKid bool, alg string)
 // the identity and the expiry in unix nanoseconds.
 func (v *Verifier) checkClaims(claims []member, now time.Time) (*Identity, int64, *Error) {
 	var exp, nbf, iat, iss, aud, sub []byte
-	kept := make([][]byte, len(v.schema.names))
+	kept := make([][]byte, v.schema.Len())
 	for _, c := range claims {
 		switch string(c.name) {
 		case "exp":
@@ -176,7 +177,7 @@ func (v *Verifier) checkClaims(claims []member, now time.Time) (*Identity, int64
 		case "sub":
 			sub = c.value
 		default:
-			if i, ok := slices.BinarySearch(v.schema.names, string(c.name)); ok {
+			if i, ok := v.schema.Index(string(c.name)); ok {
 				kept[i] = c.value
 			}
 		}
@@ -204,7 +205,7 @@ func (v *Verifier) checkClaims(claims []member, now time.Time) (*Identity, int64
 			return nil, 0, fail(ReasonNotYetValid, "token not valid yet ("+name+")")
 		}
 	}
-	if s, _ := jsonString(iss); s != v.issuer {
+	if s, _ := token.JSONString(iss); s != v.issuer {
 		return nil, 0, fail(ReasonBadIssuer, "issuer does not match")
 	}
 	auds, ok := audience(aud)
@@ -214,19 +215,11 @@ func (v *Verifier) checkClaims(claims []member, now time.Time) (*Identity, int64
 	if len(v.audiences) > 0 && !containsAny(auds, v.audiences) {
 		return nil, 0, fail(ReasonBadAudience, "audience does not match")
 	}
-	subject, isStr := jsonString(sub)
+	subject, isStr := token.JSONString(sub)
 	if sub != nil && !isStr {
 		return nil, 0, fail(ReasonMalformed, "sub is not a string")
 	}
-	// One allocation holds the subject and the kept claims.
-	b := make([]byte, 0, len(subject)+16)
-	b = append(b, subject...)
-	for _, raw := range kept {
-		b = appendClaim(b, raw)
-	}
-	all := string(b)
-	id := &Identity{Subject: all[:len(subject)], Issuer: v.issuer, exp: expT.UnixNano(), schema: v.schema, kept: all[len(subject):]}
-	return id, id.exp, nil
+	return token.NewIdentity(subject, v.issuer, expT, v.schema, kept), expT.UnixNano(), nil
 }
 
 // numericDate converts a raw JSON NumericDate. ok is false when it is
@@ -254,7 +247,7 @@ func audience(raw []byte) ([]string, bool) {
 	case raw == nil || string(raw) == "null":
 		return nil, true
 	case raw[0] == '"':
-		s, _ := jsonString(raw)
+		s, _ := token.JSONString(raw)
 		return []string{s}, true
 	case raw[0] == '[':
 		var elems []any

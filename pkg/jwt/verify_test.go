@@ -55,8 +55,8 @@ func TestVerify(t *testing.T) {
 		"jwks":    mustVerifier(t, m, Config{Issuer: testIssuer, Audiences: []string{"api", "other-api"}, InlineJWKS: inline, ClockSkew: 30 * time.Second}),
 		"noaud":   mustVerifier(t, m, Config{Issuer: testIssuer, InlineJWKS: inline, ClockSkew: 30 * time.Second}),
 		"edonly":  mustVerifier(t, m, Config{Issuer: testIssuer, InlineJWKS: inline, Algorithms: []string{"Ed25519"}, ClockSkew: 30 * time.Second}),
-		"hs":      mustVerifier(t, m, Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{"ns", "auth", "jwt"}, ClockSkew: 30 * time.Second}),
-		"hsbroke": mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "missing", "jwt"}}),
+		"hs":      mustVerifier(t, m, Config{Issuer: testIssuer, Audiences: []string{"api"}, Secret: &SecretRef{Namespace: "ns", Name: "auth", Key: "jwt"}, ClockSkew: 30 * time.Second}),
+		"hsbroke": mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "missing", Key: "jwt"}}),
 	}
 
 	valid := ed.Mint(t, claims(now))
@@ -233,7 +233,7 @@ func TestConfigValidation(t *testing.T) {
 		"alg none is rejected":               {Issuer: testIssuer, InlineJWKS: ed.JWKS(), Algorithms: []string{"none"}},
 		"an unknown alg is rejected":         {Issuer: testIssuer, InlineJWKS: ed.JWKS(), Algorithms: []string{"XS256"}},
 		"HS256 with a key set is rejected":   {Issuer: testIssuer, InlineJWKS: ed.JWKS(), Algorithms: []string{"HS256"}},
-		"RS256 with a secret is rejected":    {Issuer: testIssuer, Secret: &SecretRef{"ns", "n", "k"}, Algorithms: []string{"RS256"}},
+		"RS256 with a secret is rejected":    {Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "n", Key: "k"}, Algorithms: []string{"RS256"}},
 		"skew above 5m is rejected":          {Issuer: testIssuer, InlineJWKS: ed.JWKS(), ClockSkew: 6 * time.Minute},
 		"a non-http jwksURI is rejected":     {Issuer: testIssuer, JWKSURI: "file:///etc/passwd"},
 		"discovery needs an http issuer":     {Issuer: "issuer", Discovery: true},
@@ -248,7 +248,7 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewManager(Options{}).Verifier(Config{Issuer: testIssuer, Secret: &SecretRef{"ns", "n", "k"}}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewManager(Options{}).Verifier(Config{Issuer: testIssuer, Secret: &SecretRef{Namespace: "ns", Name: "n", Key: "k"}}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("secret without resolver: %v", err)
 	}
 }

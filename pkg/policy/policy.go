@@ -1,26 +1,23 @@
-// Package policy compiles AuthPolicy objects into an immutable form that the
+// Package policy is the compiled form of AuthPolicy objects, which the
 // decision engine evaluates without parsing or allocating: host matchers,
-// path templates, owner rules, limits and token settings.
-//
-// The same compiler serves policy files, `tollgate check`, `tollgate
-// validate` and the Kubernetes controller, so it re-checks everything the
-// CRD schema checks at admission (files never meet an API server) and the
-// cross-field rules a schema cannot express.
+// path templates, owner rules, limits and token settings. It imports the
+// standard library only (and pkg/token, pkg/pathnorm): the compiler, which
+// reads api/v1alpha1, is pkg/policy/compiler.
 package policy
 
 import (
 	"time"
 
-	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
 // A Policy is a compiled AuthPolicy. It is immutable once returned by
-// Compile and safe for concurrent use.
+// the compiler (pkg/policy/compiler) and safe for concurrent use.
 type Policy struct {
 	Namespace  string
 	Name       string
 	Generation int64
-	key        string // "namespace/name", built once by Compile
+	key        string // "namespace/name", built once by New
 
 	// Hosts are the host matchers; empty means any host.
 	Hosts []Host
@@ -38,6 +35,11 @@ type Policy struct {
 	Rules []Rule
 }
 
+// New returns a Policy named namespace/name, to be filled by the compiler.
+func New(namespace, name string) *Policy {
+	return &Policy{Namespace: namespace, Name: name, key: namespace + "/" + name}
+}
+
 // Key returns "namespace/name", the identity used by context_extensions,
 // metrics and counter keys.
 func (p *Policy) Key() string {
@@ -51,7 +53,7 @@ func (p *Policy) Key() string {
 // become Issuer, Audiences, JWKSURI and Algorithms; Algorithms are canonical
 // JWA names ("Ed25519" is stored as "EdDSA") and never empty.
 type JWT struct {
-	jwt.Config
+	token.Config
 
 	TokenFrom []TokenSource
 	// ForwardClaims are sorted by header name; header names are lower case.

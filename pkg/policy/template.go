@@ -143,3 +143,25 @@ func (t *Template) Match(path string, captures []string) ([]string, bool) {
 	}
 	return captures[:start], false
 }
+
+// MayBeUnder reports whether some path matching t can be under
+// prefix, by comparing the template's leading literal segments.
+func (t *Template) MayBeUnder(prefix string) bool {
+	want := strings.Split(strings.Trim(prefix, "/"), "/")
+	if prefix == "/" {
+		return true
+	}
+	for i, w := range want {
+		if i >= len(t.segs) {
+			return t.tail
+		}
+		s := t.segs[i]
+		if s.kind != literalSegment {
+			continue
+		}
+		if s.value != w {
+			return false
+		}
+	}
+	return true
+}

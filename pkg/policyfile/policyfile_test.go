@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 	"github.com/tollgate-dev/tollgate/pkg/policyfile"
 	"github.com/tollgate-dev/tollgate/pkg/policyset"
 )
@@ -240,9 +240,9 @@ func FuzzParse(f *testing.F) {
 			if d.Err != nil || d.Policy == nil {
 				continue
 			}
-			p, err := policy.Compile(d.Policy)
+			p, err := compiler.Compile(d.Policy)
 			if err != nil {
-				if len(policy.FieldErrors(err)) == 0 {
+				if len(compiler.FieldErrors(err)) == 0 {
 					t.Fatalf("compile error without field errors: %v", err)
 				}
 				continue

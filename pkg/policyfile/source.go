@@ -16,7 +16,7 @@ import (
 	"syscall"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 	"github.com/tollgate-dev/tollgate/pkg/policyset"
 )
 
@@ -403,7 +403,7 @@ func (s *Source) Problems() []Problem {
 func statusProblems(file, key string, st policyset.Status) []Problem {
 	switch st.Reason {
 	case v1alpha1.ReasonInvalidSpec:
-		if fes := policy.FieldErrors(st.Err); len(fes) > 0 {
+		if fes := compiler.FieldErrors(st.Err); len(fes) > 0 {
 			out := make([]Problem, len(fes))
 			for i, fe := range fes {
 				out[i] = Problem{File: file, Object: key, Field: fe.Field, Message: fe.ErrorBody()}

@@ -22,7 +22,7 @@ import (
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 )
 
 // A Status is the latest outcome for one policy: what its Ready condition
@@ -41,8 +41,8 @@ type Status struct {
 	// Serving is true when some compiled version of the policy (this one or
 	// its last good one) takes part in decisions.
 	Serving bool
-	// Err is the error behind an InvalidSpec status: a *policy.Error (see
-	// policy.FieldErrors) or a key configuration error. Nil otherwise. It
+	// Err is the error behind an InvalidSpec status: a *compiler.Error (see
+	// compiler.FieldErrors) or a key configuration error. Nil otherwise. It
 	// takes no part in deciding whether a status changed.
 	Err error
 }
@@ -187,7 +187,7 @@ func (s *Set) ApplyFrom(obj *v1alpha1.AuthPolicy, o Origin) Status {
 	it.gen = obj.Generation
 	if d, ok := digestOf(&obj.Spec); !ok || d != it.spec {
 		it.spec = d
-		p, err := policy.Compile(obj)
+		p, err := compiler.Compile(obj)
 		var v *version
 		if err == nil {
 			v, err = s.newVersionLocked(it, p)

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 )
 
 // How a policy is decided.
@@ -264,7 +264,7 @@ func invalidMessage(err error) string {
 	if err == nil {
 		return "invalid"
 	}
-	fes := policy.FieldErrors(err)
+	fes := compiler.FieldErrors(err)
 	if len(fes) == 0 {
 		return err.Error()
 	}

@@ -9,72 +9,27 @@
 package ratelimit
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/quota"
 )
 
 // ErrInvalidLimit is returned by Take for a Limit that cannot be counted.
 var ErrInvalidLimit = errors.New("ratelimit: invalid limit")
 
-// Limit is one counter to charge for one decision.
-type Limit struct {
-	// Key is the unique counter identity built by the caller (see
-	// policy.CounterPrefix). It may contain any bytes and be of any length;
-	// stores escape or hash it as they need, and keep no reference to it
-	// after Take returns. A tier changes Requests and Period, never the Key,
-	// so every subscriber keeps their own counter.
-	Key string
-	// Requests is the burst size and the number of requests refilled per
-	// Period (>= 1).
-	Requests int64
-	// Period is the time in which a drained counter refills completely
-	// (>= 1s).
-	Period time.Duration
-}
+// Limit is one counter to charge for one decision (quota.Limit).
+type Limit = quota.Limit
 
-// Status is a limit's state after the decision.
-type Status struct {
-	Limit     int64
-	Remaining int64
-	// Reset is the time until the counter is full again (for
-	// X-RateLimit-Reset, in seconds, rounded up).
-	Reset time.Duration
-	// RetryAfter is, when this limit denies, the time until one request would
-	// be allowed; 0 otherwise.
-	RetryAfter time.Duration
-	// Allowed reports whether this limit alone would allow the request.
-	Allowed bool
-}
+// Status is a limit's state after the decision (quota.Status).
+type Status = quota.Status
 
-// Result is the outcome of one Take.
-type Result struct {
-	Allowed bool
-	// Statuses has one Status per Limit, in the order the limits were passed
-	// in. It is empty when Degraded and the result comes from OnErrorAllow or
-	// OnErrorDeny.
-	Statuses []Status
-	// Degraded reports that the shared store could not be asked and the
-	// result follows the OnError policy of a Resilient store. With
-	// OnErrorLocal the Statuses come from the per-replica fallback. The caller
-	// should answer a degraded denial without Statuses with 429 and
-	// "Retry-After: 1" (not 503: clients back off on 429, while a 5xx trips
-	// retry policies and outlier detection in front of tollgate and turns an
-	// outage into more load).
-	Degraded bool
-}
+// Result is the outcome of one Take (quota.Result).
+type Result = quota.Result
 
-// Store charges all limits of a decision atomically: either every limit
-// allows and each is charged one request, or nothing is charged.
-//
-// Take returns an error only when the store could not decide (for example
-// Redis is unreachable or ctx expired) or a Limit is invalid
-// (ErrInvalidLimit); a denial is a Result with Allowed false and a nil error.
-// Take with no limits allows.
-type Store interface {
-	Take(ctx context.Context, limits []Limit) (Result, error)
-}
+// Store charges all limits of a decision atomically (quota.Store).
+type Store = quota.Store
 
 // minInterval is the finest emission interval a store can count: the Redis
 // script works in microseconds.

@@ -1,4 +1,4 @@
-package policy_test
+package compiler_test
 
 import (
 	"slices"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 	pt "github.com/tollgate-dev/tollgate/pkg/policy/policytest"
 )
 
@@ -144,12 +145,12 @@ func TestCompileRejects(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			p, err := policy.Compile(tc.policy)
+			p, err := compiler.Compile(tc.policy)
 			if err == nil {
 				t.Fatalf("Compile succeeded (%+v), want errors at %v", p, tc.fields)
 			}
 			var got []string
-			for _, fe := range policy.FieldErrors(err) {
+			for _, fe := range compiler.FieldErrors(err) {
 				got = append(got, fe.Field)
 			}
 			for _, f := range tc.fields {
@@ -169,7 +170,7 @@ func TestCompileRejects(t *testing.T) {
 
 func TestCompileBetterAuthPreset(t *testing.T) {
 	ap := pt.New(pt.WithJWT(&v1alpha1.JWT{BetterAuth: &v1alpha1.BetterAuth{BaseURL: "https://app.example.com/"}}), pt.WithRule(pt.OwnTasksRule()))
-	p, err := policy.Compile(ap)
+	p, err := compiler.Compile(ap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestCompileBetterAuthPreset(t *testing.T) {
 }
 
 func TestCompileDefaults(t *testing.T) {
-	p, err := policy.Compile(pt.New(pt.WithRule(pt.OwnTasksRule()), pt.WithJWTChange(func(j *v1alpha1.JWT) {
+	p, err := compiler.Compile(pt.New(pt.WithRule(pt.OwnTasksRule()), pt.WithJWTChange(func(j *v1alpha1.JWT) {
 		j.Algorithms = []string{"Ed25519", "ES256"}
 		j.ForwardClaims = map[string]string{"X-User-Id": "sub", "x-user-email": "email"}
 	})))
@@ -218,7 +219,7 @@ func TestCompileLimits(t *testing.T) {
 	rule := pt.OwnTasksRule()
 	rule.Limits = []v1alpha1.Limit{{Name: "per-user", Requests: 100, Period: "15m", By: "user",
 		Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"premium": {Requests: 1000}}}}}
-	p, err := policy.Compile(pt.New(pt.WithRule(rule),
+	p, err := compiler.Compile(pt.New(pt.WithRule(rule),
 		pt.WithLimit(v1alpha1.Limit{Name: "per-ip", Requests: 1000, Period: "15m", By: "ip"}),
 		pt.WithLimit(v1alpha1.Limit{Name: "per-tenant", Requests: 10, Period: "1s", By: "header:X-Tenant"})))
 	if err != nil {

@@ -1,11 +1,11 @@
-package policy_test
+package compiler_test
 
 import (
 	"slices"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
-	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 	pt "github.com/tollgate-dev/tollgate/pkg/policy/policytest"
 )
 
@@ -15,7 +15,7 @@ func TestCompileListsClaimsUsed(t *testing.T) {
 	own := pt.OwnTasksRule() // owner sub, allowIf role
 	own.Limits = []v1alpha1.Limit{{Name: "per-user", Requests: 3, Period: "15m", By: "user",
 		Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"premium": {Requests: 5}}}}}
-	p, err := policy.Compile(pt.New(
+	p, err := compiler.Compile(pt.New(
 		pt.WithJWTChange(func(j *v1alpha1.JWT) {
 			j.ForwardClaims = map[string]string{"x-user-id": "sub", "x-user-email": "email"}
 		}),

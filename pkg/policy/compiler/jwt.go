@@ -1,8 +1,8 @@
-package policy
+package compiler
 
 import (
+	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -10,12 +10,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
-	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
-func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
-	out := &JWT{
-		Config: jwt.Config{
+func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *policy.JWT {
+	out := &policy.JWT{
+		Config: token.Config{
 			Issuer:     in.Issuer,
 			Audiences:  in.Audiences,
 			JWKSURI:    in.JWKSURI,
@@ -45,7 +46,7 @@ func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
 		if !secretKeyPattern.MatchString(in.SecretRef.Key) || len(in.SecretRef.Key) > 253 {
 			c.add(field.Invalid(sp.Child("key"), in.SecretRef.Key, "must be a Secret data key ([-._a-zA-Z0-9]+)"))
 		}
-		out.Secret = &jwt.SecretRef{Namespace: c.ns, Name: in.SecretRef.Name, Key: in.SecretRef.Key}
+		out.Secret = &token.SecretRef{Namespace: c.ns, Name: in.SecretRef.Name, Key: in.SecretRef.Key}
 	}
 	if in.Discovery {
 		sources = append(sources, "discovery")
@@ -84,11 +85,11 @@ func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
 
 	out.Algorithms = c.algorithms(in.Algorithms, in.SecretRef != nil, in.BetterAuth != nil, fp.Child("algorithms"))
 
-	out.ClockSkew = DefaultClockSkew
+	out.ClockSkew = token.DefaultClockSkew
 	if in.ClockSkew != "" {
 		if d, ok := c.duration(fp.Child("clockSkew"), in.ClockSkew); ok {
-			if d < 0 || d > MaxClockSkew {
-				c.add(field.Invalid(fp.Child("clockSkew"), in.ClockSkew, "clockSkew must be between 0s and 5m"))
+			if err := token.CheckClockSkew(d); err != nil {
+				c.add(field.Invalid(fp.Child("clockSkew"), in.ClockSkew, settingProblem(err)))
 			}
 			out.ClockSkew = d
 		}
@@ -102,11 +103,11 @@ func (c *compiler) jwt(in *v1alpha1.JWT, fp *field.Path) *JWT {
 // claimsUsed lists, sorted and once each, the claims p's decisions read:
 // forwarded claims, owner and allowIf claims, tier claims and limits by
 // claim. The verifier keeps only these (and sub and iss) of each token.
-func claimsUsed(p *Policy) []string {
+func claimsUsed(p *policy.Policy) []string {
 	var names []string
-	limits := func(ls []Limit) {
+	limits := func(ls []policy.Limit) {
 		for _, l := range ls {
-			if l.By == ByClaim {
+			if l.By == policy.ByClaim {
 				names = append(names, l.ByName)
 			}
 			if l.Tiers != nil {
@@ -131,74 +132,55 @@ func claimsUsed(p *Policy) []string {
 	return slices.Compact(names)
 }
 
-// checkURL reports whether raw is an absolute http(s) URL with a host.
+// checkURL reports whether raw is a usable key or issuer URL
+// (token.CheckURL).
 func (c *compiler) checkURL(fp *field.Path, raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(raw) > 2048 {
-		c.add(field.Invalid(fp, raw, "must be an absolute http or https URL"))
+	if err := token.CheckURL(raw); err != nil {
+		c.add(field.Invalid(fp, raw, settingProblem(err)))
 		return false
 	}
 	return true
 }
 
-var asymmetricAlgorithms = []string{"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+// settingProblem is the message of a token settings error without its
+// package prefix: the field path says where the problem is.
+func settingProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), token.ErrInvalidConfig.Error()+": ")
+}
 
+// algorithms checks the allowed algorithms with pkg/token's validator (the
+// one table of algorithms) and returns their canonical names.
 func (c *compiler) algorithms(in []string, secret, betterAuth bool, fp *field.Path) []string {
 	if len(in) == 0 {
-		switch {
-		case secret:
-			return []string{"HS256"}
-		case betterAuth:
+		if betterAuth && !secret {
 			return []string{"EdDSA"}
-		default:
-			return asymmetricAlgorithms
 		}
+		return token.DefaultAlgorithms(secret)
 	}
 	var out []string
-	seen := map[string]bool{}
 	for i, a := range in {
-		canon := a
-		if a == "Ed25519" {
-			canon = "EdDSA"
-		}
-		hmac := strings.HasPrefix(canon, "HS")
+		canon, err := token.CheckAlgorithm(a, secret)
 		switch {
-		case !isKnownAlgorithm(canon):
-			c.add(field.NotSupported(fp.Index(i), a, append([]string{"Ed25519", "HS256", "HS384", "HS512"}, asymmetricAlgorithms...)))
-			continue
-		case hmac && !secret:
+		case errors.Is(err, token.ErrUnknownAlgorithm):
+			c.add(field.NotSupported(fp.Index(i), a, append([]string{"Ed25519"}, token.AlgorithmNames()...)))
+		case errors.Is(err, token.ErrHMACWithoutSecret):
 			c.add(field.Invalid(fp.Index(i), a, "HS256/384/512 are only allowed with secretRef"))
-			continue
-		case !hmac && secret:
+		case errors.Is(err, token.ErrSecretWithoutHMAC):
 			c.add(field.Invalid(fp.Index(i), a, "secretRef allows only HS256/384/512"))
-			continue
-		}
-		if !seen[canon] {
-			seen[canon] = true
+		case err != nil:
+			c.add(field.Invalid(fp.Index(i), a, settingProblem(err)))
+		case !slices.Contains(out, canon):
 			out = append(out, canon)
 		}
 	}
 	return out
 }
 
-func isKnownAlgorithm(a string) bool {
-	switch a {
-	case "HS256", "HS384", "HS512":
-		return true
-	}
-	for _, k := range asymmetricAlgorithms {
-		if a == k {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *compiler) tokenSources(in []v1alpha1.TokenSource, fp *field.Path) []TokenSource {
+func (c *compiler) tokenSources(in []v1alpha1.TokenSource, fp *field.Path) []policy.TokenSource {
 	if len(in) == 0 {
-		return []TokenSource{{Header: "authorization", Prefix: "Bearer "}}
+		return []policy.TokenSource{{Header: "authorization", Prefix: "Bearer "}}
 	}
-	out := make([]TokenSource, 0, len(in))
+	out := make([]policy.TokenSource, 0, len(in))
 	for i, s := range in {
 		ip := fp.Index(i)
 		n := 0
@@ -226,13 +208,13 @@ func (c *compiler) tokenSources(in []v1alpha1.TokenSource, fp *field.Path) []Tok
 		if s.Prefix != "" && s.Header == "" {
 			c.add(field.Invalid(ip.Child("prefix"), s.Prefix, "prefix is only allowed with header"))
 		}
-		out = append(out, TokenSource{Header: strings.ToLower(s.Header), Prefix: s.Prefix, Cookie: s.Cookie, Query: s.Query})
+		out = append(out, policy.TokenSource{Header: strings.ToLower(s.Header), Prefix: s.Prefix, Cookie: s.Cookie, Query: s.Query})
 	}
 	return out
 }
 
-func (c *compiler) forwardClaims(in map[string]string, fp *field.Path) []ForwardClaim {
-	out := make([]ForwardClaim, 0, len(in))
+func (c *compiler) forwardClaims(in map[string]string, fp *field.Path) []policy.ForwardClaim {
+	out := make([]policy.ForwardClaim, 0, len(in))
 	seen := map[string]string{}
 	for header, claim := range in {
 		hp := fp.Key(header)
@@ -249,7 +231,7 @@ func (c *compiler) forwardClaims(in map[string]string, fp *field.Path) []Forward
 			c.add(field.Invalid(hp, claim, "must name a claim ([A-Za-z0-9_.:/-]+)"))
 		}
 		seen[lower] = header
-		out = append(out, ForwardClaim{Header: lower, Claim: claim})
+		out = append(out, policy.ForwardClaim{Header: lower, Claim: claim})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Header < out[j].Header })
 	return out

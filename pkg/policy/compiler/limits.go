@@ -1,4 +1,4 @@
-package policy
+package compiler
 
 import (
 	"strings"
@@ -7,12 +7,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
 )
 
 // limits compiles a list of limits; reserved holds names that the list may
 // not reuse (the policy's limits, for a rule's list).
-func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule string, reserved map[string]bool, anonymous bool) []Limit {
-	out := make([]Limit, 0, len(in))
+func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule string, reserved map[string]bool, anonymous bool) []policy.Limit {
+	out := make([]policy.Limit, 0, len(in))
 	local := map[string]bool{}
 	for i := range in {
 		l := &in[i]
@@ -24,11 +25,11 @@ func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule s
 			c.add(field.Duplicate(lp.Child("name"), l.Name))
 		}
 		local[l.Name] = true
-		cl := Limit{Name: l.Name, Requests: l.Requests}
+		cl := policy.Limit{Name: l.Name, Requests: l.Requests}
 		c.requests(lp.Child("requests"), l.Requests)
 		cl.Period = c.period(lp.Child("period"), l.Period)
 		cl.By, cl.ByName = c.by(lp.Child("by"), l.By)
-		cl.CounterPrefix = CounterPrefix(policyKey, rule, l.Name, cl.By, cl.ByName)
+		cl.CounterPrefix = policy.CounterPrefix(policyKey, rule, l.Name, cl.By, cl.ByName)
 		if anonymous && cl.By.NeedsIdentity() {
 			c.add(field.Invalid(lp.Child("by"), l.By, "an anonymous rule has no token: count it by ip or header"))
 		}
@@ -43,11 +44,11 @@ func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule s
 			if len(l.Tiers.Values) == 0 {
 				c.add(field.Required(tp.Child("values"), "at least one tier is required"))
 			}
-			cl.Tiers = &Tiers{Claim: l.Tiers.Claim, Values: make(map[string]Tier, len(l.Tiers.Values))}
+			cl.Tiers = &policy.Tiers{Claim: l.Tiers.Claim, Values: make(map[string]policy.Tier, len(l.Tiers.Values))}
 			for value, t := range l.Tiers.Values {
 				vp := tp.Child("values").Key(value)
 				c.requests(vp.Child("requests"), t.Requests)
-				tier := Tier{Requests: t.Requests, Period: cl.Period}
+				tier := policy.Tier{Requests: t.Requests, Period: cl.Period}
 				if t.Period != "" {
 					tier.Period = c.period(vp.Child("period"), t.Period)
 				}
@@ -90,18 +91,18 @@ func (c *compiler) duration(fp *field.Path, s string) (time.Duration, bool) {
 	return d, true
 }
 
-func (c *compiler) by(fp *field.Path, s string) (KeyKind, string) {
+func (c *compiler) by(fp *field.Path, s string) (policy.KeyKind, string) {
 	switch {
 	case s == "user":
-		return ByUser, ""
+		return policy.ByUser, ""
 	case s == "ip":
-		return ByIP, ""
+		return policy.ByIP, ""
 	case s == "user+ip":
-		return ByUserIP, ""
+		return policy.ByUserIP, ""
 	case strings.HasPrefix(s, "claim:") && claimNamePattern.MatchString(s[len("claim:"):]):
-		return ByClaim, s[len("claim:"):]
+		return policy.ByClaim, s[len("claim:"):]
 	case strings.HasPrefix(s, "header:") && headerNamePattern.MatchString(s[len("header:"):]):
-		return ByHeader, strings.ToLower(s[len("header:"):])
+		return policy.ByHeader, strings.ToLower(s[len("header:"):])
 	}
 	c.add(field.NotSupported(fp, s, []string{"user", "ip", "user+ip", "claim:<name>", "header:<name>"}))
 	return 0, ""

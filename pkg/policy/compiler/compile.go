@@ -1,4 +1,4 @@
-package policy
+package compiler
 
 import (
 	"errors"
@@ -11,16 +11,15 @@ import (
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 	"github.com/tollgate-dev/tollgate/pkg/pathnorm"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
 )
 
-// Defaults and bounds applied by Compile.
+// Bounds applied by Compile (the jwt settings' bounds are pkg/token's).
 const (
-	DefaultClockSkew = 30 * time.Second
-	MaxClockSkew     = 5 * time.Minute
-	MinPeriod        = time.Second
-	MaxPeriod        = 744 * time.Hour
-	MaxRequests      = 1_000_000_000
-	betterAuthJWKS   = "/api/auth/jwks"
+	MinPeriod      = time.Second
+	MaxPeriod      = 744 * time.Hour
+	MaxRequests    = 1_000_000_000
+	betterAuthJWKS = "/api/auth/jwks"
 )
 
 // An Error lists every problem found in one AuthPolicy, each with its field
@@ -51,7 +50,7 @@ func FieldErrors(err error) field.ErrorList {
 
 // Compile checks an AuthPolicy and compiles it. On any problem it returns an
 // *Error that lists all of them, not only the first.
-func Compile(ap *v1alpha1.AuthPolicy) (*Policy, error) {
+func Compile(ap *v1alpha1.AuthPolicy) (*policy.Policy, error) {
 	c := compiler{ns: ap.Namespace, name: ap.Name}
 	if c.ns == "" {
 		c.ns = "default"
@@ -97,8 +96,8 @@ var reservedHeaders = map[string]bool{
 	"x-forwarded-for": true, "x-forwarded-proto": true, "x-forwarded-host": true, "x-envoy-original-path": true,
 }
 
-func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
-	p := &Policy{Namespace: c.ns, Name: c.name, key: c.ns + "/" + c.name}
+func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *policy.Policy {
+	p := policy.New(c.ns, c.name)
 
 	hostsPath := specPath.Child("hosts")
 	seenHosts := map[string]bool{}
@@ -112,9 +111,9 @@ func (c *compiler) policy(spec *v1alpha1.AuthPolicySpec) *Policy {
 		default:
 			seenHosts[h] = true
 			if rest, ok := strings.CutPrefix(h, "*"); ok {
-				p.Hosts = append(p.Hosts, Host{Name: rest, Wildcard: true})
+				p.Hosts = append(p.Hosts, policy.Host{Name: rest, Wildcard: true})
 			} else {
-				p.Hosts = append(p.Hosts, Host{Name: h})
+				p.Hosts = append(p.Hosts, policy.Host{Name: h})
 			}
 		}
 	}
@@ -196,8 +195,8 @@ func checkPathPrefix(prefix string) string {
 	return ""
 }
 
-func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimits map[string]bool, prefixOK bool) Rule {
-	r := Rule{Name: in.Name, Anonymous: in.Anonymous}
+func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *policy.Policy, policyLimits map[string]bool, prefixOK bool) policy.Rule {
+	r := policy.Rule{Name: in.Name, Anonymous: in.Anonymous}
 	if !namePattern.MatchString(in.Name) || len(in.Name) > 63 {
 		c.add(field.Invalid(fp.Child("name"), in.Name, "must be 1-63 characters of [-_.a-zA-Z0-9], starting and ending with a letter or digit"))
 	}
@@ -214,12 +213,12 @@ func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimi
 	}
 
 	if in.Path != "" {
-		t, err := ParseTemplate(in.Path)
+		t, err := policy.ParseTemplate(in.Path)
 		if err != nil {
 			c.add(field.Invalid(fp.Child("path"), in.Path, err.Error()))
 		} else {
 			r.Path = t
-			if prefixOK && !templateUnderPrefix(t, p.PathPrefix) {
+			if prefixOK && !t.MayBeUnder(p.PathPrefix) {
 				c.add(field.Invalid(fp.Child("path"), in.Path, fmt.Sprintf("can never match: it is not under the policy's pathPrefix %q", p.PathPrefix)))
 			}
 		}
@@ -237,37 +236,15 @@ func (c *compiler) rule(in *v1alpha1.Rule, fp *field.Path, p *Policy, policyLimi
 	return r
 }
 
-// templateUnderPrefix reports whether some path matching t can be under
-// prefix, by comparing the template's leading literal segments.
-func templateUnderPrefix(t *Template, prefix string) bool {
-	want := strings.Split(strings.Trim(prefix, "/"), "/")
-	if prefix == "/" {
-		return true
-	}
-	for i, w := range want {
-		if i >= len(t.segs) {
-			return t.tail
-		}
-		s := t.segs[i]
-		if s.kind != literalSegment {
-			continue
-		}
-		if s.value != w {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *compiler) owner(in *v1alpha1.Owner, fp *field.Path, rawPath string, t *Template) *Owner {
-	o := &Owner{Claim: in.Claim}
+func (c *compiler) owner(in *v1alpha1.Owner, fp *field.Path, rawPath string, t *policy.Template) *policy.Owner {
+	o := &policy.Owner{Claim: in.Claim}
 	if o.Claim == "" {
 		o.Claim = "sub"
 	}
 	n := 0
 	if in.Path != "" {
 		n++
-		o.Source, o.Name = OwnerFromPath, in.Path
+		o.Source, o.Name = policy.OwnerFromPath, in.Path
 		found := false
 		if t != nil {
 			for i, v := range t.Vars() {
@@ -282,11 +259,11 @@ func (c *compiler) owner(in *v1alpha1.Owner, fp *field.Path, rawPath string, t *
 	}
 	if in.Query != "" {
 		n++
-		o.Source, o.Name = OwnerFromQuery, in.Query
+		o.Source, o.Name = policy.OwnerFromQuery, in.Query
 	}
 	if in.Header != "" {
 		n++
-		o.Source, o.Name = OwnerFromHeader, strings.ToLower(in.Header)
+		o.Source, o.Name = policy.OwnerFromHeader, strings.ToLower(in.Header)
 		if !headerNamePattern.MatchString(in.Header) {
 			c.add(field.Invalid(fp.Child("header"), in.Header, "must be an HTTP header name"))
 		}
@@ -302,7 +279,7 @@ func (c *compiler) owner(in *v1alpha1.Owner, fp *field.Path, rawPath string, t *
 		if len(in.AllowIf.Values) == 0 {
 			c.add(field.Required(ap.Child("values"), "at least one value is required"))
 		}
-		o.AllowIf = &ClaimValues{Claim: in.AllowIf.Claim, Values: in.AllowIf.Values}
+		o.AllowIf = &policy.ClaimValues{Claim: in.AllowIf.Claim, Values: in.AllowIf.Values}
 	}
 	return o
 }
