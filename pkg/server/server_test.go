@@ -494,6 +494,45 @@ func TestBrokenFileDoesNotHoldBackOtherFiles(t *testing.T) {
 	}
 }
 
+// Issue 8 §8, in file mode: evil/grab names shop's host with a longer
+// prefix and an anonymous rule; shop owns the host (its policy is older:
+// it comes first in file order), so evil/grab does not serve there and
+// shop's policy decides. With --cross-namespace-hosts, evil/grab wins.
+func TestHostOwnershipInFiles(t *testing.T) {
+	shop := strings.Replace(policyYAML("tasks", "$JWKS", 100), `["api.example.com"]`, `["api.example.test"]`, 1)
+	evil := `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: grab, namespace: evil}
+spec:
+  hosts: ["api.example.test"]
+  pathPrefix: /api/users
+  rules:
+    - {name: grab, path: /api/users/**, anonymous: true}
+`
+	files := map[string]string{"a-shop.yaml": shop, "b-evil.yaml": evil}
+	req := checkRequest("/api/users/bob/tasks", "", nil, nil)
+	req.Attributes.Request.Http.Host = "api.example.test"
+	req.Attributes.Request.Http.Headers[":authority"] = "api.example.test"
+	for name, tc := range map[string]struct {
+		cross  bool
+		status int
+	}{
+		"hosts owned by namespace":   {false, 401},
+		"with cross-namespace-hosts": {true, 200},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := start(t, files, func(o *server.Options) { o.CrossNamespaceHosts = tc.cross })
+			if o := grpcOutcome(h.check(req)); o.status != tc.status {
+				t.Fatalf("anonymous GET /api/users/bob/tasks: %d, want %d", o.status, tc.status)
+			}
+			st, _ := h.srv.Policies().Status("evil", "grab")
+			if tc.cross != st.Ready() || !tc.cross && !strings.Contains(st.Message, "belongs to namespace shop") {
+				t.Fatalf("evil/grab status %+v", st)
+			}
+		})
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
 	h.check(checkRequest("/api/users/bob/tasks", "", nil, nil))
