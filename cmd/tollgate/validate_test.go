@@ -41,6 +41,16 @@ func TestValidate(t *testing.T) {
 				"many-mistakes.yaml: shop/broken: spec.jwt",
 			},
 		},
+		"another kind of manifest is skipped with a warning": {
+			args:     []string{"validate", "testdata/validate/mixed.yaml"},
+			code:     0,
+			contains: []string{"mixed.yaml: document 1: warning: not a tollgate AuthPolicy; skipped: v1 ConfigMap"},
+		},
+		"an inline jwks that is not JSON is an error, as in serve": {
+			args:     []string{"validate", "testdata/validate/jwks-not-json.yaml"},
+			code:     1,
+			contains: []string{"jwks-not-json.yaml: shop/bad-jwks: spec.jwt: token: invalid settings: inline jwks"},
+		},
 		"a missing file is an error": {
 			args:     []string{"validate", "does-not-exist.yaml"},
 			code:     1,
