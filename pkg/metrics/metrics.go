@@ -19,8 +19,10 @@ type Metrics struct {
 	// collectors; serve it on /metrics.
 	Registry *prometheus.Registry
 
-	decisions      *prometheus.CounterVec
-	checkLatency   *prometheus.HistogramVec
+	decisions    *decisionCounters
+	checkLatency *prometheus.HistogramVec
+	// latencyBy holds checkLatency resolved per transport.
+	latencyBy      map[string]prometheus.Observer
 	jwtFailures    *prometheus.CounterVec
 	jwtByReason    map[string]prometheus.Counter // jwtFailures curried per jwt.Reason
 	jwksFetches    *prometheus.CounterVec
@@ -37,10 +39,6 @@ func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_decisions_total",
-			Help: "Authorization decisions by mode (enforce: the answer; dryRun: the would-be decision of a dryRun policy evaluated beside it), policy, rule, result (allow, deny) and reason.",
-		}, []string{"mode", "policy", "rule", "result", "reason"}),
 		checkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_check_duration_seconds",
 			Help:    "Time to decide one check, by transport (grpc, http).",
@@ -68,7 +66,16 @@ func New() *Metrics {
 		Help: "Verified-token cache lookups by result (hit, miss).",
 	}, []string{"result"})
 	m.cacheHits, m.cacheMisses = tokenCache.WithLabelValues("hit"), tokenCache.WithLabelValues("miss")
-	reg.MustRegister(m.decisions, m.checkLatency, m.jwtFailures, m.jwksFetches,
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_decisions_total",
+		Help: "Authorization decisions by mode (enforce: the answer; dryRun: the would-be decision of a dryRun policy evaluated beside it), policy, rule, result (allow, deny) and reason.",
+	}, []string{"mode", "policy", "rule", "result", "reason"})
+	m.decisions = newDecisionCounters(decisions)
+	m.latencyBy = map[string]prometheus.Observer{
+		"grpc": m.checkLatency.WithLabelValues("grpc"),
+		"http": m.checkLatency.WithLabelValues("http"),
+	}
+	reg.MustRegister(decisions, m.checkLatency, m.jwtFailures, m.jwksFetches,
 		tokenCache, m.policiesLoaded, m.policiesReady,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.jwtByReason = make(map[string]prometheus.Counter, len(jwt.Reasons()))
@@ -88,7 +95,11 @@ func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Dur
 	if dr := &d.DryRun; dr.Evaluated() {
 		m.decide("dryRun", dr.Policy, dr.Rule, !dr.WouldDeny(), dr.Reason)
 	}
-	m.checkLatency.WithLabelValues(transport).Observe(took.Seconds())
+	latency, ok := m.latencyBy[transport]
+	if !ok {
+		latency = m.checkLatency.WithLabelValues(transport)
+	}
+	latency.Observe(took.Seconds())
 }
 
 func (m *Metrics) decide(mode, policy, rule string, allowed bool, reason string) {
@@ -99,7 +110,7 @@ func (m *Metrics) decide(mode, policy, rule string, allowed bool, reason string)
 			c.Inc()
 		}
 	}
-	m.decisions.WithLabelValues(mode, policy, rule, result, reason).Inc()
+	m.decisions.get(decisionLabels{mode, policy, rule, result, reason}).Inc()
 }
 
 // JWKSFetch implements jwt.Observer.

@@ -58,3 +58,51 @@ func TestMetrics(t *testing.T) {
 		t.Error("a decision reason that is not a token's counts as a token failure")
 	}
 }
+
+func TestDecisionCountsEverySeriesOnceUnderConcurrency(t *testing.T) {
+	m := metrics.New()
+	const goroutines, each = 8, 500
+	done := make(chan struct{})
+	for g := range goroutines {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				// Every goroutine creates the same new series at once.
+				rule := []string{"a", "b", "c", "d"}[(g+i)%4]
+				m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/p", Rule: rule, Reason: decision.ReasonAllowed}, time.Microsecond)
+			}
+		}()
+	}
+	for range goroutines {
+		<-done
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, f := range families {
+		if f.GetName() == "tollgate_decisions_total" {
+			if n := len(f.GetMetric()); n != 4 {
+				t.Errorf("%d series, want 4", n)
+			}
+			for _, s := range f.GetMetric() {
+				total += s.GetCounter().GetValue()
+			}
+		}
+	}
+	if total != goroutines*each {
+		t.Fatalf("counted %v decisions, want %d", total, goroutines*each)
+	}
+}
+
+func BenchmarkDecision(b *testing.B) {
+	m := metrics.New()
+	d := &decision.Decision{Allowed: true, Policy: "shop/tasks-api", Rule: "own-tasks", Reason: decision.ReasonAllowed}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Decision("grpc", d, time.Millisecond)
+		}
+	})
+}
