@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-dev/tollgate/internal/gctune"
 	"github.com/tollgate-dev/tollgate/pkg/httpauth"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
@@ -50,6 +51,8 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			gc := gctune.Apply(gctune.OSOptions())
+			opts.Logger.Info("garbage collector", "settings", gc.String())
 			srv, err := server.New(opts)
 			if err != nil {
 				return &exitError{code: 1, err: err}

@@ -43,6 +43,7 @@ type config struct {
 	serverCPU, clientCPU             string
 	workDir                          string
 	cpuProfile                       string
+	profiling                        bool // a server serves the profile
 	serveArgs                        []string
 }
 
@@ -61,11 +62,11 @@ func main() {
 	flag.IntVar(&c.connections, "connections", 1, "ghz connections")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds: each measures every server once per phase, in turn")
 	flag.IntVar(&c.rate, "rate", 2000, "requests per second of the fixed-rate phase; 0 skips it")
-	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order")
+	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order; a tollgate scenario may add environment variables: memory:GOGC=200+GOMEMLIMIT=64MiB")
 	flag.StringVar(&c.serverCPU, "server-cpu", "1", "CPU list for servers and redis-server (taskset -c); empty: no pinning")
 	flag.StringVar(&c.clientCPU, "client-cpu", "0", "CPU list for ghz (taskset -c); empty: no pinning")
 	flag.StringVar(&c.workDir, "work", "", "directory for keys, policies and requests; default a temporary one, removed after")
-	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of tollgate (memory store) during its unthrottled phase to this file")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of tollgate (the first memory-store scenario) during its last unthrottled phase to this file")
 	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for tollgate serve, space-separated")
 	flag.Parse()
 	c.scenarios = strings.Split(scenarios, ",")
@@ -127,6 +128,7 @@ type phase struct {
 	cpu, redis time.Duration // server process, redis-server
 	p50, p99   time.Duration
 	rss, peak  int64 // server process, at the end of the phase
+	anon       int64 // anonymous part of rss
 	errors     uint64
 	codes      map[string]uint64 // non-OK gRPC codes and their counts
 	// perRequest holds each round's CPU per request, for the spread.
@@ -152,6 +154,7 @@ func (p *phase) add(q *phase) {
 	p.p50 = time.Duration((float64(p.p50)*n + float64(q.p50)) / (n + 1))
 	p.p99 = time.Duration((float64(p.p99)*n + float64(q.p99)) / (n + 1))
 	p.rss = max(p.rss, q.rss)
+	p.anon = max(p.anon, q.anon)
 	p.peak = max(p.peak, q.peak)
 }
 
@@ -205,7 +208,7 @@ func measureAll(ctx context.Context, c *config, fx *fixture, dir string) ([]*res
 				}
 			}
 			profile := func() error { return nil }
-			if c.cpuProfile != "" && res.name == "memory" && round == c.rounds-1 {
+			if srv.pprofAddr != "" && round == c.rounds-1 {
 				profile = startProfile(ctx, srv.pprofAddr, c.duration, c.cpuProfile)
 			}
 			p, err := measurePhase(ctx, c, fx, srv, c.duration, 0)
@@ -262,9 +265,11 @@ func measurePhase(ctx context.Context, c *config, fx *fixture, srv *server, d ti
 		}
 		p.redis -= redis0
 	}
-	if p.rss, p.peak, err = procstat.Memory(srv.pid); err != nil {
+	mem, err := procstat.ReadMem(srv.pid)
+	if err != nil {
 		return nil, err
 	}
+	p.rss, p.peak, p.anon = mem.RSS, mem.Peak, mem.Anon
 	for code, n := range rep.StatusCodeDist {
 		if code != "OK" {
 			p.errors += uint64(n)
@@ -287,7 +292,19 @@ func measurePhase(ctx context.Context, c *config, fx *fixture, srv *server, d ti
 
 // startServer starts the scenario's server (and redis-server), pinned to
 // the server CPUs, and waits until it answers.
+//
+// A scenario is bare, memory or redis, optionally followed by environment
+// variables for tollgate: "memory:GOGC=400+GOMEMLIMIT=64MiB".
 func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) (*server, error) {
+	kind, envSpec, _ := strings.Cut(name, ":")
+	var env []string
+	if envSpec != "" {
+		if kind == "bare" {
+			return nil, fmt.Errorf("scenario %q: environment variables are for tollgate only", name)
+		}
+		env = append(os.Environ(), strings.Split(envSpec, "+")...)
+	}
+	logName := strings.NewReplacer(":", "-", "+", "-", "=", "").Replace(name)
 	srv := &server{grpcAddr: freeAddr()}
 	var procs []*exec.Cmd
 	srv.stop = func() {
@@ -299,8 +316,8 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 			srv.redis.Close()
 		}
 	}
-	start := func(bin string, args ...string) (*exec.Cmd, error) {
-		logf, err := os.Create(filepath.Join(dir, name+"-"+filepath.Base(bin)+".log"))
+	start := func(env []string, bin string, args ...string) (*exec.Cmd, error) {
+		logf, err := os.Create(filepath.Join(dir, logName+"-"+filepath.Base(bin)+".log"))
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +327,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 			bin = "taskset"
 		}
 		cmd := exec.Command(bin, args...) // taskset execs bin: same pid
-		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Stdout, cmd.Stderr, cmd.Env = logf, logf, env
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
@@ -323,9 +340,9 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	}
 
 	var args []string
-	switch name {
+	switch kind {
 	case "bare":
-		cmd, err := start(c.bare, "-addr", srv.grpcAddr)
+		cmd, err := start(nil, c.bare, "-addr", srv.grpcAddr)
 		if err != nil {
 			return fail(err)
 		}
@@ -335,7 +352,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	case "redis":
 		addr := freeAddr()
 		host, port, _ := net.SplitHostPort(addr)
-		cmd, err := start(c.redisServer, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
+		cmd, err := start(nil, c.redisServer, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
 		if err != nil {
 			return fail(err)
 		}
@@ -346,17 +363,18 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 		}
 		args = append(args, "--quota-store", "redis", "--redis-addr", addr)
 	default:
-		return nil, fmt.Errorf("unknown scenario %q: want bare, memory or redis", name)
+		return nil, fmt.Errorf("unknown scenario %q: want bare, memory or redis, then optionally :VAR=value+VAR=value", name)
 	}
 	health := freeAddr()
 	args = append([]string{"serve", "--policy-dir", fx.policyDir, "--grpc-addr", srv.grpcAddr,
 		"--http-addr", "", "--metrics-addr", freeAddr(), "--health-addr", health}, args...)
-	if c.cpuProfile != "" && name == "memory" {
+	if c.cpuProfile != "" && kind == "memory" && !c.profiling {
+		c.profiling = true
 		srv.pprofAddr = freeAddr()
 		args = append(args, "--pprof-addr", srv.pprofAddr)
 	}
 	args = append(args, c.serveArgs...)
-	cmd, err := start(c.tollgate, args...)
+	cmd, err := start(env, c.tollgate, args...)
 	if err != nil {
 		return fail(err)
 	}
@@ -539,10 +557,12 @@ func startProfile(ctx context.Context, addr string, d time.Duration, path string
 
 func report(out io.Writer, c *config, results []*result) {
 	var bare *result
+	width := len("server")
 	for _, r := range results {
 		if r.name == "bare" {
 			bare = r
 		}
+		width = max(width, len(r.name))
 	}
 	// ratio is CPU per request over the bare server's, for all rounds
 	// together and for each round on its own (the spread).
@@ -563,8 +583,8 @@ func report(out io.Writer, c *config, results []*result) {
 	}
 	table := func(title string, p func(*result) *phase) {
 		fmt.Fprintln(out, title)
-		fmt.Fprintf(out, "  %-7s %9s %7s %6s %24s %6s %11s %7s %7s %7s %7s\n",
-			"server", "requests", "req/s", "errors", "CPU µs/req (+redis)", "×bare", "per round", "p50 ms", "p99 ms", "RSS MB", "peak MB")
+		fmt.Fprintf(out, "  %-*s %9s %7s %6s %24s %6s %11s %7s %7s %7s %7s %7s\n", width,
+			"server", "requests", "req/s", "errors", "CPU µs/req (+redis)", "×bare", "per round", "p50 ms", "p99 ms", "RSS MB", "anon MB", "peak MB")
 		for _, r := range results {
 			ph := p(r)
 			cpu := fmt.Sprintf("%.1f", us(ph.cpuPerRequest()))
@@ -573,8 +593,8 @@ func report(out io.Writer, c *config, results []*result) {
 				cpu = fmt.Sprintf("%.1f (%.1f + %.1f)", us(ph.cpuPerRequest()), us(ph.cpu/n), us(ph.redis/n))
 			}
 			all, spread := ratio(r, p)
-			fmt.Fprintf(out, "  %-7s %9d %7.0f %6d %24s %6s %11s %7.2f %7.2f %7.1f %7.1f\n",
-				r.name, ph.requests, ph.rps, ph.errors, cpu, all, spread, ms(ph.p50), ms(ph.p99), mb(ph.rss), mb(ph.peak))
+			fmt.Fprintf(out, "  %-*s %9d %7.0f %6d %24s %6s %11s %7.2f %7.2f %7.1f %7.1f %7.1f\n", width,
+				r.name, ph.requests, ph.rps, ph.errors, cpu, all, spread, ms(ph.p50), ms(ph.p99), mb(ph.rss), mb(ph.anon), mb(ph.peak))
 		}
 		fmt.Fprintln(out)
 	}
@@ -593,7 +613,7 @@ func report(out io.Writer, c *config, results []*result) {
 				r.name, r.evalCalls, float64(r.evalUsec)/float64(r.evalCalls), us(r.max.redis/time.Duration(max(r.max.requests, 1))))
 		}
 	}
-	fmt.Fprintln(out, "CPU: user+system time of the server process (and redis-server) from /proc, per answered Check; RSS at the end of a phase, peak = VmHWM.")
+	fmt.Fprintln(out, "CPU: user+system time of the server process (and redis-server) from /proc, per answered Check. RSS at the end of a phase (VmRSS), its anonymous part (RssAnon: heap, stacks; the rest is the binary's pages), peak = VmHWM.")
 }
 
 // loadAverage returns the 1, 5 and 15 minute load averages: a busy

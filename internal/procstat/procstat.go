@@ -48,26 +48,40 @@ func CPUTime(pid int) (time.Duration, error) {
 // Memory returns the resident set size and its peak (VmRSS, VmHWM) of
 // process pid, in bytes.
 func Memory(pid int) (rss, peak int64, err error) {
+	m, err := ReadMem(pid)
+	return m.RSS, m.Peak, err
+}
+
+// Mem is a process's resident memory, in bytes.
+type Mem struct {
+	RSS  int64 // VmRSS
+	Peak int64 // VmHWM, the largest RSS so far
+	// Anon is the anonymous part of RSS (RssAnon): heap and stacks; the
+	// rest is mostly the pages of the binary and its libraries.
+	Anon int64
+}
+
+// ReadMem returns the resident memory of process pid.
+func ReadMem(pid int) (Mem, error) {
+	var m Mem
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS": &m.RSS, "VmHWM": &m.Peak, "RssAnon": &m.Anon}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		dst := fields[name]
+		if !ok || dst == nil {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
+			return m, fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
 		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
+		*dst = kb << 10
 	}
-	return rss, peak, sc.Err()
+	return m, sc.Err()
 }
