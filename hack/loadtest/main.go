@@ -40,7 +40,7 @@ type config struct {
 	concurrency, connections, rate   int
 	rounds                           int
 	scenarios                        []string
-	serverCPU, clientCPU             string
+	serverCPU, clientCPU, redisCPU   string
 	workDir                          string
 	cpuProfile                       string
 	profiling                        bool // a server serves the profile
@@ -65,8 +65,9 @@ func main() {
 	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order; a tollgate scenario may add environment variables: memory:GOGC=200+GOMEMLIMIT=64MiB")
 	flag.StringVar(&c.serverCPU, "server-cpu", "1", "CPU list for servers and redis-server (taskset -c); empty: no pinning")
 	flag.StringVar(&c.clientCPU, "client-cpu", "0", "CPU list for ghz (taskset -c); empty: no pinning")
+	flag.StringVar(&c.redisCPU, "redis-cpu", "0", "CPU list for redis-server (taskset -c); empty: no pinning. Not tollgate's: Redis runs on other machines in production, and sharing tollgate's CPU would add two context switches to every decision's latency")
 	flag.StringVar(&c.workDir, "work", "", "directory for keys, policies and requests; default a temporary one, removed after")
-	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of tollgate (the first memory-store scenario) during its last unthrottled phase to this file")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the first tollgate scenario during its last unthrottled phase to this file")
 	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for tollgate serve, space-separated")
 	flag.Parse()
 	c.scenarios = strings.Split(scenarios, ",")
@@ -84,7 +85,7 @@ func main() {
 func run(ctx context.Context, c *config, out io.Writer) error {
 	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 {
 		fmt.Fprintln(out, "note: taskset missing or one CPU: servers and ghz are not pinned")
-		c.serverCPU, c.clientCPU = "", ""
+		c.serverCPU, c.clientCPU, c.redisCPU = "", "", ""
 	}
 	dir := c.workDir
 	if dir == "" {
@@ -101,8 +102,8 @@ func run(ctx context.Context, c *config, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "tollgate load test: %d users (ES256 tokens), CheckRequests of %d bytes on average; ghz -c %d --connections %d\n",
 		c.users, fx.avgSize, c.concurrency, c.connections)
-	fmt.Fprintf(out, "servers (and redis-server) on CPU %q, ghz on CPU %q; %s; load average %s\n\n",
-		c.serverCPU, c.clientCPU, runtime.Version(), loadAverage())
+	fmt.Fprintf(out, "servers on CPU %q, ghz on CPU %q, redis-server on CPU %q; %s; load average %s\n\n",
+		c.serverCPU, c.clientCPU, c.redisCPU, runtime.Version(), loadAverage())
 
 	results, err := measureAll(ctx, c, fx, dir)
 	if err != nil {
@@ -316,14 +317,14 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 			srv.redis.Close()
 		}
 	}
-	start := func(env []string, bin string, args ...string) (*exec.Cmd, error) {
+	start := func(cpu string, env []string, bin string, args ...string) (*exec.Cmd, error) {
 		logf, err := os.Create(filepath.Join(dir, logName+"-"+filepath.Base(bin)+".log"))
 		if err != nil {
 			return nil, err
 		}
 		defer logf.Close()
-		if c.serverCPU != "" {
-			args = append([]string{"-c", c.serverCPU, bin}, args...)
+		if cpu != "" {
+			args = append([]string{"-c", cpu, bin}, args...)
 			bin = "taskset"
 		}
 		cmd := exec.Command(bin, args...) // taskset execs bin: same pid
@@ -342,7 +343,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	var args []string
 	switch kind {
 	case "bare":
-		cmd, err := start(nil, c.bare, "-addr", srv.grpcAddr)
+		cmd, err := start(c.serverCPU, nil, c.bare, "-addr", srv.grpcAddr)
 		if err != nil {
 			return fail(err)
 		}
@@ -352,7 +353,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	case "redis":
 		addr := freeAddr()
 		host, port, _ := net.SplitHostPort(addr)
-		cmd, err := start(nil, c.redisServer, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
+		cmd, err := start(c.redisCPU, nil, c.redisServer, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
 		if err != nil {
 			return fail(err)
 		}
@@ -368,13 +369,13 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	health := freeAddr()
 	args = append([]string{"serve", "--policy-dir", fx.policyDir, "--grpc-addr", srv.grpcAddr,
 		"--http-addr", "", "--metrics-addr", freeAddr(), "--health-addr", health}, args...)
-	if c.cpuProfile != "" && kind == "memory" && !c.profiling {
+	if c.cpuProfile != "" && !c.profiling {
 		c.profiling = true
 		srv.pprofAddr = freeAddr()
 		args = append(args, "--pprof-addr", srv.pprofAddr)
 	}
 	args = append(args, c.serveArgs...)
-	cmd, err := start(env, c.tollgate, args...)
+	cmd, err := start(c.serverCPU, env, c.tollgate, args...)
 	if err != nil {
 		return fail(err)
 	}
