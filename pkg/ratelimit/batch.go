@@ -40,21 +40,83 @@ const (
 // errClosed is returned by Take after Close.
 var errClosed = errors.New("ratelimit: redis store closed")
 
-// call is one queued script run and, once done is signalled, its outcome.
+// call is one run of take.lua and, once done is signalled, its outcome.
+// Calls are recycled (callPool) by the caller that received done: from then
+// on the loop no longer touches it.
 type call struct {
-	ctx   context.Context
-	keys  []string
+	ctx context.Context
+	// args are the command: EVALSHA (or EVAL), the script's hash (or
+	// source), the number of keys, the keys, then ARGV. Every value but the
+	// first and the number of keys is a pointer, into keys and nums or to a
+	// string of the batcher: go-redis writes a *string or *int64 as it
+	// would the value, and boxing a pointer allocates nothing.
 	args  []any
+	keys  []string
+	nums  []int64
 	reply []int64
 	err   error
 	done  chan struct{} // buffered: the loop never waits for the caller
+
+	argBuf [3 + 2*inlineLimits + 1 + 2*inlineLimits]any
+	numBuf [1 + 2*inlineLimits]int64
+}
+
+// inlineLimits is the number of limits whose arguments fit a call without
+// further allocation.
+const inlineLimits = 4
+
+// callPool recycles calls (see call).
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// newTakeCall returns a call of take.lua over keys, one per limit (idx
+// selects the limits of a slot group; nil selects all), charging when
+// charge is set. The hash is a pointer to the script's hash, kept by the
+// caller for the call's life.
+func newTakeCall(ctx context.Context, hash *string, keys []string, limits []Limit, idx []int, charge bool) *call {
+	c := callPool.Get().(*call)
+	c.ctx, c.keys = ctx, keys
+	n := len(keys)
+	c.nums = c.numBuf[:0]
+	if 1+2*n > len(c.numBuf) {
+		c.nums = make([]int64, 0, 1+2*n)
+	}
+	c.nums = append(c.nums, int64(b2i(charge)))
+	for k := range n {
+		i := k
+		if idx != nil {
+			i = idx[k]
+		}
+		g := newGCRA(limits[i], time.Microsecond)
+		c.nums = append(c.nums, g.interval, g.window)
+	}
+	c.args = c.argBuf[:0]
+	if 3+n+len(c.nums) > len(c.argBuf) {
+		c.args = make([]any, 0, 3+n+len(c.nums))
+	}
+	c.args = append(c.args, "evalsha", hash, n)
+	for k := range c.keys {
+		c.args = append(c.args, &c.keys[k])
+	}
+	for k := range c.nums {
+		c.args = append(c.args, &c.nums[k])
+	}
+	return c
+}
+
+// recycle returns c to callPool. Only the caller that received c.done (or
+// never queued c) may recycle it.
+func (c *call) recycle() {
+	clear(c.argBuf[:])
+	*c = call{done: c.done}
+	callPool.Put(c)
 }
 
 // batcher pipelines take.lua runs of concurrent callers.
 type batcher struct {
 	client  redis.UniversalClient
 	script  *redis.Script
-	src     string
+	hash    string        // the script's SHA-1, for EVALSHA
+	src     string        // the script, for EVAL
 	maxWait time.Duration // maxPipelineWait; longer only in tests
 
 	queue     chan *call
@@ -72,6 +134,7 @@ func newBatcher(client redis.UniversalClient, script *redis.Script, src string) 
 	return &batcher{
 		client:  client,
 		script:  script,
+		hash:    script.Hash(),
 		src:     src,
 		maxWait: maxPipelineWait,
 		queue:   make(chan *call, queueSize),
@@ -102,25 +165,30 @@ func (b *batcher) closed() bool {
 	}
 }
 
-// run runs the script with keys and args in the next pipeline and returns
-// its reply. It returns when ctx ends, whether the call is still queued or
-// already sent; a call whose ctx ended before it was sent is dropped, so it
-// charges nothing.
-func (b *batcher) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
+// run runs c (see newTakeCall) in the next pipeline and returns its reply.
+// It returns when c.ctx ends, whether the call is still queued or already
+// sent; a call whose ctx ended before it was sent is dropped, so it charges
+// nothing. c is recycled, unless the loop may still hold it.
+func (b *batcher) run(c *call) ([]int64, error) {
+	ctx := c.ctx
 	if err := ctx.Err(); err != nil {
+		c.recycle()
 		return nil, err
 	}
-	c := &call{ctx: ctx, keys: keys, args: args, done: make(chan struct{}, 1)}
 	select {
 	case b.queue <- c:
 	case <-ctx.Done():
+		c.recycle()
 		return nil, ctx.Err()
 	case <-b.quit:
+		c.recycle()
 		return nil, errClosed
 	}
 	select {
 	case <-c.done:
-		return c.reply, c.err
+		reply, err := c.reply, c.err
+		c.recycle()
+		return reply, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-b.quit:
@@ -191,9 +259,8 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	defer b.inFlight.Add(-1)
 	b.pipelines.Add(1)
 	cmds = cmds[:0]
-	hash := b.script.Hash()
 	for _, c := range live {
-		cmds = append(cmds, evalCmd(ctx, pipe, "evalsha", hash, c))
+		cmds = append(cmds, queueCmd(ctx, pipe, c))
 	}
 	// Exec's error is the first command's; each command carries its own.
 	_, _ = pipe.Exec(ctx)
@@ -202,8 +269,9 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	// EVAL runs the script and loads it for the next pipelines.
 	retried := false
 	for i, c := range live {
-		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-			cmds[i] = evalCmd(ctx, pipe, "eval", b.src, c)
+		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			c.args[0], c.args[1] = "eval", &b.src
+			cmds[i] = queueCmd(ctx, pipe, c)
 			retried = true
 		}
 	}
@@ -218,16 +286,10 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	clear(cmds)
 }
 
-// evalCmd queues EVAL or EVALSHA (name) of script (source or hash) for c in
-// pipe. Its reply, an array of integers, is read straight into []int64.
-func evalCmd(ctx context.Context, pipe redis.Pipeliner, name, script string, c *call) *redis.IntSliceCmd {
-	args := make([]any, 0, 3+len(c.keys)+len(c.args))
-	args = append(args, name, script, len(c.keys))
-	for _, k := range c.keys {
-		args = append(args, k)
-	}
-	args = append(args, c.args...)
-	cmd := redis.NewIntSliceCmd(ctx, args...)
+// queueCmd queues c's command in pipe. Its reply, an array of integers, is
+// read straight into []int64.
+func queueCmd(ctx context.Context, pipe redis.Pipeliner, c *call) *redis.IntSliceCmd {
+	cmd := redis.NewIntSliceCmd(ctx, c.args...)
 	_ = pipe.Process(ctx, cmd) // queues; errors come with Exec
 	return cmd
 }

@@ -44,9 +44,12 @@ type RedisOptions struct {
 // request can see the counter one request fuller (and be denied), and a
 // refund that fails (Redis unreachable) leaves one request charged.
 //
-// Decisions whose limits share one slot (all decisions on a single server)
-// are pipelined: concurrent decisions go to Redis together, each still one
-// atomic script run (see batch.go). Close stops the pipelining goroutines.
+// Script runs are pipelined: those of concurrent decisions go to Redis
+// together, each still one atomic script run (see batch.go); on Redis
+// Cluster each slot group of a decision waits for the one before. Close
+// stops the pipelining goroutines.
+//
+// Redis 5 or later is needed (effects replication: see take.lua).
 //
 // Why not github.com/go-redis/redis_rate/v10: it implements the same GCRA
 // in Lua but for one key per call (Allow / AllowN), so a decision with a
@@ -118,12 +121,42 @@ const maxTagLen = 200
 func (r *Redis) redisKey(key string) string {
 	var b strings.Builder
 	b.Grow(len(r.prefix) + len(key) + 2)
+	r.appendKey(&b, key)
+	return b.String()
+}
+
+// redisKeys returns the Redis keys of all limits, built into one string
+// that they slice.
+func (r *Redis) redisKeys(limits []Limit) []string {
+	var b strings.Builder
+	n := 0
+	for _, l := range limits {
+		n += len(r.prefix) + min(len(l.Key), maxTagLen) + 2
+	}
+	b.Grow(n + n/8)
+	ends := make([]int, 0, inlineLimits)
+	for _, l := range limits {
+		r.appendKey(&b, l.Key)
+		ends = append(ends, b.Len())
+	}
+	all := b.String()
+	keys := make([]string, len(limits))
+	begin := 0
+	for i, end := range ends {
+		keys[i], begin = all[begin:end], end
+	}
+	return keys
+}
+
+func (r *Redis) appendKey(b *strings.Builder, key string) {
 	b.WriteString(r.prefix)
 	b.WriteByte('{')
 	if len(key) > maxTagLen {
 		sum := sha256.Sum256([]byte(key))
 		b.WriteString("%H")
-		b.WriteString(hex.EncodeToString(sum[:]))
+		var h [2 * sha256.Size]byte
+		hex.Encode(h[:], sum[:])
+		b.Write(h[:])
 	} else {
 		for i := range len(key) {
 			switch c := key[i]; c {
@@ -139,7 +172,6 @@ func (r *Redis) redisKey(key string) string {
 		}
 	}
 	b.WriteByte('}')
-	return b.String()
 }
 
 // slotGroup is the limits of one decision that share a hash slot.
@@ -148,17 +180,9 @@ type slotGroup struct {
 	keys []string
 }
 
-// groups splits the limits into one group per hash slot on Redis Cluster, in
-// the order in which their slots first appear; on a single server all limits
-// form one group.
+// groups splits the limits into one group per hash slot of Redis Cluster,
+// in the order in which their slots first appear.
 func (r *Redis) groups(limits []Limit) []slotGroup {
-	if !r.cluster {
-		g := slotGroup{idx: make([]int, len(limits)), keys: make([]string, len(limits))}
-		for i, l := range limits {
-			g.idx[i], g.keys[i] = i, r.redisKey(l.Key)
-		}
-		return []slotGroup{g}
-	}
 	var groups []slotGroup
 	var slots []int
 	for i, l := range limits {
@@ -190,13 +214,15 @@ func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
 	if r.batch.closed() {
 		return Result{}, errClosed
 	}
+	if !r.cluster {
+		return r.takeAll(ctx, limits)
+	}
 	res := Result{Allowed: true, Statuses: make([]Status, len(limits))}
 	var charged []slotGroup
 	groups := r.groups(limits)
 	for _, g := range groups {
 		charge := res.Allowed
-		// One group is the whole decision in one script run: pipelined.
-		allowed, now, tats, err := r.take(ctx, limits, g, charge, len(groups) == 1)
+		allowed, now, tats, err := r.take(ctx, limits, g, charge)
 		if err != nil {
 			r.refund(ctx, limits, charged)
 			return Result{}, err
@@ -222,26 +248,37 @@ func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
 	return res, nil
 }
 
-// take runs take.lua for one slot group, in the next pipeline when
-// pipelined is true, else on its own.
-func (r *Redis) take(ctx context.Context, limits []Limit, g slotGroup, charge, pipelined bool) (allowed bool, now int64, tats []int64, err error) {
-	args := make([]any, 0, 1+2*len(g.idx))
-	args = append(args, b2i(charge))
-	for _, i := range g.idx {
-		gc := newGCRA(limits[i], time.Microsecond)
-		args = append(args, gc.interval, gc.window)
+// takeAll decides all limits in one script run, pipelined: on a single
+// Redis server every key is in reach of one script.
+func (r *Redis) takeAll(ctx context.Context, limits []Limit) (Result, error) {
+	keys := r.redisKeys(limits)
+	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true))
+	allowed, now, tats, err := takeReply(reply, err, len(keys))
+	if err != nil {
+		return Result{}, err
 	}
-	var reply []int64
-	if pipelined {
-		reply, err = r.batch.run(ctx, g.keys, args)
-	} else {
-		reply, err = r.scripts.take.Run(ctx, r.client, g.keys, args...).Int64Slice()
+	res := Result{Allowed: allowed, Statuses: make([]Status, len(limits))}
+	for i, l := range limits {
+		res.Statuses[i] = newGCRA(l, time.Microsecond).status(l, tats[i], now, allowed, time.Microsecond)
 	}
+	return res, nil
+}
+
+// take runs take.lua for one slot group in the next pipeline. The groups
+// of a decision run one after the other, each in a pipeline of its own,
+// which the cluster client sends to the group's node.
+func (r *Redis) take(ctx context.Context, limits []Limit, g slotGroup, charge bool) (allowed bool, now int64, tats []int64, err error) {
+	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, g.keys, limits, g.idx, charge))
+	return takeReply(reply, err, len(g.keys))
+}
+
+// takeReply reads take.lua's reply for n keys.
+func takeReply(reply []int64, err error, n int) (allowed bool, now int64, tats []int64, _ error) {
 	if err != nil {
 		return false, 0, nil, fmt.Errorf("ratelimit: redis take: %w", err)
 	}
-	if len(reply) != 2+len(g.keys) {
-		return false, 0, nil, fmt.Errorf("ratelimit: redis take: %d values in reply, want %d", len(reply), 2+len(g.keys))
+	if len(reply) != 2+n {
+		return false, 0, nil, fmt.Errorf("ratelimit: redis take: %d values in reply, want %d", len(reply), 2+n)
 	}
 	return reply[0] == 1, reply[1], reply[2:], nil
 }
@@ -275,4 +312,24 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Warm loads the scripts on the Redis server, or on every master of a
+// Redis Cluster, which also connects to each and learns the cluster's
+// slots: the first decisions after a start then cost one round trip each,
+// instead of a dial, a slot lookup and a NOSCRIPT retry, which together can
+// exceed a decision's budget when many arrive at once.
+func (r *Redis) Warm(ctx context.Context) error {
+	load := func(ctx context.Context, c redis.Scripter) error {
+		for _, s := range []*redis.Script{r.scripts.take, r.scripts.refund} {
+			if err := s.Load(ctx, c).Err(); err != nil {
+				return fmt.Errorf("ratelimit: load script: %w", err)
+			}
+		}
+		return nil
+	}
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return load(ctx, c) })
+	}
+	return load(ctx, r.client)
 }
