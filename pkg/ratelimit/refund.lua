@@ -5,9 +5,7 @@
 -- ARGV[i]  emission interval of KEYS[i], in microseconds.
 -- Returns the number of counters refunded.
 
-if redis.replicate_commands ~= nil then
-  redis.replicate_commands()
-end
+-- Redis >= 5: effects replication, as in take.lua.
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])

@@ -9,11 +9,9 @@
 -- server time in microseconds, tat_i the TAT of KEYS[i] before this request,
 -- clamped to [now, now + window_i].
 
--- Only Redis < 5 needs this to write after the non-deterministic TIME;
--- later versions replicate effects and ignore the call.
-if redis.replicate_commands ~= nil then
-  redis.replicate_commands()
-end
+-- Redis >= 5 replicates the script's effects (the SETs), not the script,
+-- so writing after the non-deterministic TIME is allowed; Redis 3.2 and 4
+-- needed redis.replicate_commands() first, one more call on every run.
 
 -- The server's clock, not the caller's: replicas' clocks differ.
 local time = redis.call('TIME')
