@@ -214,3 +214,29 @@ func TestRedisKeyEscaping(t *testing.T) {
 		})
 	}
 }
+
+func TestRedisWarmLoadsTheScriptsOnEveryServer(t *testing.T) {
+	for target, opts := range redisTargets(t) {
+		t.Run(target, func(t *testing.T) {
+			r := newRedisStore(t, opts)
+			if err := r.Warm(context.Background()); err != nil {
+				t.Fatalf("Warm: %v", err)
+			}
+			var servers []ClientOptions
+			if opts.Addr != "" {
+				servers = []ClientOptions{opts}
+			}
+			for _, a := range opts.ClusterAddrs {
+				servers = append(servers, ClientOptions{Addr: a})
+			}
+			for _, s := range servers {
+				c := redis.NewClient(&redis.Options{Addr: s.Addr})
+				exists, err := c.ScriptExists(context.Background(), r.scripts.take.Hash(), r.scripts.refund.Hash()).Result()
+				c.Close()
+				if err != nil || len(exists) != 2 || !exists[0] || !exists[1] {
+					t.Fatalf("%s: SCRIPT EXISTS take refund = %v, %v; want both loaded", s.Addr, exists, err)
+				}
+			}
+		})
+	}
+}

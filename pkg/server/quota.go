@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -56,7 +57,9 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 		fallback.Close()
 		return nil, err
 	}
-	return &redisStore{Resilient: resilient, primary: primary, client: client, fallback: fallback}, nil
+	store := &redisStore{Resilient: resilient, primary: primary, client: client, fallback: fallback}
+	store.warm(log)
+	return store, nil
 }
 
 // memoryStore is always up.
@@ -69,10 +72,34 @@ type redisStore struct {
 	primary  *ratelimit.Redis
 	client   redis.UniversalClient
 	fallback *ratelimit.Memory
+
+	stopWarm func()
+	warmed   chan struct{} // closed when the warm-up has ended
 }
 
-// Close closes the Redis store before its client.
+// warmTimeout bounds the warm-up at start.
+const warmTimeout = 5 * time.Second
+
+// warm loads the scripts and connects in the background (Redis.Warm), so
+// that a burst of checks right after start does not find the store cold.
+// Serving never waits for it: a Redis that is down at start is the
+// breaker's business.
+func (r *redisStore) warm(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
+	r.stopWarm, r.warmed = cancel, make(chan struct{})
+	go func() {
+		defer close(r.warmed)
+		defer cancel()
+		if err := r.primary.Warm(ctx); err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+			log.Warn("quota store warm-up failed; the first checks will connect and load the scripts", "error", err)
+		}
+	}()
+}
+
+// Close stops the warm-up, then closes the Redis store before its client.
 func (r *redisStore) Close() error {
+	r.stopWarm()
+	<-r.warmed
 	r.fallback.Close()
 	r.primary.Close()
 	return r.client.Close()
