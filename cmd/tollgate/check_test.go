@@ -283,8 +283,8 @@ func TestCheckUsageAndPolicyErrors(t *testing.T) {
 			args: []string{"check", "--policy-file", "../../pkg/policyfile/testdata/invalid/many-mistakes.yaml", "--path", "/"},
 			contains: []string{
 				"tollgate: cannot decide: 5 error(s) in the policies\n",
-				"many-mistakes.yaml: shop/broken: spec.rules[0].owner.path",
-				"many-mistakes.yaml: shop/broken: spec.jwt",
+				"shop/broken: spec.rules[0].owner.path",
+				"shop/broken: spec.jwt",
 			},
 		},
 		"a missing policy directory": {

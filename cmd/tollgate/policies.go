@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/tollgate-dev/tollgate/pkg/decision"
@@ -35,7 +37,22 @@ func loadPolicyFiles(ctx context.Context, o loadOptions) (*policyset.Set, []poli
 		set.Close()
 		return nil, nil, 0, fmt.Errorf("load policies: %w", err)
 	}
-	return set, problems, len(src.Keys()), nil
+	return set, sortProblems(policyfile.AddLines(problems)), len(src.Keys()), nil
+}
+
+// sortProblems orders problems by file, in the order the files were read,
+// then by line (problems of the whole file first).
+func sortProblems(problems []policyfile.Problem) []policyfile.Problem {
+	order := map[string]int{}
+	for _, p := range problems {
+		if _, ok := order[p.File]; !ok {
+			order[p.File] = len(order)
+		}
+	}
+	slices.SortStableFunc(problems, func(a, b policyfile.Problem) int {
+		return cmp.Or(cmp.Compare(order[a.File], order[b.File]), cmp.Compare(a.Line, b.Line))
+	})
+	return problems
 }
 
 // printProblems writes every problem to w and returns the number of

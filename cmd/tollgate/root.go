@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tollgate-dev/tollgate/internal/suggest"
 	"github.com/tollgate-dev/tollgate/pkg/version"
 )
 
@@ -104,45 +105,15 @@ func flagError(cmd *cobra.Command, err error) error {
 	return &exitError{code: 2, err: err}
 }
 
-// suggestFlag returns the flag of fs nearest to name, or "" when none is
-// near: one that name is a prefix of, or within two edits.
+// suggestFlag returns the visible flag of fs nearest to name, or "".
 func suggestFlag(fs *pflag.FlagSet, name string) string {
-	var best string
-	bestDist := 3
+	var names []string
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Hidden {
-			return
-		}
-		d := editDistance(name, f.Name)
-		if strings.HasPrefix(f.Name, name) && d > 1 {
-			d = 2 // a prefix beats a distant name, not a near one
-		}
-		if d < bestDist || d == bestDist && f.Name < best {
-			best, bestDist = f.Name, d
+		if !f.Hidden {
+			names = append(names, f.Name)
 		}
 	})
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Nearest(name, names)
 }
 
 // envName returns the environment variable of a flag.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,11 +36,11 @@ func TestValidate(t *testing.T) {
 			args: []string{"validate", "../../pkg/policyfile/testdata/invalid/many-mistakes.yaml"},
 			code: 1,
 			contains: []string{
-				"many-mistakes.yaml: shop/broken: spec.rules[0].owner.path",
-				"many-mistakes.yaml: shop/broken: spec.limits[0].requests",
-				"many-mistakes.yaml: shop/broken: spec.limits[0].period",
-				"many-mistakes.yaml: shop/broken: spec.limits[0].by",
-				"many-mistakes.yaml: shop/broken: spec.jwt",
+				"shop/broken: spec.rules[0].owner.path",
+				"shop/broken: spec.limits[0].requests",
+				"shop/broken: spec.limits[0].period",
+				"shop/broken: spec.limits[0].by",
+				"shop/broken: spec.jwt",
 			},
 		},
 		"another kind of manifest is skipped with a warning": {
@@ -49,16 +51,29 @@ func TestValidate(t *testing.T) {
 		"an inline jwks that is not JSON is an error, as in serve": {
 			args:     []string{"validate", "testdata/validate/jwks-not-json.yaml"},
 			code:     1,
-			contains: []string{"jwks-not-json.yaml: shop/bad-jwks: spec.jwt: token: invalid settings: inline jwks"},
+			contains: []string{"shop/bad-jwks: spec.jwt: token: invalid settings: inline jwks"},
 		},
-		"a missing file is an error": {
+		"every mistake is named with its line": {
+			args: []string{"validate", "../../pkg/policyfile/testdata/invalid/many-mistakes.yaml"},
+			code: 1,
+			contains: []string{
+				"many-mistakes.yaml:8: shop/broken: spec.jwt: ",
+				"many-mistakes.yaml:21: shop/broken: spec.rules[0].owner.path: ",
+			},
+		},
+		"a missing file is an error that names it": {
 			args:     []string{"validate", "does-not-exist.yaml"},
 			code:     1,
-			contains: []string{"does-not-exist.yaml"},
+			contains: []string{"does-not-exist.yaml: no such file or directory\n"},
 		},
 		"no argument is a usage error": {
 			args: []string{"validate"},
 			code: 2,
+		},
+		"an unknown output format is a usage error": {
+			args:     []string{"validate", "-o", "yaml", "../../config/samples/"},
+			code:     2,
+			contains: []string{`--output "yaml": want text or json`},
 		},
 	}
 	for name, tc := range tests {
@@ -70,6 +85,113 @@ func TestValidate(t *testing.T) {
 			for _, s := range tc.contains {
 				if !strings.Contains(stderr, s) {
 					t.Errorf("stderr does not contain %q:\n%s", s, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestValidateReportsEveryMistakeOfADocument validates a document with
+// values of the wrong type, an unknown field and a mistake the compiler
+// finds: each is on a line of its own that starts with the file and line.
+func TestValidateReportsEveryMistakeOfADocument(t *testing.T) {
+	file := writeFile(t, t.TempDir(), "p.yaml", `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: api
+  namespace: shop
+spec:
+  jwt:
+    issuer: https://auth.example.com
+    jwksURI: https://auth.example.com/jwks
+  limits:
+    - name: per-user
+      requests: "one hundred"
+      period: forever
+      by: user
+  rules:
+    - name: health
+      path: /api/health
+      anonymus: true
+`)
+	code, stdout, stderr := runCommand(t, "validate", file)
+	if code != 1 || stdout != "" {
+		t.Fatalf("exit code %d, stdout %q; want 1 and nothing", code, stdout)
+	}
+	want := []string{
+		file + `:12: shop/api: spec.limits[0].requests: must be a whole number, not the string "one hundred"`,
+		file + `:13: shop/api: spec.limits[0].period: Invalid value: "forever"`,
+		file + `:18: shop/api: spec.rules[0].anonymus: unknown field "anonymus" (did you mean "anonymous"?)`,
+		"tollgate: 3 error(s) found",
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(want), stderr)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d = %q, want it to start with %q", i+1, lines[i], w)
+		}
+	}
+}
+
+func TestValidateJSON(t *testing.T) {
+	type problem struct {
+		File, Object, Field, Message, Severity string
+		Line                                   int
+	}
+	type result struct {
+		Valid                      bool
+		Policies, Errors, Warnings int
+		Problems                   []problem
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+	tests := map[string]struct {
+		args []string
+		code int
+		want result
+	}{
+		"the samples": {
+			args: []string{"../../config/samples"},
+			want: result{Valid: true, Policies: 1, Problems: []problem{}},
+		},
+		"a file with mistakes and a missing path": {
+			args: []string{"../../pkg/policyfile/testdata/invalid/many-mistakes.yaml", "nope.yaml"},
+			code: 1,
+			want: result{Policies: 1, Errors: 6, Problems: []problem{
+				{File: "nope.yaml", Message: "no such file or directory", Severity: "error"},
+			}},
+		},
+		"only a warning": {
+			args: []string{dir},
+			code: 1,
+			want: result{Warnings: 1, Problems: []problem{
+				{File: dir + "/cm.yaml", Object: "document 1", Message: "not a tollgate AuthPolicy; skipped: v1 ConfigMap", Severity: "warning"},
+			}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, stdout, stderr := runCommand(t, append([]string{"validate", "-o", "json"}, tc.args...)...)
+			if code != tc.code || stderr != "" {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			var got result
+			if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+				t.Fatalf("output is not one JSON object: %v\n%s", err, stdout)
+			}
+			if got.Valid != tc.want.Valid || got.Policies != tc.want.Policies || got.Errors != tc.want.Errors || got.Warnings != tc.want.Warnings || got.Problems == nil {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			for _, w := range tc.want.Problems {
+				if !slices.Contains(got.Problems, w) {
+					t.Errorf("no problem %+v in %+v", w, got.Problems)
+				}
+			}
+			for _, p := range got.Problems {
+				if p.Field != "" && p.Line == 0 {
+					t.Errorf("problem %+v has a field but no line", p)
 				}
 			}
 		})

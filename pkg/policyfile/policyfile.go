@@ -16,8 +16,6 @@ import (
 	"strings"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	sigsjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 )
@@ -157,8 +155,9 @@ func Parse(data []byte) ([]Document, error) {
 	// A buffer the size of the data (64 KiB at most): 10,000 small files
 	// must not cost 10,000 buffers of 64 KiB.
 	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(data), min(len(data)+16, 64<<10)))
+	starts := documentStarts(data)
 	var docs []Document
-	for index := 0; ; index++ {
+	for index, chunk := 0, 0; ; index, chunk = index+1, chunk+1 {
 		raw, err := reader.Read()
 		if errors.Is(err, io.EOF) {
 			return docs, nil
@@ -170,7 +169,11 @@ func Parse(data []byte) ([]Document, error) {
 			index--
 			continue
 		}
-		ap, err := decode(raw)
+		start := 0
+		if chunk < len(starts) {
+			start = starts[chunk]
+		}
+		ap, err := decode(raw, start)
 		docs = append(docs, Document{Index: index, Policy: ap, Err: err})
 	}
 }
@@ -183,38 +186,4 @@ func isEmptyDocument(raw []byte) bool {
 		}
 	}
 	return true
-}
-
-// decode converts one YAML document strictly. Unknown and duplicate fields
-// are all reported, each with its path.
-func decode(raw []byte) (*v1alpha1.AuthPolicy, error) {
-	js, err := yaml.YAMLToJSONStrict(raw)
-	if err != nil {
-		return nil, fmt.Errorf("invalid YAML: %w", err)
-	}
-	var meta struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &meta); err != nil {
-		return nil, fmt.Errorf("not an object: %w", err)
-	}
-	if meta.Kind != "AuthPolicy" || meta.APIVersion != v1alpha1.GroupVersion.String() {
-		if group, _, _ := strings.Cut(meta.APIVersion, "/"); meta.APIVersion != "" && meta.Kind != "" && group != v1alpha1.GroupVersion.Group {
-			return nil, fmt.Errorf("%w: %s %s", ErrNotAuthPolicy, meta.APIVersion, meta.Kind)
-		}
-		return nil, fmt.Errorf("unsupported object %q %q: want apiVersion %q, kind \"AuthPolicy\"", meta.APIVersion, meta.Kind, v1alpha1.GroupVersion.String())
-	}
-	ap := &v1alpha1.AuthPolicy{}
-	strict, err := sigsjson.UnmarshalStrict(js, ap, sigsjson.DisallowUnknownFields)
-	if err != nil {
-		return ap, fmt.Errorf("decode: %w", err)
-	}
-	if len(strict) > 0 {
-		return ap, errors.Join(strict...)
-	}
-	if ap.Name == "" {
-		return ap, errors.New("metadata.name: Required value")
-	}
-	return ap, nil
 }

@@ -16,7 +16,6 @@ import (
 	"syscall"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
-	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
 	"github.com/tollgate-dev/tollgate/pkg/policyset"
 )
 
@@ -261,7 +260,7 @@ func (s *Source) apply(path string, root int, st fileStat, docs []Document, err 
 		}
 		if d.Policy == nil || d.Policy.Name == "" {
 			keepOthers = true
-			f.problems = append(f.problems, Problem{File: path, Object: d.Object(), Message: d.Err.Error()})
+			f.problems = append(f.problems, problemsOf(path, d.Object(), d.Err)...)
 			continue
 		}
 		key := d.Object()
@@ -292,7 +291,7 @@ func (s *Source) apply(path string, root int, st fileStat, docs []Document, err 
 	f.keys, f.dups = keys, dups
 	for _, p := range f.problems {
 		if !p.Warning {
-			s.log.Error("policy file problem", "file", p.File, "object", p.Object, "error", p.Message)
+			s.log.Error("policy file problem", "file", p.File, "line", p.Line, "object", p.Object, "field", p.Field, "error", p.Message)
 		}
 	}
 }
@@ -403,15 +402,8 @@ func (s *Source) Problems() []Problem {
 func statusProblems(file, key string, st policyset.Status) []Problem {
 	switch st.Reason {
 	case v1alpha1.ReasonInvalidSpec:
-		if fes := compiler.FieldErrors(st.Err); len(fes) > 0 {
-			out := make([]Problem, len(fes))
-			for i, fe := range fes {
-				out[i] = Problem{File: file, Object: key, Field: fe.Field, Message: fe.ErrorBody()}
-			}
-			return out
-		}
 		if st.Err != nil {
-			return []Problem{{File: file, Object: key, Message: st.Err.Error()}}
+			return problemsOf(file, key, st.Err)
 		}
 		return []Problem{{File: file, Object: key, Message: st.Message}}
 	case v1alpha1.ReasonConflict:
