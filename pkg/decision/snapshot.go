@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 
@@ -44,6 +45,9 @@ type Snapshot struct {
 	// claim, sorted, with cap == len: removed from the upstream request
 	// on every allow, so that no client copy of one gets through.
 	forwarded []string
+	// forwardedBy counts, per header of forwarded, the policies that
+	// forward it.
+	forwardedBy map[string]int
 }
 
 type entry struct {
@@ -59,23 +63,40 @@ type hostIndex struct {
 	byPrefix map[string][]*entry
 }
 
+// add adds e; the prefix's list is copied, never appended to in place,
+// so that an index cloned from a published snapshot leaves it intact.
 func (h *hostIndex) add(e *entry) {
 	if h.byPrefix == nil {
 		h.byPrefix = make(map[string][]*entry, 1)
 	}
-	list := h.byPrefix[e.policy.PathPrefix]
+	old := h.byPrefix[e.policy.PathPrefix]
 	// Enforcing entries before dry-run ones; otherwise in given order.
-	i := len(list)
+	i := len(old)
 	if !e.policy.DryRun {
-		for i > 0 && list[i-1].policy.DryRun {
+		for i > 0 && old[i-1].policy.DryRun {
 			i--
 		}
 	}
-	list = append(list, nil)
-	copy(list[i+1:], list[i:])
-	list[i] = e
+	list := make([]*entry, 0, len(old)+1)
+	list = append(append(append(list, old[:i]...), e), old[i:]...)
 	h.byPrefix[e.policy.PathPrefix] = list
 }
+
+// remove removes e, copying the prefix's list.
+func (h *hostIndex) remove(e *entry) {
+	old := h.byPrefix[e.policy.PathPrefix]
+	i := slices.Index(old, e)
+	if i < 0 {
+		return
+	}
+	if len(old) == 1 {
+		delete(h.byPrefix, e.policy.PathPrefix)
+		return
+	}
+	h.byPrefix[e.policy.PathPrefix] = slices.Concat(old[:i], old[i+1:])
+}
+
+func (h *hostIndex) clone() *hostIndex { return &hostIndex{byPrefix: maps.Clone(h.byPrefix)} }
 
 // lookup returns the entry with the longest pathPrefix that governs path,
 // among those of namespace ns ("" for any namespace) in dryRun mode or not.
@@ -127,79 +148,237 @@ func eachPrefix(path string, fn func(prefix string) bool) {
 // namespace's policies. A nil owners turns ownership off.
 func NewSnapshot(entries []Entry, owners map[string]string) *Snapshot {
 	s := &Snapshot{
-		exact:    make(map[string]*hostIndex),
-		wildcard: make(map[string]*hostIndex),
-		byKey:    make(map[string]*entry, len(entries)),
-		policies: make([]*policy.Policy, 0, len(entries)),
+		exact:       make(map[string]*hostIndex),
+		wildcard:    make(map[string]*hostIndex),
+		byKey:       make(map[string]*entry, len(entries)),
+		policies:    make([]*policy.Policy, 0, len(entries)),
+		forwardedBy: make(map[string]int),
 	}
 	if owners != nil {
 		s.exactOwner = make(map[string]string, len(owners))
 		s.wildOwner = make(map[string]string)
-		for h, ns := range owners {
-			if suffix, ok := strings.CutPrefix(h, "*"); ok {
-				s.wildOwner[suffix] = ns
-			} else {
-				s.exactOwner[h] = ns
-			}
+		s.setOwners(owners)
+	}
+	fresh := func(m map[string]*hostIndex, name string) *hostIndex {
+		hi := m[name]
+		if hi == nil {
+			hi = &hostIndex{}
+			m[name] = hi
 		}
+		return hi
 	}
 	for _, in := range entries {
-		p := in.Policy
-		if _, dup := s.byKey[p.Key()]; dup {
-			continue
-		}
-		e := &entry{policy: p, verifier: in.Verifier}
-		s.byKey[p.Key()] = e
-		s.policies = append(s.policies, p)
-		if p.DryRun {
-			s.dryRuns++
-		}
-		if len(p.Hosts) == 0 {
-			s.anyHost.add(e)
-		}
-		for _, h := range p.Hosts {
-			idx := s.exact
-			if h.Wildcard {
-				idx = s.wildcard
-			}
-			hi := idx[h.Name]
-			if hi == nil {
-				hi = &hostIndex{}
-				idx[h.Name] = hi
-			}
-			hi.add(e)
+		if _, dup := s.byKey[in.Policy.Key()]; !dup {
+			s.policies = append(s.policies, s.addEntry(in, fresh))
 		}
 	}
 	s.indexForwarded()
 	return s
 }
 
+// setOwners records the owner of each host of owners; "" means none.
+func (s *Snapshot) setOwners(owners map[string]string) {
+	for h, ns := range owners {
+		m := s.exactOwner
+		name, wild := strings.CutPrefix(h, "*")
+		if wild {
+			m = s.wildOwner
+		}
+		if ns == "" {
+			delete(m, name)
+		} else {
+			m[name] = ns
+		}
+	}
+}
+
+// addEntry indexes one entry, with index returning the host index to add
+// to, and returns its policy.
+func (s *Snapshot) addEntry(in Entry, index func(m map[string]*hostIndex, name string) *hostIndex) *policy.Policy {
+	p := in.Policy
+	e := &entry{policy: p, verifier: in.Verifier}
+	s.byKey[p.Key()] = e
+	if p.DryRun {
+		s.dryRuns++
+	}
+	if len(p.Hosts) == 0 {
+		s.anyHost.add(e)
+	}
+	for _, h := range p.Hosts {
+		if h.Wildcard {
+			index(s.wildcard, h.Name).add(e)
+		} else {
+			index(s.exact, h.Name).add(e)
+		}
+	}
+	if p.JWT != nil {
+		for _, fc := range p.JWT.ForwardClaims {
+			s.forwardedBy[fc.Header]++
+		}
+	}
+	return p
+}
+
+// Update returns a snapshot serving what s serves, without the policies of
+// the removed keys and with added (an added policy replaces one of the
+// same key), and with the owners changed as owners says ("" for a host no
+// longer owned; ignored when ownership is off). s is not changed: the new
+// snapshot shares every index the change does not touch, so an update
+// costs copies of the top-level maps and work in proportion to the change,
+// not a rebuild.
+func (s *Snapshot) Update(removed []string, added []Entry, owners map[string]string) *Snapshot {
+	n := &Snapshot{
+		exact:       maps.Clone(s.exact),
+		wildcard:    maps.Clone(s.wildcard),
+		anyHost:     s.anyHost,
+		exactOwner:  s.exactOwner,
+		wildOwner:   s.wildOwner,
+		byKey:       maps.Clone(s.byKey),
+		dryRuns:     s.dryRuns,
+		forwarded:   s.forwarded,
+		forwardedBy: maps.Clone(s.forwardedBy),
+	}
+	if len(owners) > 0 && s.exactOwner != nil {
+		n.exactOwner, n.wildOwner = maps.Clone(s.exactOwner), maps.Clone(s.wildOwner)
+		n.setOwners(owners)
+	}
+	cloned := make(map[*hostIndex]bool)
+	anyCloned := false
+	index := func(m map[string]*hostIndex, name string) *hostIndex {
+		hi := m[name]
+		switch {
+		case hi == nil:
+			hi = &hostIndex{}
+		case !cloned[hi]:
+			hi = hi.clone()
+		default:
+			return hi
+		}
+		cloned[hi] = true
+		m[name] = hi
+		return hi
+	}
+	touchAny := func() {
+		if !anyCloned {
+			n.anyHost = *s.anyHost.clone()
+			anyCloned = true
+		}
+	}
+	gone := make(map[string]bool, len(removed)+len(added))
+	drop := func(key string) {
+		e := n.byKey[key]
+		if e == nil {
+			return
+		}
+		gone[key] = true
+		delete(n.byKey, key)
+		p := e.policy
+		if p.DryRun {
+			n.dryRuns--
+		}
+		if len(p.Hosts) == 0 {
+			touchAny()
+			n.anyHost.remove(e)
+		}
+		for _, h := range p.Hosts {
+			m := n.exact
+			if h.Wildcard {
+				m = n.wildcard
+			}
+			hi := index(m, h.Name)
+			if hi.remove(e); len(hi.byPrefix) == 0 {
+				delete(m, h.Name)
+			}
+		}
+		if p.JWT != nil {
+			for _, fc := range p.JWT.ForwardClaims {
+				if n.forwardedBy[fc.Header]--; n.forwardedBy[fc.Header] == 0 {
+					delete(n.forwardedBy, fc.Header)
+				}
+			}
+		}
+	}
+	for _, key := range removed {
+		drop(key)
+	}
+	for _, in := range added {
+		drop(in.Policy.Key())
+	}
+	for _, in := range added {
+		if len(in.Policy.Hosts) == 0 {
+			touchAny()
+		}
+		n.addEntry(in, index)
+	}
+	if len(n.forwardedBy) != len(s.forwardedBy) || !sameKeys(n.forwardedBy, s.forwardedBy) {
+		// Every entry's otherForwarded changes with the set of forwarded
+		// headers: build anew.
+		all := make([]Entry, 0, len(n.byKey))
+		for _, e := range n.byKey {
+			all = append(all, Entry{Policy: e.policy, Verifier: e.verifier})
+		}
+		var own map[string]string
+		if n.exactOwner != nil {
+			own = make(map[string]string, len(n.exactOwner)+len(n.wildOwner))
+			for h, ns := range n.exactOwner {
+				own[h] = ns
+			}
+			for h, ns := range n.wildOwner {
+				own["*"+h] = ns
+			}
+		}
+		return NewSnapshot(all, own)
+	}
+	n.policies = make([]*policy.Policy, 0, len(n.byKey))
+	for _, p := range s.policies {
+		if !gone[p.Key()] {
+			n.policies = append(n.policies, p)
+		}
+	}
+	for _, in := range added {
+		n.policies = append(n.policies, in.Policy)
+		n.otherForwardedOf(n.byKey[in.Policy.Key()])
+	}
+	return n
+}
+
+func sameKeys(a, b map[string]int) bool {
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // indexForwarded computes forwarded and each entry's otherForwarded, once
 // per snapshot, so that no request builds them.
 func (s *Snapshot) indexForwarded() {
-	for _, p := range s.policies {
-		if p.JWT != nil {
-			for _, fc := range p.JWT.ForwardClaims {
-				s.forwarded = append(s.forwarded, fc.Header)
-			}
-		}
+	for h := range s.forwardedBy {
+		s.forwarded = append(s.forwarded, h)
 	}
 	slices.Sort(s.forwarded)
-	s.forwarded = slices.Clip(slices.Compact(s.forwarded))
+	s.forwarded = slices.Clip(s.forwarded)
 	for _, e := range s.byKey {
-		var own []string
-		if e.policy.JWT != nil {
-			for _, fc := range e.policy.JWT.ForwardClaims {
-				own = append(own, fc.Header)
-			}
-		}
-		for _, h := range s.forwarded {
-			if !slices.Contains(own, h) {
-				e.otherForwarded = append(e.otherForwarded, h)
-			}
-		}
-		e.otherForwarded = slices.Clip(e.otherForwarded)
+		s.otherForwardedOf(e)
 	}
+}
+
+// otherForwardedOf sets e.otherForwarded from s.forwarded.
+func (s *Snapshot) otherForwardedOf(e *entry) {
+	var own []string
+	if e.policy.JWT != nil {
+		for _, fc := range e.policy.JWT.ForwardClaims {
+			own = append(own, fc.Header)
+		}
+	}
+	e.otherForwarded = nil
+	for _, h := range s.forwarded {
+		if !slices.Contains(own, h) {
+			e.otherForwarded = append(e.otherForwarded, h)
+		}
+	}
+	e.otherForwarded = slices.Clip(e.otherForwarded)
 }
 
 // Policies returns the policies the snapshot serves.

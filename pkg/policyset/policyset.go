@@ -230,7 +230,7 @@ func (s *Set) Delete(namespace, name string) {
 	if it.serving != nil {
 		s.servingChangedLocked(it, it.serving)
 		it.serving = nil
-		s.pub.changedLocked()
+		s.pub.policyChangedLocked(key)
 	}
 	s.setVersionsLocked(it, nil, nil, nil)
 	it.deleted = true

@@ -25,6 +25,12 @@ type publisher struct {
 	urgent    chan struct{} // a Flush waits
 	retain    bool          // a key source may be unused: call Keys.Retain
 	closed    bool
+	// snap is the snapshot published last; dirty and dirtyHosts are the
+	// policies whose served version, and the hosts whose owner, changed
+	// since: the next snapshot is last updated with them.
+	snap       *decision.Snapshot
+	dirty      map[string]bool
+	dirtyHosts map[string]bool
 	// started is set by the first Flush: until a source has applied its
 	// initial state, nothing is published (a partial set could allow what a
 	// policy not yet applied denies), and the initial burst costs one build.
@@ -42,8 +48,23 @@ func (p *publisher) waitLocked(now time.Time) time.Duration {
 func (p *publisher) init() {
 	p.seq = 1 // the first Flush publishes, even an empty set
 	p.published = make(chan struct{})
+	p.dirty = make(map[string]bool)
+	p.dirtyHosts = make(map[string]bool)
 	p.kick = make(chan struct{}, 1)
 	p.urgent = make(chan struct{}, 1)
+}
+
+// policyChangedLocked records that the served version of policy key
+// changed.
+func (p *publisher) policyChangedLocked(key string) {
+	p.dirty[key] = true
+	p.changedLocked()
+}
+
+// ownerChangedLocked records that the owner of host h changed.
+func (p *publisher) ownerChangedLocked(h string) {
+	p.dirtyHosts[h] = true
+	p.changedLocked()
 }
 
 func (p *publisher) changedLocked() {
@@ -138,7 +159,7 @@ func (s *Set) publishOnce() {
 	}
 	seq := s.pub.seq
 	s.pub.since = time.Time{}
-	entries, owners := s.collectLocked()
+	build := s.collectLocked()
 	if s.pub.retain && s.opts.Keys != nil {
 		// Under s.mu, so that no verifier is made for a source between
 		// collecting the configs and dropping the others.
@@ -147,12 +168,13 @@ func (s *Set) publishOnce() {
 	}
 	s.mu.Unlock()
 
-	snap := decision.NewSnapshot(entries, owners)
+	snap := build()
 	if s.opts.Publish != nil {
 		s.opts.Publish(snap)
 	}
 
 	s.mu.Lock()
+	s.pub.snap = snap
 	s.pub.done = seq
 	s.pub.lastBuild = time.Since(start)
 	close(s.pub.published)
@@ -161,29 +183,55 @@ func (s *Set) publishOnce() {
 	s.mu.Unlock()
 }
 
-// collectLocked returns what the set serves: the serving version of every
-// policy, and the owner of every host named (nil with CrossNamespaceHosts).
-// decision.NewSnapshot turns it into a snapshot: this pair is the one way
-// policies become a snapshot.
-func (s *Set) collectLocked() ([]decision.Entry, map[string]string) {
-	entries := make([]decision.Entry, 0, len(s.items))
-	for _, it := range s.items {
-		v := it.serving
-		if v == nil {
-			continue
+// collectLocked takes what changed since the last snapshot and returns the
+// function that builds the next one, to be called without s.mu: the last
+// snapshot updated with the policies and host owners that changed, or,
+// the first time or when much changed, a snapshot of the whole set.
+// decision.NewSnapshot and Snapshot.Update are the one way policies become
+// a snapshot.
+func (s *Set) collectLocked() func() *decision.Snapshot {
+	dirty, dirtyHosts := s.pub.dirty, s.pub.dirtyHosts
+	s.pub.dirty, s.pub.dirtyHosts = make(map[string]bool), make(map[string]bool)
+	last := s.pub.snap
+	if last == nil || len(dirty)+len(dirtyHosts) > len(s.items)/4+16 {
+		entries := make([]decision.Entry, 0, len(s.items))
+		for _, it := range s.items {
+			if it.serving != nil {
+				entries = append(entries, entryOf(it.serving))
+			}
 		}
-		e := decision.Entry{Policy: v.policy}
-		if v.verifier != nil {
-			e.Verifier = v.verifier
+		var owners map[string]string
+		if !s.opts.CrossNamespaceHosts {
+			owners = make(map[string]string, len(s.hosts))
+			for h, list := range s.hosts {
+				owners[h] = list[0].ns
+			}
 		}
-		entries = append(entries, e)
+		return func() *decision.Snapshot { return decision.NewSnapshot(entries, owners) }
+	}
+	var removed []string
+	var added []decision.Entry
+	for key := range dirty {
+		if it := s.items[key]; it != nil && it.serving != nil {
+			added = append(added, entryOf(it.serving))
+		} else {
+			removed = append(removed, key)
+		}
 	}
 	var owners map[string]string
-	if !s.opts.CrossNamespaceHosts {
-		owners = make(map[string]string, len(s.hosts))
-		for h, list := range s.hosts {
-			owners[h] = list[0].ns
+	if !s.opts.CrossNamespaceHosts && len(dirtyHosts) > 0 {
+		owners = make(map[string]string, len(dirtyHosts))
+		for h := range dirtyHosts {
+			owners[h] = s.ownerLocked(h)
 		}
 	}
-	return entries, owners
+	return func() *decision.Snapshot { return last.Update(removed, added, owners) }
+}
+
+func entryOf(v *version) decision.Entry {
+	e := decision.Entry{Policy: v.policy}
+	if v.verifier != nil {
+		e.Verifier = v.verifier
+	}
+	return e
 }

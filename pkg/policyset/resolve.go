@@ -54,7 +54,7 @@ func (s *Set) reholdLocked(it *item, cur, good *version, a age) {
 		if s.ownerLocked(h) == before[i] {
 			continue
 		}
-		s.pub.changedLocked()
+		s.pub.ownerChangedLocked(h)
 		for _, other := range s.hosts[h] {
 			s.enqueueLocked(other)
 		}
@@ -149,7 +149,7 @@ func (s *Set) resolveLocked(it *item) {
 		it.serving = serve
 		s.servingChangedLocked(it, old)
 		s.servingChangedLocked(it, serve)
-		s.pub.changedLocked()
+		s.pub.policyChangedLocked(it.key)
 	}
 	if serve != nil && serve == it.cur && it.good != it.cur && keysReady(it.cur) {
 		// Accepted and served: this is the last good version now.
