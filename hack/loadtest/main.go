@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&c.connections, "connections", 1, "ghz connections")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds: each measures every server once per phase, in turn")
 	flag.IntVar(&c.rate, "rate", 2000, "requests per second of the fixed-rate phase; 0 skips it")
-	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order; a tollgate scenario may add environment variables: memory:GOGC=200+GOMEMLIMIT=64MiB")
+	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order; a tollgate scenario may add environment variables and another binary: memory:GOGC=200+GOMEMLIMIT=64MiB, redis@bin/tollgate-old")
 	flag.StringVar(&c.serverCPU, "server-cpu", "1", "CPU list for servers and redis-server (taskset -c); empty: no pinning")
 	flag.StringVar(&c.clientCPU, "client-cpu", "0", "CPU list for ghz (taskset -c); empty: no pinning")
 	flag.StringVar(&c.redisCPU, "redis-cpu", "0", "CPU list for redis-server (taskset -c); empty: no pinning. Not tollgate's: Redis runs on other machines in production, and sharing tollgate's CPU would add two context switches to every decision's latency")
@@ -295,17 +295,22 @@ func measurePhase(ctx context.Context, c *config, fx *fixture, srv *server, d ti
 // the server CPUs, and waits until it answers.
 //
 // A scenario is bare, memory or redis, optionally followed by environment
-// variables for tollgate: "memory:GOGC=400+GOMEMLIMIT=64MiB".
+// variables for tollgate and another tollgate binary, to compare two builds
+// in one run: "memory:GOGC=400+GOMEMLIMIT=64MiB", "redis@bin/tollgate-old".
 func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) (*server, error) {
-	kind, envSpec, _ := strings.Cut(name, ":")
+	spec, tollgate, other := strings.Cut(name, "@")
+	if !other {
+		tollgate = c.tollgate
+	}
+	kind, envSpec, _ := strings.Cut(spec, ":")
 	var env []string
 	if envSpec != "" {
-		if kind == "bare" {
-			return nil, fmt.Errorf("scenario %q: environment variables are for tollgate only", name)
-		}
 		env = append(os.Environ(), strings.Split(envSpec, "+")...)
 	}
-	logName := strings.NewReplacer(":", "-", "+", "-", "=", "").Replace(name)
+	if kind == "bare" && (env != nil || other) {
+		return nil, fmt.Errorf("scenario %q: environment and binary are for tollgate only", name)
+	}
+	logName := strings.NewReplacer(":", "-", "+", "-", "=", "", "@", "-", "/", "-").Replace(name)
 	srv := &server{grpcAddr: freeAddr()}
 	var procs []*exec.Cmd
 	srv.stop = func() {
@@ -375,7 +380,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 		args = append(args, "--pprof-addr", srv.pprofAddr)
 	}
 	args = append(args, c.serveArgs...)
-	cmd, err := start(c.serverCPU, env, c.tollgate, args...)
+	cmd, err := start(c.serverCPU, env, tollgate, args...)
 	if err != nil {
 		return fail(err)
 	}
