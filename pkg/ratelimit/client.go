@@ -37,6 +37,9 @@ const (
 	minBackoff   = 2 * time.Millisecond
 	maxBackoff   = 10 * time.Millisecond
 	maxRedirects = 3
+	// pipelineBufferSize is the read and write buffer of a pipeline
+	// connection.
+	pipelineBufferSize = 32 << 10
 )
 
 // NewClient returns a *redis.Client for Addr or a *redis.ClusterClient for
@@ -83,5 +86,12 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 		// a dead Redis fail fast and open the breaker.
 		DialerRetries:      1,
 		DialerRetryTimeout: minBackoff,
+		// Pipelines are the batcher's (batch.go): at most pipelineLoops at
+		// once per server, each at most maxPipeline script runs of some 250
+		// bytes out and 50 back, so 32 KiB buffers hold any of them; go-redis
+		// would give each pipeline connection 2 × 128 KiB.
+		PipelinePoolSize:        pipelineLoops,
+		PipelineReadBufferSize:  pipelineBufferSize,
+		PipelineWriteBufferSize: pipelineBufferSize,
 	}), nil
 }
