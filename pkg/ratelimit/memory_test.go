@@ -374,7 +374,7 @@ func TestMemoryKeysAreShortAndDistinct(t *testing.T) {
 func TestMemoryBytesPerCounter(t *testing.T) {
 	// Map slack depends on where each map last grew: several counts, and
 	// key lengths up to and beyond maxMemoryKeyLen.
-	for _, keyLen := range []int{8, 100, maxMemoryKeyLen, 1024} {
+	for _, keyLen := range []int{8, 100, maxMemoryKeyLen, 2 * maxMemoryKeyLen} {
 		for _, n := range []int{40_000, 65_000, 130_000} {
 			limits := make([]Limit, n)
 			var accounted int64
