@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate-dev/tollgate/internal/gctune"
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/pkg/httpauth"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
@@ -143,7 +144,7 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 	default:
 		return server.Options{}, n.errorf("quota-store", f.quotaStore, "want memory or redis")
 	}
-	kube, err := f.kube.options(n, log)
+	kube, err := f.kube.options(n)
 	if err != nil {
 		return server.Options{}, err
 	}
@@ -191,17 +192,17 @@ func checkPolicyPaths(n flagNames, flag string, paths []string) error {
 	return nil
 }
 
+// newLogger returns serve's logger (logging.New on stderr) and routes the
+// logs of the libraries serve uses into it.
 func newLogger(n flagNames, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, n.errorf("log-level", level, "want debug, info, warn or error")
 	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	log, err := logging.New(os.Stderr, l, format)
+	if err != nil {
+		return nil, n.errorf("log-format", format, "want json or text")
 	}
-	return nil, n.errorf("log-format", format, "want json or text")
+	routeLibraryLogs(log)
+	return log, nil
 }

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"log/slog"
-
-	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/klog/v2"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tollgate-dev/tollgate/pkg/controller"
 )
@@ -32,8 +27,8 @@ func (k *kubeFlags) register(fl *pflag.FlagSet) {
 }
 
 // options returns the controller options, or nil when the controller is
-// off. It also routes controller-runtime's and client-go's logs to log.
-func (k *kubeFlags) options(n flagNames, log *slog.Logger) (*controller.Options, error) {
+// off. (newLogger routes controller-runtime's and client-go's logs.)
+func (k *kubeFlags) options(n flagNames) (*controller.Options, error) {
 	if !k.enabled {
 		return nil, nil
 	}
@@ -49,10 +44,6 @@ func (k *kubeFlags) options(n flagNames, log *slog.Logger) (*controller.Options,
 	if ns == "" {
 		ns = controller.PodNamespace("default")
 	}
-	// controller-runtime and client-go log through process-wide loggers;
-	// this is the one place that sets them.
-	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
-	klog.SetSlogLogger(log)
 	return &controller.Options{
 		Config:                  cfg,
 		Namespace:               k.namespace,
