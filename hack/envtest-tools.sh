@@ -6,6 +6,9 @@
 #   KUBEBUILDER_ASSETS=$(hack/envtest-tools.sh) go test ./...
 #   hack/envtest-tools.sh helm        # also build bin/envtest/helm
 #   hack/envtest-tools.sh kubectl     # also build bin/envtest/kubectl
+#   hack/envtest-tools.sh cluster     # also kube-controller-manager, kube-scheduler
+#                                     # and kwok (+ kwok-stages.yaml): pods that reach
+#                                     # Running, simulated
 #
 # Binaries land in bin/envtest/ (override with ENVTEST_BIN_DIR). An existing
 # binary whose --version matches the pinned version is reused, so reruns are
@@ -16,11 +19,13 @@
 #   KUBERNETES_VERSION  k8s.io/kubernetes tag; staging modules use v0.<minor>.<patch>
 #   ETCD_VERSION        go.etcd.io/etcd/server/v3 tag
 #   HELM_VERSION        helm.sh/helm/v3 or /v4 tag (only with the `helm` argument)
+#   KWOK_VERSION        sigs.k8s.io/kwok tag (only with the `cluster` argument)
 set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${ENVTEST_BIN_DIR:-$root/bin/envtest}"
@@ -28,12 +33,13 @@ build="$root/bin/.build"
 mkdir -p "$out" "$build"
 out="$(cd "$out" && pwd)"
 
-want_helm=0 want_kubectl=0
+want_helm=0 want_kubectl=0 want_cluster=0
 for arg in "$@"; do
   case "$arg" in
     helm) want_helm=1 ;;
     kubectl) want_kubectl=1 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    cluster) want_cluster=1 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "envtest-tools: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -162,8 +168,39 @@ build_helm() {
     { log "built helm does not report $v"; exit 1; }
 }
 
+# build_kwok: sigs.k8s.io/kwok's go.mod has no replace directives, so go
+# install works directly. kwok simulates nodes and the kubelet: pods bound
+# to its nodes go Running and Ready without containers.
+build_kwok() {
+  local v="$KWOK_VERSION" bin="$out/kwok" stages="$out/kwok-stages.yaml"
+  # The module version is in the binary's build information.
+  if [[ -x "$bin" && -s "$stages" ]] && go version -m "$bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+sigs\.k8s\.io/kwok[[:space:]]+$v[[:space:]]"; then
+    log "kwok $v already present"; return
+  fi
+  log "building kwok $v"
+  GOBIN="$out" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$v"
+  # kwok does nothing without stages (how simulated nodes and pods change
+  # status): take the "fast" ones of the same release, for `kwok --config`.
+  local dir
+  dir="$(go mod download -json "sigs.k8s.io/kwok@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  local f first=1
+  : >"$stages.tmp"
+  for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    (( first )) || echo "---" >>"$stages.tmp"
+    first=0
+    cat "$dir/kustomize/stage/$f" >>"$stages.tmp"
+  done
+  mv "$stages.tmp" "$stages"
+}
+
 build_kube_cmd kube-apiserver
 build_etcd
 if (( want_helm )); then build_helm; fi
 if (( want_kubectl )); then build_kube_cmd kubectl; fi
+if (( want_cluster )); then
+  build_kube_cmd kube-controller-manager
+  build_kube_cmd kube-scheduler
+  build_kwok
+fi
 echo "$out"

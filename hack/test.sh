@@ -21,12 +21,13 @@ fi
 # service of this machine (the one apt-get may just have started, too) is
 # left alone, since this script did not start it.
 
-# kube-apiserver and etcd for envtest, and helm and kubectl for the chart and
-# kustomize tests (test/packaging), built from the Go module proxy into the
-# git-ignored bin/envtest (or ENVTEST_BIN_DIR): about 5 min on a fresh
-# machine, instant once built. Tests that need them fail when CI is set and
-# they are missing (internal/kubetest).
-KUBEBUILDER_ASSETS="$(hack/envtest-tools.sh helm kubectl)"
+# kube-apiserver and etcd for envtest; helm and kubectl for the chart and
+# kustomize tests, and kube-controller-manager, kube-scheduler and kwok for
+# `helm install --wait` (test/packaging); built from the Go module proxy
+# into the git-ignored bin/envtest (or ENVTEST_BIN_DIR): 10 to 15 min on a
+# fresh machine, instant once built. Tests that need them fail when CI is
+# set and they are missing (internal/kubetest).
+KUBEBUILDER_ASSETS="$(hack/envtest-tools.sh helm kubectl cluster)"
 export KUBEBUILDER_ASSETS
 
 make --no-print-directory lint
