@@ -26,7 +26,8 @@ const envAnnotation = "tollgate.dev/env"
 const envHelp = `{{if .HasAvailableFlags}}
 Every flag can also be set by an environment variable, TOLLGATE_ and the flag
 in upper snake case: --policy-dir as TOLLGATE_POLICY_DIR, --log-level as
-TOLLGATE_LOG_LEVEL. A flag on the command line wins over its variable.
+TOLLGATE_LOG_LEVEL. A flag on the command line wins over its variable. A
+TOLLGATE_ variable that sets no flag of the command is ignored, with a warning.
 {{end}}`
 
 func newRootCommand() *cobra.Command {
@@ -49,6 +50,7 @@ failed server; 2 a usage error or a decision that could not be made.`,
 			return &exitError{code: 2, err: errors.New("")}
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			warnUnusedEnv(cmd.ErrOrStderr(), cmd, os.Environ())
 			return bindEnv(cmd.Flags())
 		},
 	}

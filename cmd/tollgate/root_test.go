@@ -15,8 +15,10 @@ func TestCommandLine(t *testing.T) {
 		env  map[string]string
 		args []string
 		code int
-		// stdout and stderr must contain these; noStdout wants it empty.
+		// stdout and stderr must contain these; noStdout wants it empty;
+		// stderr must not contain notStderr.
 		stdout, stderr []string
+		notStderr      []string
 		noStdout       bool
 	}{
 		"tollgate alone prints help on stderr and exits 2": {
@@ -73,6 +75,35 @@ func TestCommandLine(t *testing.T) {
 			args: []string{"token", "--key", "unused.json", "--sub", "a"}, code: 2,
 			stderr: []string{`tollgate: TOLLGATE_TTL "-1m0s": must not be negative`},
 		},
+		"a misspelt variable is a warning with the variable meant": {
+			env:  map[string]string{"TOLLGATE_OUTPT": "json"},
+			args: []string{"check", "--policy-dir", "../../config/samples", "--path", "/"}, code: 1,
+			stderr: []string{"tollgate: warning: TOLLGATE_OUTPT sets no flag of tollgate check and is ignored (did you mean TOLLGATE_OUTPUT?)\n"},
+		},
+		"a variable in the wrong case is one too": {
+			env:  map[string]string{"TOLLGATE_output": "json"},
+			args: []string{"check", "--policy-dir", "../../config/samples", "--path", "/"}, code: 1,
+			stderr: []string{"TOLLGATE_output sets no flag of tollgate check and is ignored (did you mean TOLLGATE_OUTPUT?)"},
+		},
+		"a variable of another command says whose it is": {
+			env:  map[string]string{"TOLLGATE_TTL": "1m"},
+			args: []string{"check", "--policy-dir", "../../config/samples", "--path", "/"}, code: 1,
+			stderr: []string{"tollgate: warning: TOLLGATE_TTL sets no flag of tollgate check and is ignored (it sets --ttl of tollgate token)\n"},
+		},
+		"a variable like no flag is named alone": {
+			env:  map[string]string{"TOLLGATE_ZZZZZZZZ": "1"},
+			args: []string{"check", "--policy-dir", "../../config/samples", "--path", "/"}, code: 1,
+			stderr: []string{"tollgate: warning: TOLLGATE_ZZZZZZZZ sets no flag of tollgate check and is ignored\n"},
+		},
+		"variables of the command are not warned about": {
+			env:  map[string]string{"TOLLGATE_OUTPUT": "json", "TOLLGATE_METHOD": "GET"},
+			args: []string{"check", "--policy-dir", "../../config/samples", "--path", "/"}, code: 1,
+			notStderr: []string{"warning"},
+		},
+		"a command without flags reads no variable and warns about none": {
+			env:  map[string]string{"TOLLGATE_OUTPT": "json"},
+			args: []string{"version"}, code: 0, notStderr: []string{"warning"},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -94,6 +125,14 @@ func TestCommandLine(t *testing.T) {
 			for _, s := range tc.stderr {
 				if !strings.Contains(stderr, s) {
 					t.Errorf("stderr does not contain %q:\n%s", s, stderr)
+				}
+				if n := strings.Count(stderr, s); n > 1 && strings.Contains(s, "warning:") {
+					t.Errorf("stderr has %q %d times:\n%s", s, n, stderr)
+				}
+			}
+			for _, s := range tc.notStderr {
+				if strings.Contains(stderr, s) {
+					t.Errorf("stderr contains %q:\n%s", s, stderr)
 				}
 			}
 		})
