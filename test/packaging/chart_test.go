@@ -1,7 +1,11 @@
 package packaging_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -26,6 +30,56 @@ func TestHelmLint(t *testing.T) {
 	for _, values := range []string{"redis-3-replicas.values.yaml"} {
 		if out, err := helm(t, "lint", "--strict", chartDir, "-f", filepath.Join("testdata", values)); err != nil {
 			t.Errorf("with %s: %v\n%s", values, err, out)
+		}
+	}
+}
+
+// TestHelmPackage: `helm package` ships the CRD (crds/ is a copy, not a
+// symlink, so every way of packaging keeps it) and the values schema.
+func TestHelmPackage(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := helm(t, "package", chartDir, "--destination", dir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	tgzs, err := filepath.Glob(filepath.Join(dir, "tollgate-*.tgz"))
+	if err != nil || len(tgzs) != 1 {
+		t.Fatalf("helm package wrote %v (%v)", tgzs, err)
+	}
+	f, err := os.Open(tgzs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = b
+	}
+	crd, err := os.ReadFile(filepath.Join(repoRoot, "config", "crd", "bases", "tollgate.dev_authpolicies.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := files["tollgate/crds/tollgate.dev_authpolicies.yaml"]; !ok || !bytes.Equal(got, crd) {
+		t.Errorf("the package's crds/tollgate.dev_authpolicies.yaml is missing or differs from config/crd/bases (have %d files)", len(files))
+	}
+	for _, name := range []string{"tollgate/values.schema.json", "tollgate/templates/NOTES.txt"} {
+		if _, ok := files[name]; !ok {
+			t.Errorf("the package has no %s", name)
 		}
 	}
 }

@@ -160,6 +160,24 @@ func TestHelmInstall(t *testing.T) {
 	}
 }
 
+// TestHelmInstallRejectsBadValues: `helm install` refuses a value of the
+// wrong type before creating anything, naming the value.
+func TestHelmInstallRejectsBadValues(t *testing.T) {
+	env, _ := installChart(t)
+	ns := env.Namespace(t, "bad-values")
+	out, err := helm(t, "install", "bad", chartDir, "--namespace", ns, "--kubeconfig", env.Kubeconfig, "--set-string", "replicas=many")
+	if err == nil {
+		t.Fatalf("helm install with replicas=many succeeded:\n%s", out)
+	}
+	if !strings.Contains(err.Error(), "at '/replicas': got string, want integer") {
+		t.Errorf("helm install with replicas=many: the error does not name the value:\n%v", err)
+	}
+	var deps appsv1.DeploymentList
+	if err := env.Client.List(t.Context(), &deps, client.InNamespace(ns)); err != nil || len(deps.Items) != 0 {
+		t.Errorf("after the refused install, Deployments in %s: %d (%v)", ns, len(deps.Items), err)
+	}
+}
+
 // samplePolicy returns config/samples' AuthPolicy in namespace ns.
 func samplePolicy(t *testing.T, ns string) *v1alpha1.AuthPolicy {
 	t.Helper()
