@@ -559,3 +559,43 @@ func closedURL(t *testing.T) string {
 	l.Close()
 	return "http://" + addr + "/jwks"
 }
+
+// TestCheckReadsKubectlOutput: the policies exported as
+// docs/troubleshooting.md says (kubectl get authpolicies -A -o yaml, a v1
+// List) decide as the files they came from.
+func TestCheckReadsKubectlOutput(t *testing.T) {
+	f := newCheckFixture(t)
+	docs, err := os.ReadFile(filepath.Join(f.dir, "policies.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list strings.Builder
+	list.WriteString("apiVersion: v1\nitems:\n")
+	for _, doc := range strings.Split(string(docs), "---\n") {
+		list.WriteString("- " + strings.ReplaceAll(strings.TrimSuffix(doc, "\n"), "\n", "\n  ") + "\n")
+	}
+	list.WriteString("kind: List\nmetadata:\n  resourceVersion: \"\"\n")
+	file := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args     []string
+		code     int
+		contains []string
+	}{
+		{[]string{"--path", "/api/users/alice/tasks/1", "--token", f.alice}, 0, []string{"ALLOW 200", "shop/tasks", "own-tasks"}},
+		{[]string{"--path", "/api/users/bob/tasks/1", "--token", f.alice}, 1, []string{"DENY 403", "shop/tasks", "owner_mismatch"}},
+		{[]string{"--path", "/preview/x", "--token", f.alice}, 1, []string{"shop/preview"}},
+	} {
+		code, stdout, stderr := runCommand(t, append([]string{"check", "--policy-file", file, "--host", "api.example.com"}, tc.args...)...)
+		if code != tc.code {
+			t.Fatalf("%v: exit %d, want %d\n%s%s", tc.args, code, tc.code, stdout, stderr)
+		}
+		for _, s := range tc.contains {
+			if !strings.Contains(stdout, s) {
+				t.Errorf("%v: stdout does not contain %q:\n%s", tc.args, s, stdout)
+			}
+		}
+	}
+}

@@ -61,6 +61,16 @@ func TestValidate(t *testing.T) {
 				"many-mistakes.yaml:21: shop/broken: spec.rules[0].owner.path: ",
 			},
 		},
+		"kubectl's List of AuthPolicies is read item by item, lines and all": {
+			args:     []string{"validate", "../../pkg/policyfile/testdata/list/kubectl-get.yaml"},
+			code:     1,
+			contains: []string{"kubectl-get.yaml:63: shop/typo: spec.rules[0].path: ", "1 error(s) found"},
+		},
+		"so is its JSON": {
+			args:     []string{"validate", "../../pkg/policyfile/testdata/list/kubectl-get.json"},
+			code:     1,
+			contains: []string{"kubectl-get.json:86: shop/typo: spec.rules[0].path: ", "1 error(s) found"},
+		},
 		"a missing file is an error that names it": {
 			args:     []string{"validate", "does-not-exist.yaml"},
 			code:     1,

@@ -1,7 +1,6 @@
 package policyfile
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"strings"
 
 	yamlv3 "go.yaml.in/yaml/v3"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -560,18 +558,13 @@ func indexFile(path string) map[string]*lineIndex {
 		return nil
 	}
 	out := map[string]*lineIndex{}
-	starts := documentStarts(data)
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for chunk := 0; chunk < len(starts); chunk++ {
-		raw, err := reader.Read()
-		if err != nil {
-			break
-		}
+	cs, _ := chunks(data)
+	for _, c := range cs {
 		var root yamlv3.Node
 		var meta struct {
 			Metadata struct{ Name, Namespace string }
 		}
-		if yamlv3.Unmarshal(raw, &root) != nil || root.Decode(&meta) != nil || meta.Metadata.Name == "" {
+		if c.err != nil || yamlv3.Unmarshal(c.raw, &root) != nil || root.Decode(&meta) != nil || meta.Metadata.Name == "" {
 			continue
 		}
 		ns := meta.Metadata.Namespace
@@ -583,7 +576,7 @@ func indexFile(path string) map[string]*lineIndex {
 			out[key] = nil
 			continue
 		}
-		d := diagnosis{lines: lineIndex{start: starts[chunk], lines: map[string]int{}}}
+		d := diagnosis{lines: lineIndex{start: c.start, lines: map[string]int{}}}
 		d.index(&root, nil)
 		out[key] = &d.lines
 	}

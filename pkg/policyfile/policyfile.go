@@ -1,10 +1,10 @@
 // Package policyfile reads AuthPolicy objects from YAML or JSON files:
-// multi-document, strict (unknown and duplicate fields are errors), with a
-// size cap, from files or directory trees.
+// multi-document (a v1 List, as kubectl get -o yaml writes, stands for its
+// items), strict (unknown and duplicate fields are errors), with a size
+// cap, from files or directory trees.
 package policyfile
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 )
@@ -146,36 +144,24 @@ func ReadFile(path string) ([]Document, error) {
 }
 
 // Parse decodes the AuthPolicy documents of a multi-document YAML (or JSON)
-// stream. Empty documents are skipped. The error is set when the stream
-// itself cannot be split into documents.
+// stream; a List of objects (kubectl get -o yaml) stands for its items,
+// each a document of its own. Empty documents are skipped. The error is
+// set when the stream itself cannot be split into documents.
 func Parse(data []byte) ([]Document, error) {
 	if len(data) > MaxFileSize {
 		return nil, ErrTooLarge
 	}
-	// A buffer the size of the data (64 KiB at most): 10,000 small files
-	// must not cost 10,000 buffers of 64 KiB.
-	reader := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(data), min(len(data)+16, 64<<10)))
-	starts := documentStarts(data)
-	var docs []Document
-	for index, chunk := 0, 0; ; index, chunk = index+1, chunk+1 {
-		raw, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return docs, nil
-		}
-		if err != nil {
-			return docs, fmt.Errorf("document %d: %w", index+1, err)
-		}
-		if isEmptyDocument(raw) {
-			index--
+	cs, err := chunks(data)
+	docs := make([]Document, 0, len(cs))
+	for i, c := range cs {
+		if c.err != nil {
+			docs = append(docs, Document{Index: i, Err: c.err})
 			continue
 		}
-		start := 0
-		if chunk < len(starts) {
-			start = starts[chunk]
-		}
-		ap, err := decode(raw, start)
-		docs = append(docs, Document{Index: index, Policy: ap, Err: err})
+		ap, err := decode(c.raw, c.start)
+		docs = append(docs, Document{Index: i, Policy: ap, Err: err})
 	}
+	return docs, err
 }
 
 func isEmptyDocument(raw []byte) bool {
