@@ -13,6 +13,7 @@ package decision
 import (
 	"encoding/json"
 
+	"github.com/tollgate-dev/tollgate/pkg/policy"
 	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
@@ -36,6 +37,11 @@ type Request struct {
 	// PolicyKey is an explicitly selected policy ("namespace/name"), from
 	// Envoy's context_extensions["policy"]; empty when not set.
 	PolicyKey string
+	// ID is the request's id as the proxy gave it apart from the headers
+	// (Envoy's attributes.request.http.id), for logs; empty when none.
+	// Logs fall back to the x-request-id header. It takes no part in the
+	// decision.
+	ID string
 	// Explain records every step in Decision.Steps (tollgate check). It
 	// costs allocations; servers leave it off.
 	Explain bool
@@ -96,6 +102,10 @@ type Decision struct {
 	// Subject is the verified token's "sub", for logs; empty when no token
 	// was verified.
 	Subject string
+	// Limit is the limit that denied the request (reason rate_limited),
+	// for logs and metrics: its Name and what it counts By. Nil otherwise.
+	// It belongs to the snapshot and must not be modified.
+	Limit *policy.Limit
 	// DryRun is the would-be decision of the dryRun policy evaluated
 	// beside the one that answered; its Policy is empty when none was.
 	DryRun DryRunDecision
@@ -127,6 +137,8 @@ type DryRunDecision struct {
 	Reason string
 	// Subject is the verified token's "sub"; empty when none was verified.
 	Subject string
+	// Limit is the limit that would deny the request; nil otherwise.
+	Limit *policy.Limit
 }
 
 // Evaluated reports whether a dryRun policy was evaluated.

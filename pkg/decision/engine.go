@@ -66,6 +66,8 @@ type evaluation struct {
 	entry    *entry
 	rule     *policy.Rule
 	identity *token.Identity
+	// limit is the limit that denied the request 429; nil otherwise.
+	limit *policy.Limit
 	// overrides is set when a method override names a method other than
 	// the request's own.
 	overrides bool
@@ -114,6 +116,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if ev.identity != nil {
 		d.Subject = ev.identity.Subject
 	}
+	d.Limit = ev.limit
 	return d
 }
 
@@ -302,6 +305,7 @@ func (e *Engine) dryRun(ctx context.Context, ev *evaluation, dry *entry) DryRunD
 	if dv.identity != nil {
 		out.Subject = dv.identity.Subject
 	}
+	out.Limit = dv.limit
 	if ev.req.Explain {
 		for _, s := range dv.steps {
 			ev.steps = append(ev.steps, Step{Name: "dry-run " + s.Name, Outcome: s.Outcome, Detail: s.Detail})

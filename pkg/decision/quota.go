@@ -28,18 +28,19 @@ var storeDegradedHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
 // decision however many limits apply.
 type quotaScratch struct {
 	limits []quota.Limit
-	ends   []int // end of each limit's key in keys
+	src    []*policy.Limit // the compiled limit of each of limits
+	ends   []int           // end of each limit's key in keys
 	keys   []byte
 }
 
 // scratchPool recycles quotaScratch values across decisions.
 var scratchPool = sync.Pool{New: func() any {
-	return &quotaScratch{limits: make([]quota.Limit, 0, 8), ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
+	return &quotaScratch{limits: make([]quota.Limit, 0, 8), src: make([]*policy.Limit, 0, 8), ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
 }}
 
 // charge counts the request against every limit of the policy and rule and
 // returns the rate-limit headers, and the denial template when a limit (or
-// the store) denies.
+// the store) denies; a limit that denies is left in ev.limit.
 func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decision) {
 	if e.opts.Quota == nil {
 		return nil, nil
@@ -47,7 +48,8 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 	s := scratchPool.Get().(*quotaScratch)
 	defer func() {
 		clear(s.limits)
-		s.limits, s.ends, s.keys = s.limits[:0], s.ends[:0], s.keys[:0]
+		clear(s.src)
+		s.limits, s.src, s.ends, s.keys = s.limits[:0], s.src[:0], s.ends[:0], s.keys[:0]
 		scratchPool.Put(s)
 	}()
 	in := keyInputs{headers: ev.req.Headers}
@@ -69,6 +71,7 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 		}
 		n, period := l.For(tier, hasTier)
 		s.limits = append(s.limits, quota.Limit{Requests: n, Period: period})
+		s.src = append(s.src, l)
 		s.ends = append(s.ends, len(s.keys))
 	}
 	p := ev.entry.policy
@@ -92,9 +95,16 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 		ev.step("quota", "deny", "quota store unavailable")
 		return storeDegradedHeaders, &deniedStoreDegraded
 	}
-	headers := rateLimitHeaders(res)
+	var headers []Header
+	if len(res.Statuses) > 0 { // none when allowed by OnErrorAllow
+		t := tightest(res)
+		headers = rateLimitHeaders(res, t)
+		if !res.Allowed {
+			ev.limit = s.src[t]
+		}
+	}
 	if !res.Allowed {
-		ev.step("quota", "deny", "limit exceeded")
+		ev.step("quota", "deny", "limit exceeded: ", ev.limit.Name)
 		return headers, &deniedRateLimited
 	}
 	if ev.req.Explain {
@@ -178,12 +188,10 @@ func (e *Engine) clientIP(req *Request) string {
 	return req.SourceIP
 }
 
-// rateLimitHeaders describes the tightest limit: the denying one with the
-// longest wait, or else the one with the fewest requests remaining.
-func rateLimitHeaders(res quota.Result) []Header {
-	if len(res.Statuses) == 0 {
-		return nil
-	}
+// tightest returns the index of the tightest limit of res: the denying one
+// with the longest wait, or else the one with the fewest requests
+// remaining. res must have Statuses.
+func tightest(res quota.Result) int {
 	best := 0
 	for i, s := range res.Statuses[1:] {
 		b := res.Statuses[best]
@@ -196,6 +204,11 @@ func rateLimitHeaders(res quota.Result) []Header {
 			best = i + 1
 		}
 	}
+	return best
+}
+
+// rateLimitHeaders describes the limit of res at index best (tightest).
+func rateLimitHeaders(res quota.Result, best int) []Header {
 	s := res.Statuses[best]
 	n := 3
 	if !res.Allowed {

@@ -74,6 +74,7 @@ func Request(req *authv3.CheckRequest) decision.Request {
 		Headers:   headers,
 		SourceIP:  attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 		PolicyKey: attrs.GetContextExtensions()[PolicyExtension],
+		ID:        h.GetId(),
 	}
 }
 

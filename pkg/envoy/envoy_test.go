@@ -18,8 +18,8 @@ func TestRequest(t *testing.T) {
 	}{
 		"fields of the HTTP request": {
 			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Host: "api.example.com", Path: "/a?b=c",
-				Headers: map[string]string{"authorization": "Bearer x"}},
-			want: decision.Request{Method: "GET", Host: "api.example.com", Path: "/a?b=c"},
+				Headers: map[string]string{"authorization": "Bearer x"}, Id: "6c9f0e1a-5b1d-4f3e-9d0a-2f8b7c1e4a55"},
+			want: decision.Request{Method: "GET", Host: "api.example.com", Path: "/a?b=c", ID: "6c9f0e1a-5b1d-4f3e-9d0a-2f8b7c1e4a55"},
 		},
 		"pseudo-headers when the fields are empty": {
 			http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{":method": "PUT", ":authority": "h", ":path": "/p"}},
@@ -40,8 +40,8 @@ func TestRequest(t *testing.T) {
 				Source:            &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "192.0.2.1"}}}},
 				ContextExtensions: map[string]string{"policy": "shop/p"},
 			}})
-			if got.Method != tc.want.Method || got.Host != tc.want.Host || got.Path != tc.want.Path {
-				t.Errorf("got %s %s %s, want %s %s %s", got.Method, got.Host, got.Path, tc.want.Method, tc.want.Host, tc.want.Path)
+			if got.Method != tc.want.Method || got.Host != tc.want.Host || got.Path != tc.want.Path || got.ID != tc.want.ID {
+				t.Errorf("got %s %s %s id %q, want %s %s %s id %q", got.Method, got.Host, got.Path, got.ID, tc.want.Method, tc.want.Host, tc.want.Path, tc.want.ID)
 			}
 			if got.SourceIP != "192.0.2.1" || got.PolicyKey != "shop/p" {
 				t.Errorf("source %q policy %q", got.SourceIP, got.PolicyKey)

@@ -19,7 +19,7 @@ type Metrics struct {
 	// collectors; serve it on /metrics.
 	Registry *prometheus.Registry
 
-	decisions    *decisionCounters
+	decisions    *counters[decisionLabels]
 	checkLatency *prometheus.HistogramVec
 	// latencyBy holds checkLatency resolved per transport.
 	latencyBy      map[string]prometheus.Observer
@@ -70,7 +70,7 @@ func New() *Metrics {
 		Name: "tollgate_decisions_total",
 		Help: "Authorization decisions by mode (enforce: the answer; dryRun: the would-be decision of a dryRun policy evaluated beside it), policy, rule, result (allow, deny) and reason.",
 	}, []string{"mode", "policy", "rule", "result", "reason"})
-	m.decisions = newDecisionCounters(decisions)
+	m.decisions = &counters[decisionLabels]{vec: decisions, values: decisionLabels.values}
 	m.latencyBy = map[string]prometheus.Observer{
 		"grpc": m.checkLatency.WithLabelValues("grpc"),
 		"http": m.checkLatency.WithLabelValues("http"),

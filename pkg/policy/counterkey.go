@@ -42,16 +42,10 @@ func AppendMissingCounterPart(dst []byte) []byte { return append(dst, '-') }
 // spec returns the "by" field that compiles to k and name.
 func (k KeyKind) spec(name string) string {
 	switch k {
-	case ByUser:
-		return "user"
-	case ByIP:
-		return "ip"
-	case ByUserIP:
-		return "user+ip"
-	case ByClaim:
-		return "claim:" + name
-	case ByHeader:
-		return "header:" + name
+	case ByUser, ByIP, ByUserIP:
+		return k.String()
+	case ByClaim, ByHeader:
+		return k.String() + ":" + name
 	}
 	return "kind" + strconv.Itoa(int(k)) + ":" + name
 }

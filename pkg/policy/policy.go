@@ -159,6 +159,25 @@ const (
 // NeedsIdentity reports whether the key is built from the token.
 func (k KeyKind) NeedsIdentity() bool { return k == ByUser || k == ByUserIP || k == ByClaim }
 
+// String returns the kind as logs and metrics name it: "user", "ip",
+// "user+ip", "claim" or "header" (the "by" field without the claim or
+// header name, which Limit.ByName holds).
+func (k KeyKind) String() string {
+	switch k {
+	case ByUser:
+		return "user"
+	case ByIP:
+		return "ip"
+	case ByUserIP:
+		return "user+ip"
+	case ByClaim:
+		return "claim"
+	case ByHeader:
+		return "header"
+	}
+	return "unknown"
+}
+
 // A Limit is a compiled quota.
 type Limit struct {
 	Name     string

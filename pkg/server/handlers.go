@@ -11,45 +11,124 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/httpauth"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
 )
 
-// observed wraps the engine with metrics and deny logs for one transport.
+// observed wraps the engine with metrics and decision logs for one
+// transport.
 type observed struct {
 	s         *Server
 	transport string
 }
 
 // Decide decides and records the decision. Every deny is logged at info
-// with policy, rule, reason and sub; never the token, and the path without
-// its query, which may carry one. The would-be decision of a dryRun policy
-// is logged beside it: at info when it would deny, at debug when it would
-// allow.
+// and every allow at debug, with the request id, policy, rule, reason,
+// the limit of a 429 and the token's sub; never the token, and the path
+// without its query, which may carry one. Deny lines are rate-limited per
+// reason (Options.DenyLog); the lines held back are counted and the counts
+// logged every Options.DenyLogReport. The would-be decision of a dryRun
+// policy is logged beside it, the same way. A line that is not logged
+// costs no allocation.
 func (o observed) Decide(ctx context.Context, req *decision.Request) decision.Decision {
 	start := time.Now()
 	d := o.s.engine.Decide(ctx, req)
 	o.s.metrics.Decision(o.transport, &d, time.Since(start))
-	if !d.Allowed {
-		o.logDecision(ctx, slog.LevelInfo, "deny", req, d.Policy, d.Rule, d.Reason, d.Status, d.Subject)
+	if d.Allowed {
+		if o.s.log.Enabled(ctx, slog.LevelDebug) {
+			o.logDecision(ctx, slog.LevelDebug, "allow", req, line{d.Policy, d.Rule, d.Reason, d.Status, d.Subject, d.Limit})
+		}
+	} else if o.s.log.Enabled(ctx, slog.LevelInfo) && o.s.denyLog.Allow(d.Reason) {
+		o.logDecision(ctx, slog.LevelInfo, "deny", req, line{d.Policy, d.Rule, d.Reason, d.Status, d.Subject, d.Limit})
 	}
 	if dr := &d.DryRun; dr.WouldDeny() {
-		o.logDecision(ctx, slog.LevelInfo, "dry-run deny", req, dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject)
+		if o.s.log.Enabled(ctx, slog.LevelInfo) && o.s.dryRunLog.Allow(dr.Reason) {
+			o.logDecision(ctx, slog.LevelInfo, "dry-run deny", req, line{dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject, dr.Limit})
+		}
 	} else if dr.Evaluated() && o.s.log.Enabled(ctx, slog.LevelDebug) {
-		o.logDecision(ctx, slog.LevelDebug, "dry-run allow", req, dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject)
+		o.logDecision(ctx, slog.LevelDebug, "dry-run allow", req, line{dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject, dr.Limit})
 	}
 	return d
 }
 
+// A line is what a decision log line says of the decision.
+type line struct {
+	policy, rule, reason string
+	status               int
+	sub                  string
+	limit                *policy.Limit
+}
+
+// maxRequestIDLen bounds the request id logged: it comes from the client
+// when no proxy sets it.
+const maxRequestIDLen = 128
+
+// requestID returns the id of req: the proxy's (Envoy's request.http.id),
+// else the x-request-id header; at most maxRequestIDLen bytes.
+func requestID(req *decision.Request) string {
+	id := req.ID
+	if id == "" {
+		id = req.Headers["x-request-id"]
+	}
+	return clipID(id)
+}
+
+func clipID(id string) string {
+	if len(id) > maxRequestIDLen {
+		return id[:maxRequestIDLen]
+	}
+	return id
+}
+
 // logDecision is kept out of Decide so that its large frame is only paid
 // when something is logged.
-func (o observed) logDecision(ctx context.Context, level slog.Level, msg string, req *decision.Request, policy, rule, reason string, status int, sub string) {
+func (o observed) logDecision(ctx context.Context, level slog.Level, msg string, req *decision.Request, l line) {
 	path, _, _ := strings.Cut(req.Path, "?")
 	path, _, _ = strings.Cut(path, "#")
-	o.s.log.Log(ctx, level, msg,
-		"transport", o.transport, "policy", policy, "rule", rule, "reason", reason,
-		"status", status, "sub", sub,
-		"method", req.Method, "host", req.Host, "path", path, "source", req.SourceIP)
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs, slog.String("transport", o.transport))
+	if id := requestID(req); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	attrs = append(attrs, slog.String("policy", l.policy), slog.String("rule", l.rule), slog.String("reason", l.reason),
+		slog.Int("status", l.status), slog.String("sub", l.sub))
+	if l.limit != nil {
+		attrs = append(attrs, slog.String("limit", l.limit.Name), slog.String("limit_by", l.limit.By.String()))
+	}
+	attrs = append(attrs, slog.String("method", req.Method), slog.String("host", req.Host), slog.String("path", path),
+		slog.String("source", req.SourceIP))
+	o.s.log.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// reportSuppressedEvery reports suppressed deny lines every interval until
+// ctx ends, and once more then.
+func (s *Server) reportSuppressedEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.reportSuppressed()
+			return
+		case <-t.C:
+			s.reportSuppressed()
+		}
+	}
+}
+
+// reportSuppressed logs, per reason, how many deny lines were held back
+// since the last report.
+func (s *Server) reportSuppressed() {
+	for _, l := range []struct {
+		mode    string
+		limiter *logging.Limiter
+	}{{"enforce", s.denyLog}, {"dryRun", s.dryRunLog}} {
+		l.limiter.Suppressed(func(reason string, n int64) {
+			s.log.Info("deny lines suppressed", "mode", l.mode, "reason", reason, "suppressed", n)
+		})
+	}
 }
 
 func (s *Server) httpAuthHandler() http.Handler {
@@ -60,8 +139,11 @@ func (s *Server) httpAuthHandler() http.Handler {
 		// decision; count and log it as one.
 		OnReject: func(r *http.Request, d *decision.Decision) {
 			s.metrics.Decision(o.transport, d, 0)
-			o.s.log.Info("deny", "transport", o.transport, "reason", d.Reason, "status", d.Status,
-				"message", d.Message, "forwardAuth", s.opts.ForwardAuth.String(), "source", r.RemoteAddr)
+			if !s.denyLog.Allow(d.Reason) {
+				return
+			}
+			s.log.Info("deny", "transport", o.transport, "request_id", clipID(r.Header.Get("X-Request-Id")),
+				"reason", d.Reason, "status", d.Status, "message", d.Message, "forwardAuth", s.opts.ForwardAuth.String(), "source", r.RemoteAddr)
 		},
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/health"
 
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/pkg/controller"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/httpauth"
@@ -84,15 +85,25 @@ type Options struct {
 	ShutdownGrace time.Duration
 
 	Logger *slog.Logger
+	// DenyLog bounds the deny lines logged per reason (a burst, then one
+	// per interval; logging.LimiterOptions has the defaults), so that a
+	// flood of denials is not a flood of log lines.
+	DenyLog logging.LimiterOptions
+	// DenyLogReport is how often the number of deny lines held back is
+	// logged, per reason. Default 10s.
+	DenyLogReport time.Duration
 }
 
 // A Server is a running tollgate.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	jwt     *jwt.Manager
-	engine  *decision.Engine
+	opts Options
+	log  *slog.Logger
+	// denyLog and dryRunLog rate-limit the deny lines of enforcing and
+	// dryRun decisions.
+	denyLog, dryRunLog *logging.Limiter
+	metrics            *metrics.Metrics
+	jwt                *jwt.Manager
+	engine             *decision.Engine
 	// policies is the set every policy source feeds; it publishes into
 	// engine.
 	policies *policyset.Set
@@ -124,7 +135,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth()}
+	if opts.DenyLogReport <= 0 {
+		opts.DenyLogReport = 10 * time.Second
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth(),
+		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog)}
 
 	store, err := newQuotaStore(opts, s.metrics, s.log)
 	if err != nil {
@@ -272,6 +287,11 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		probeWhileDown(watchCtx, s.quota, time.Second)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.reportSuppressedEvery(watchCtx, s.opts.DenyLogReport)
 	}()
 
 	errc := make(chan error, 5)

@@ -107,7 +107,7 @@ func startWithKey(t testing.TB, key *jwttest.Key, files map[string]string, mutat
 		PolicyPaths:    []string{h.dir},
 		ReloadInterval: 50 * time.Millisecond,
 		TokenCacheSize: 1000,
-		Logger:         slog.New(slog.NewJSONHandler(h.logs, nil)),
+		Logger:         mustLogger(t, h.logs, slog.LevelInfo),
 	}
 	for _, m := range mutate {
 		m(&opts)
