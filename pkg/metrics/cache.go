@@ -9,7 +9,7 @@ import (
 // counters resolves label sets (a comparable struct K) to their counter of
 // vec without a lock: WithLabelValues hashes the label values and takes
 // the vector's read lock on every call, which every core then contends
-// for. Series are few (policies × rules × reasons) and
+// for. Series are few (policies × rules × reasons, policies × limits) and
 // are only added, as a CounterVec keeps them too.
 type counters[K comparable] struct {
 	vec *prometheus.CounterVec
@@ -31,3 +31,9 @@ type decisionLabels struct {
 func (l decisionLabels) values() []string {
 	return []string{l.mode, l.policy, l.rule, l.result, l.reason}
 }
+
+// limitLabels are the labels of one tollgate_ratelimit_denials_total
+// series.
+type limitLabels struct{ policy, limit string }
+
+func (l limitLabels) values() []string { return []string{l.policy, l.limit} }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
+	"github.com/tollgate-dev/tollgate/pkg/version"
 )
 
 // Metrics records what tollgate decides and how it is doing.
@@ -26,6 +27,7 @@ type Metrics struct {
 	jwtFailures    *prometheus.CounterVec
 	jwtByReason    map[string]prometheus.Counter // jwtFailures curried per jwt.Reason
 	jwksFetches    *prometheus.CounterVec
+	rlDenials      *counters[limitLabels]
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
 	policiesLoaded prometheus.Gauge
@@ -71,12 +73,23 @@ func New() *Metrics {
 		Help: "Authorization decisions by mode (enforce: the answer; dryRun: the would-be decision of a dryRun policy evaluated beside it), policy, rule, result (allow, deny) and reason.",
 	}, []string{"mode", "policy", "rule", "result", "reason"})
 	m.decisions = &counters[decisionLabels]{vec: decisions, values: decisionLabels.values}
+	rlDenials := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_ratelimit_denials_total",
+		Help: "Requests denied 429 by a limit, by policy and limit name (the limit with the longest wait when several deny).",
+	}, []string{"policy", "limit"})
+	m.rlDenials = &counters[limitLabels]{vec: rlDenials, values: limitLabels.values}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_build_info",
+		Help: "Always 1; the labels describe the running binary.",
+	}, []string{"version", "commit", "goversion"})
+	b := version.Get()
+	build.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
 	m.latencyBy = map[string]prometheus.Observer{
 		"grpc": m.checkLatency.WithLabelValues("grpc"),
 		"http": m.checkLatency.WithLabelValues("http"),
 	}
 	reg.MustRegister(decisions, m.checkLatency, m.jwtFailures, m.jwksFetches,
-		tokenCache, m.policiesLoaded, m.policiesReady,
+		tokenCache, m.policiesLoaded, m.policiesReady, rlDenials, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.jwtByReason = make(map[string]prometheus.Counter, len(jwt.Reasons()))
 	for _, r := range jwt.Reasons() {
@@ -85,13 +98,18 @@ func New() *Metrics {
 	return m
 }
 
-// Decision records one decision and its latency. It is the one place that
+// Decision records one decision and its latency, and the limit of a 429
+// (a dryRun policy's would-be 429s count in tollgate_decisions_total
+// only). It is the one place that
 // counts token failures too: a decision whose reason is a jwt.Reason (a
 // missing token included, which never reaches a verifier) is one rejected
 // token, so tollgate_jwt_verification_failures_total agrees with
 // tollgate_decisions_total by reason (summed over modes).
 func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Duration) {
 	m.decide("enforce", d.Policy, d.Rule, d.Allowed, d.Reason)
+	if d.Limit != nil {
+		m.rlDenials.get(limitLabels{d.Policy, d.Limit.Name}).Inc()
+	}
 	if dr := &d.DryRun; dr.Evaluated() {
 		m.decide("dryRun", dr.Policy, dr.Rule, !dr.WouldDeny(), dr.Reason)
 	}

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
+	"github.com/tollgate-dev/tollgate/pkg/policy"
+	"github.com/tollgate-dev/tollgate/pkg/version"
 )
 
 func TestMetrics(t *testing.T) {
@@ -23,6 +26,12 @@ func TestMetrics(t *testing.T) {
 		DryRun: decision.DryRunDecision{Policy: "shop/dry", Rule: "d", Status: 403, Reason: decision.ReasonOwnerMismatch}}, time.Millisecond)
 	m.Decision("http", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: "expired"}, time.Millisecond)
 	m.Decision("grpc", &decision.Decision{Status: 401, Policy: "shop/p", Rule: "r", Reason: string(jwt.ReasonMissing)}, time.Millisecond)
+	perUser := &policy.Limit{Name: "per-user", By: policy.ByUser}
+	for range 2 {
+		m.Decision("grpc", &decision.Decision{Status: 429, Policy: "shop/p", Rule: "r", Reason: decision.ReasonRateLimited, Limit: perUser}, time.Millisecond)
+	}
+	m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/q", Rule: "r", Reason: decision.ReasonAllowed,
+		DryRun: decision.DryRunDecision{Policy: "shop/dry", Rule: "d", Status: 429, Reason: decision.ReasonRateLimited, Limit: perUser}}, time.Millisecond)
 	m.Policies(3)
 
 	families, err := m.Registry.Gather()
@@ -48,14 +57,97 @@ func TestMetrics(t *testing.T) {
 		`tollgate_check_duration_seconds_count{transport="http"} 2`,
 		`tollgate_policies_loaded 3`,
 		`tollgate_policies_ready 1`,
+		`tollgate_ratelimit_denials_total{limit="per-user",policy="shop/p"} 2`,
+		`tollgate_build_info{commit="` + version.Get().Commit + `",goversion="` + runtime.Version() + `",version="dev"} 1`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %s", want)
 		}
 	}
+	if strings.Contains(out.String(), `tollgate_ratelimit_denials_total{limit="per-user",policy="shop/dry"}`) {
+		t.Error("a dryRun policy's would-be 429 counts as a denial")
+	}
 	// Only token reasons are token failures.
 	if strings.Contains(out.String(), `tollgate_jwt_verification_failures_total{reason="owner_mismatch"}`) {
 		t.Error("a decision reason that is not a token's counts as a token failure")
+	}
+}
+
+// scrape returns the registry's metrics in the text format.
+func scrape(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, f := range families {
+		if _, err := expfmt.MetricFamilyToText(&out, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out.String()
+}
+
+// TestScrapeTimeMetrics: policy states and key sets are read from their
+// source at each scrape; every state is reported, 0 when empty; a key set
+// or policy that went away leaves no series.
+func TestScrapeTimeMetrics(t *testing.T) {
+	m := metrics.New()
+	reasons := map[string]int{"Accepted": 7, "InvalidSpec": 2, "SecretNotFound": 1, "JWKSUnavailable": 1}
+	sets := []jwt.KeySetState{
+		{URI: "https://auth.example.com/api/auth/jwks", Keys: 2, Age: 90 * time.Second},
+		{URI: "https://down.example.com/jwks"},
+		{URI: "https://down.example.com/jwks", Discovery: true},
+	}
+	if err := m.ObservePolicies(func() map[string]int { return reasons }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ObserveKeySets(func() []jwt.KeySetState { return sets }); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		want, absent []string
+		reasons      map[string]int
+		sets         []jwt.KeySetState
+	}{
+		{name: "first scrape", want: []string{
+			`tollgate_policies{state="ready"} 7`,
+			`tollgate_policies{state="invalid"} 2`,
+			`tollgate_policies{state="conflict"} 0`,
+			`tollgate_policies{state="unavailable"} 2`,
+			`tollgate_jwks_keys{uri="https://auth.example.com/api/auth/jwks"} 2`,
+			`tollgate_jwks_age_seconds{uri="https://auth.example.com/api/auth/jwks"} 90`,
+			`tollgate_jwks_keys{uri="https://down.example.com/jwks"} 0`,
+		}, absent: []string{`tollgate_jwks_age_seconds{uri="https://down.example.com/jwks"}`}},
+		{name: "after changes", reasons: map[string]int{"Accepted": 1, "Conflict": 1},
+			sets: []jwt.KeySetState{{URI: "https://auth.example.com/api/auth/jwks", Keys: 3, Age: time.Second}},
+			want: []string{
+				`tollgate_policies{state="ready"} 1`,
+				`tollgate_policies{state="invalid"} 0`,
+				`tollgate_policies{state="conflict"} 1`,
+				`tollgate_jwks_keys{uri="https://auth.example.com/api/auth/jwks"} 3`,
+				`tollgate_jwks_age_seconds{uri="https://auth.example.com/api/auth/jwks"} 1`,
+			}, absent: []string{`https://down.example.com/jwks`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.reasons != nil {
+				reasons, sets = tc.reasons, tc.sets
+			}
+			out := scrape(t, m)
+			for _, w := range tc.want {
+				if !strings.Contains(out, w+"\n") {
+					t.Errorf("missing %s", w)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("present: %s", a)
+				}
+			}
+		})
 	}
 }
 

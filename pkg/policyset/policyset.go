@@ -251,6 +251,18 @@ func (s *Set) Status(namespace, name string) (Status, bool) {
 	return it.status, true
 }
 
+// Reasons returns how many policies have each status Reason, for metrics:
+// one pass over the policies, without sorting or copying them.
+func (s *Set) Reasons() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, 5)
+	for _, it := range s.items {
+		out[it.status.Reason]++
+	}
+	return out
+}
+
 // A PolicyStatus is the status of one policy, with its key.
 type PolicyStatus struct {
 	Namespace, Name string

@@ -533,3 +533,21 @@ func TestStatusesOldestFirst(t *testing.T) {
 		t.Fatalf("order %s, want files first, then by creationTimestamp", got)
 	}
 }
+
+func TestReasonsCountsEveryPolicy(t *testing.T) {
+	h := newHarness(t)
+	h.set.Apply(h.policy("shop", "a", 1, "api.example.com", "/api"))
+	h.set.Apply(h.policy("shop", "b", 2, "api.example.com", "/api")) // conflicts with the older a
+	h.set.Apply(h.policy("shop", "c", 3, "", "/c"))
+	h.set.Apply(h.policy("shop", "d", 4, "", "d")) // invalid pathPrefix
+	want := map[string]int{v1alpha1.ReasonAccepted: 2, v1alpha1.ReasonConflict: 1, v1alpha1.ReasonInvalidSpec: 1}
+	if got := h.set.Reasons(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reasons %v, want %v", got, want)
+	}
+	h.set.Delete("shop", "a") // b takes over; a is gone
+	h.set.Delete("shop", "d")
+	want = map[string]int{v1alpha1.ReasonAccepted: 2}
+	if got := h.set.Reasons(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after deletes: reasons %v, want %v", got, want)
+	}
+}

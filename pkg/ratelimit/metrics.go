@@ -17,7 +17,7 @@ type metrics struct {
 func newUpGauge() prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tollgate_quota_store_up",
-		Help: "1 when the shared quota store answers (circuit breaker closed), 0 while decisions follow --on-store-error.",
+		Help: "1 when the shared quota store answers (it has answered since the start and its circuit breaker is closed), 0 while decisions follow --on-store-error; the server pings the store twice a second.",
 	})
 }
 
@@ -52,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Circuit breaker of the shared quota store: 0 closed, 1 half-open, 2 open.",
 		}),
 	}
-	m.up.Set(1)
+	// m.up stays 0 until the store first answers (Resilient.succeeded).
 	if reg == nil {
 		return m, nil
 	}

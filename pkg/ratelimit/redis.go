@@ -67,7 +67,10 @@ type Redis struct {
 	log     *slog.Logger
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store  = (*Redis)(nil)
+	_ Pinger = (*Redis)(nil)
+)
 
 // NewRedis returns a Redis store. The scripts are loaded lazily, on the
 // first NOSCRIPT. Close the store before its client.
@@ -312,6 +315,21 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Ping asks the Redis server, or every master of a Redis Cluster at once,
+// to answer PING: the store answers only when every part of it does.
+func (r *Redis) Ping(ctx context.Context) error {
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() }); err != nil {
+			return fmt.Errorf("ratelimit: ping redis cluster: %w", err)
+		}
+		return nil
+	}
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ratelimit: ping redis: %w", err)
+	}
+	return nil
 }
 
 // Warm loads the scripts on the Redis server, or on every master of a

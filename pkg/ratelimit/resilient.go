@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,9 +95,20 @@ type Resilient struct {
 	breaker  breaker
 	metrics  *metrics
 	log      *slog.Logger
+	// reached is set once the primary store has answered a Take or a
+	// Ping: until then it is not reported up.
+	reached atomic.Bool
+	// lastErr is the error of the last failed call to the primary store.
+	lastErr atomic.Pointer[error]
 }
 
 var _ Store = (*Resilient)(nil)
+
+// A Pinger is a store that can say whether it answers without counting
+// anything. Redis is one.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
 
 // NewResilient returns a Resilient store over primary. fallback is the
 // per-replica store used with OnErrorLocal (usually a Memory store) and may
@@ -149,9 +161,71 @@ func orDefault[T int | time.Duration](v, def T) T {
 // State returns the breaker state, for the /readyz body.
 func (r *Resilient) State() BreakerState { return r.breaker.State() }
 
-// Up reports whether decisions are counted by the primary store (the
-// breaker is closed). /readyz shows it but must stay ready when it is false.
-func (r *Resilient) Up() bool { return r.breaker.State() == BreakerClosed }
+// Up reports whether decisions are counted by the primary store: it has
+// answered since the start and the breaker is closed. /readyz shows it but
+// must stay ready when it is false.
+func (r *Resilient) Up() bool { return r.reached.Load() && r.breaker.State() == BreakerClosed }
+
+// Err returns the error of the last call to the primary store that failed
+// (a Take or a Ping), or nil when none has; it is not cleared by a
+// success (see Up).
+func (r *Resilient) Err() error {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Ping asks the primary store whether it answers, within the budget and
+// through the breaker, as a Take does but without counting: a failed ping
+// counts toward opening the breaker, and once the cooldown is over a ping
+// may be the probe that closes it. Called periodically (the server pings
+// twice a second from its start), it makes Up and tollgate_quota_store_up
+// follow the store whether or not requests arrive. A primary store that is
+// no Pinger always answers. Ping returns the store's error, or an error
+// when the breaker is open and it did not ask.
+func (r *Resilient) Ping(ctx context.Context) error {
+	p, ok := r.primary.(Pinger)
+	if !ok {
+		r.succeeded()
+		return nil
+	}
+	allowed, t := r.breaker.allow()
+	r.observe(t, nil)
+	if !allowed {
+		return errors.New("ratelimit: quota store down: breaker open")
+	}
+	bctx, cancel := context.WithTimeout(ctx, r.budget)
+	err := p.Ping(bctx)
+	cancel()
+	if err == nil {
+		r.succeeded()
+		return nil
+	}
+	if ctx.Err() != nil {
+		r.breaker.release()
+		return fmt.Errorf("ratelimit: ping quota store: %w", context.Cause(ctx))
+	}
+	r.failed(err)
+	return err
+}
+
+// succeeded records a call that the primary store answered.
+func (r *Resilient) succeeded() {
+	t := r.breaker.success()
+	if !r.reached.Load() && !r.reached.Swap(true) && !t.changed() {
+		// The first answer since the start: up, without a transition.
+		r.metrics.up.Set(1)
+		r.log.Info("quota store up", "breaker", BreakerClosed.String())
+	}
+	r.observe(t, nil)
+}
+
+// failed records a call that the primary store failed.
+func (r *Resilient) failed(err error) {
+	r.lastErr.Store(&err)
+	r.observe(r.breaker.failure(), err)
+}
 
 // Take implements Store. It returns an error only for invalid limits or when
 // ctx ends first; a failing primary store gives a Degraded result instead.
@@ -170,7 +244,7 @@ func (r *Resilient) Take(ctx context.Context, limits []Limit) (Result, error) {
 	cancel()
 	r.metrics.latency.Observe(time.Since(start).Seconds())
 	if err == nil {
-		r.observe(r.breaker.success(), nil)
+		r.succeeded()
 		return res, nil
 	}
 	if ctx.Err() != nil {
@@ -179,7 +253,7 @@ func (r *Resilient) Take(ctx context.Context, limits []Limit) (Result, error) {
 		return Result{}, fmt.Errorf("ratelimit: quota store: %w", context.Cause(ctx))
 	}
 	r.metrics.errors.Inc()
-	r.observe(r.breaker.failure(), err)
+	r.failed(err)
 	return r.degrade(ctx, limits)
 }
 

@@ -229,7 +229,80 @@ func TestResilientCallerCancelDoesNotTripBreaker(t *testing.T) {
 	if _, err := r.Take(ctx, []Limit{{Key: "k", Requests: 1, Period: time.Second}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Take with a canceled ctx: %v, want context.Canceled", err)
 	}
-	if !r.Up() {
+	if r.State() != BreakerClosed {
 		t.Fatal("a caller's cancel opened the breaker")
+	}
+}
+
+// TestResilientPingFollowsTheStore: without any Take, pings alone make Up
+// and tollgate_quota_store_up follow Redis: not up before it first
+// answers, down after FailureThreshold failed pings, up again after the
+// cooldown once it answers.
+func TestResilientPingFollowsTheStore(t *testing.T) {
+	srv := redistest.StartServer(t)
+	srv.Stop() // down from the start
+	clock := newFakeClock()
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	r, err := NewResilient(newRedisStore(t, ClientOptions{Addr: srv.Addr}), nil, ResilientOptions{
+		OnError: OnErrorDeny, FailureThreshold: 3, Cooldown: time.Second,
+		Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	state := func() (bool, float64) { return r.Up(), metricValue(t, reg, "tollgate_quota_store_up") }
+	if up, gauge := state(); up || gauge != 0 {
+		t.Fatalf("before Redis ever answered: Up %v, gauge %v; want down", up, gauge)
+	}
+	for i := range 3 {
+		if err := r.Ping(ctx); err == nil {
+			t.Fatalf("ping %d of a stopped Redis succeeded", i)
+		}
+	}
+	if up, gauge := state(); up || gauge != 0 || r.State() != BreakerOpen || r.Err() == nil {
+		t.Fatalf("after 3 failed pings: Up %v, gauge %v, state %v, error %v", up, gauge, r.State(), r.Err())
+	}
+
+	srv.Restart()
+	if err := r.Ping(ctx); err == nil || r.Up() {
+		t.Fatalf("a ping within the cooldown: %v, up %v; want refused by the open breaker", err, r.Up())
+	}
+	clock.Advance(time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Ping(ctx) != nil { // go-redis redials with a backoff
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis back for 10s, pings still fail: %v", r.Err())
+		}
+		clock.Advance(time.Second)
+	}
+	if up, gauge := state(); !up || gauge != 1 {
+		t.Fatalf("after Redis answered a ping: Up %v, gauge %v; want up", up, gauge)
+	}
+	if err := r.Ping(ctx); err != nil || strings.Count(logs.String(), `msg="quota store up"`) != 1 {
+		t.Fatalf("ping: %v; logs:\n%s\nwant one up line", err, logs)
+	}
+
+	srv.Stop()
+	for range 3 {
+		_ = r.Ping(ctx)
+	}
+	if up, gauge := state(); up || gauge != 0 || strings.Count(logs.String(), `msg="quota store down"`) != 2 {
+		t.Fatalf("Redis stopped again: Up %v, gauge %v; logs:\n%s", up, gauge, logs)
+	}
+}
+
+func TestResilientPrimaryWithoutPingIsUp(t *testing.T) {
+	mem := NewMemory(MemoryOptions{SweepInterval: -1})
+	r, err := NewResilient(mem, nil, ResilientOptions{OnError: OnErrorDeny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Up() {
+		t.Fatal("up before any call")
+	}
+	if err := r.Ping(context.Background()); err != nil || !r.Up() {
+		t.Fatalf("ping: %v, up %v", err, r.Up())
 	}
 }

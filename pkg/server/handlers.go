@@ -180,20 +180,28 @@ func (s *Server) healthHandler() http.Handler {
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ready := s.ready.Load()
-		store := "up"
+		store, storeErr := "up", ""
 		if !s.quota.Up() {
 			store = "down"
+			if err := s.quota.Err(); err != nil {
+				storeErr = err.Error()
+			}
 		}
 		body := struct {
 			Ready    bool `json:"ready"`
 			Policies int  `json:"policies"`
 			// PolicySource is files, kubernetes, files+kubernetes or
 			// none; Warning says what none means.
-			PolicySource string      `json:"policySource"`
-			Warning      string      `json:"warning,omitempty"`
-			QuotaStore   string      `json:"quotaStore"`
-			Kubernetes   *kubeHealth `json:"kubernetes,omitempty"`
-		}{Ready: ready, Policies: s.engine.Snapshot().Len(), PolicySource: s.policySource(), QuotaStore: store, Kubernetes: s.kubeHealth()}
+			PolicySource string `json:"policySource"`
+			Warning      string `json:"warning,omitempty"`
+			// QuotaStore is up or down (pinged twice a second, from the
+			// start: down until the store first answers);
+			// QuotaStoreError is its last error while it is down.
+			QuotaStore      string      `json:"quotaStore"`
+			QuotaStoreError string      `json:"quotaStoreError,omitempty"`
+			Kubernetes      *kubeHealth `json:"kubernetes,omitempty"`
+		}{Ready: ready, Policies: s.engine.Snapshot().Len(), PolicySource: s.policySource(),
+			QuotaStore: store, QuotaStoreError: storeErr, Kubernetes: s.kubeHealth()}
 		if body.PolicySource == policySourceNone {
 			body.Warning = noPolicySourceWarning
 		}

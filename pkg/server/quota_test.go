@@ -255,3 +255,43 @@ func get(t *testing.T, addr, path string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestQuotaStoreHealthWithoutTraffic: with no check at all, /readyz and
+// tollgate_quota_store_up follow Redis within 5 s (the harness's waitFor
+// deadline): down from the start while Redis was never reached, up once it
+// answers, down again when it stops. Readiness never changes.
+func TestQuotaStoreHealthWithoutTraffic(t *testing.T) {
+	redis := redistest.StartServer(t)
+	redis.Stop()
+	h := start(t, map[string]string{"tasks.yaml": quotaPolicy(3, 3, 1000)}, withRedis(redis.Addr, nil, "local"))
+	state := func() (int, string, string) {
+		code, body := get(t, h.srv.Addr("health"), "/readyz")
+		_, m := get(t, h.srv.Addr("metrics"), "/metrics")
+		up := ""
+		for line := range strings.SplitSeq(m, "\n") {
+			if v, ok := strings.CutPrefix(line, "tollgate_quota_store_up "); ok {
+				up = v
+			}
+		}
+		return code, body, up
+	}
+	code, body, up := state()
+	if code != 200 || !strings.Contains(body, `"quotaStore":"down"`) || !strings.Contains(body, "connection refused") || up != "0" {
+		t.Fatalf("Redis never reached: /readyz %d %s, tollgate_quota_store_up %q; want ready, the store down with its error, 0", code, body, up)
+	}
+	for _, step := range []struct {
+		do        func()
+		store, up string
+	}{
+		{redis.Restart, "up", "1"},
+		{redis.Stop, "down", "0"},
+	} {
+		step.do()
+		began := time.Now()
+		h.waitFor("the store "+step.store+" without traffic", func() bool {
+			code, body, up = state()
+			return code == 200 && strings.Contains(body, `"quotaStore":"`+step.store+`"`) && up == step.up
+		})
+		t.Logf("store %s after %v", step.store, time.Since(began).Round(100*time.Millisecond))
+	}
+}

@@ -119,10 +119,12 @@ type Server struct {
 }
 
 // quotaStore is the store the engine counts with, and what /readyz reports
-// of it.
+// of it (ratelimit.Resilient's Up, Err and Ping).
 type quotaStore interface {
 	decision.QuotaStore
 	Up() bool
+	Err() error
+	Ping(ctx context.Context) error
 	Close() error
 }
 
@@ -180,6 +182,12 @@ func New(opts Options) (*Server, error) {
 		CrossNamespaceHosts: opts.CrossNamespaceHosts,
 		Logger:              s.log,
 	})
+	if err := errors.Join(s.metrics.ObservePolicies(s.policies.Reasons), s.metrics.ObserveKeySets(s.jwt.KeySets)); err != nil {
+		s.policies.Close()
+		s.jwt.Close()
+		store.Close()
+		return nil, err
+	}
 	if opts.Kubernetes != nil {
 		if err := s.newController(kubeSecrets); err != nil {
 			s.policies.Close()
@@ -286,7 +294,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		probeWhileDown(watchCtx, s.quota, time.Second)
+		pingEvery(watchCtx, s.quota, pingInterval)
 	}()
 	wg.Add(1)
 	go func() {

@@ -13,8 +13,17 @@ var (
 	Commit  = ""
 )
 
-// String returns a one-line description of the build.
-func String() string {
+// A Build describes the running binary.
+type Build struct {
+	Version string
+	// Commit is the link-time Commit, else the first 12 digits of the VCS
+	// revision the Go toolchain recorded, else "unknown".
+	Commit    string
+	GoVersion string
+}
+
+// Get returns the running binary's Build.
+func Get() Build {
 	commit := Commit
 	if commit == "" {
 		commit = "unknown"
@@ -26,5 +35,11 @@ func String() string {
 			}
 		}
 	}
-	return fmt.Sprintf("tollgate %s (commit %s, %s, %s/%s)", Version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return Build{Version: Version, Commit: commit, GoVersion: runtime.Version()}
+}
+
+// String returns a one-line description of the build.
+func String() string {
+	b := Get()
+	return fmt.Sprintf("tollgate %s (commit %s, %s, %s/%s)", b.Version, b.Commit, b.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
