@@ -397,20 +397,24 @@ func TestSecretScope(t *testing.T) {
 }
 
 // TestFilesAndKubernetesTogether: policy files and AuthPolicy objects are
-// served side by side, and tollgate is ready once both are loaded.
+// served side by side, and tollgate is ready once both are loaded. An
+// object with the namespace/name of a file's policy is a Conflict that
+// names the file: it neither replaces the file's policy nor takes its
+// status, and deleting it leaves the file's policy serving.
 func TestFilesAndKubernetesTogether(t *testing.T) {
 	env := kube(t)
 	ns := env.Namespace(t, "both")
 	cleanup(t, env.Client, ns)
 	key := jwttest.NewEd25519(t)
 	dir := t.TempDir()
-	file := policy(ns+"-files", "from-file", "file."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/file"))
+	file := policy(ns, "from-file", "file."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/file"))
 	file.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "AuthPolicy"}
 	data, err := yaml.Marshal(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), data, 0o600); err != nil {
+	path := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	create(t, env.Client, policy(ns, "from-cluster", "kube."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/kube")))
@@ -421,5 +425,24 @@ func TestFilesAndKubernetesTogether(t *testing.T) {
 	}
 	if got := in.check("kube."+ns+".example.test", "GET", "/api/kube", ""); got != http.StatusOK {
 		t.Errorf("the cluster's policy: %d, want 200", got)
+	}
+
+	// The same namespace/name in the cluster, on a host of its own.
+	twin := policy(ns, "from-file", "twin."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/twin"))
+	create(t, env.Client, twin)
+	waitStatus(t, env.Client, ns, "from-file", metav1.ConditionFalse, v1alpha1.ReasonConflict, "policy file "+path)
+	if got := in.check("twin."+ns+".example.test", "GET", "/api/twin", ""); got == http.StatusOK {
+		t.Errorf("the object that shares the file's policy name serves")
+	}
+	if got := in.check("file."+ns+".example.test", "GET", "/api/file", ""); got != http.StatusOK {
+		t.Errorf("the file's policy after an object of its name: %d, want 200", got)
+	}
+	remove(t, env.Client, twin)
+	// One reconciler applies events in order: once an object created
+	// after the delete serves, the delete has been applied.
+	create(t, env.Client, policy(ns, "after", "after."+ns+".example.test", key, policytest.AnonymousRule("public", "/api/after")))
+	in.expect(enforcedWithin, "after."+ns+".example.test", "/api/after", "", http.StatusOK)
+	if got := in.check("file."+ns+".example.test", "GET", "/api/file", ""); got != http.StatusOK {
+		t.Errorf("the file's policy after the object of its name was deleted: %d, want 200", got)
 	}
 }

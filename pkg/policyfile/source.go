@@ -325,9 +325,10 @@ func (s *Source) claim(key, path string, root int) bool {
 
 // drop deletes a policy this source supplied.
 func (s *Source) drop(key string) {
+	path := s.supplier[key]
 	delete(s.supplier, key)
 	ns, name, _ := strings.Cut(key, "/")
-	s.set.Delete(ns, name)
+	s.set.DeleteFrom(ns, name, policyset.Origin{File: path})
 }
 
 // remove forgets a removed file and deletes its policies.
@@ -389,7 +390,7 @@ func (s *Source) Problems() []Problem {
 		out = append(out, f.problems...)
 		for _, key := range f.keys {
 			ns, name, _ := strings.Cut(key, "/")
-			st, ok := s.set.Status(ns, name)
+			st, ok := s.set.StatusFrom(ns, name, policyset.Origin{File: path})
 			if !ok {
 				continue
 			}

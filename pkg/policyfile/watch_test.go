@@ -117,7 +117,7 @@ func TestWatchAppliesEachFileAlone(t *testing.T) {
 	// a.yaml gets a typo: a keeps its last good version...
 	writeInPlace(t, filepath.Join(dir, "a.yaml"), strings.Replace(anonPolicy("shop", "a", "/a2"), "anonymous: true", "anonymus: true", 1))
 	w.waitFor("the typo to be reported", func() bool {
-		st, _ := w.set.Status("shop", "a")
+		st, _ := w.set.StatusFrom("shop", "a", fileOrigin)
 		return st.Reason == v1alpha1.ReasonInvalidSpec && strings.Contains(st.Message, "anonymus")
 	})
 	w.waitServed("/a/1", "shop/a")
@@ -131,7 +131,7 @@ func TestWatchAppliesEachFileAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitServed("/b2/1", "")
-	if _, ok := w.set.Status("shop", "b"); ok {
+	if _, ok := w.set.StatusFrom("shop", "b", fileOrigin); ok {
 		t.Fatal("the policy of a removed file still has a status")
 	}
 	w.waitServed("/a/1", "shop/a")
@@ -155,7 +155,7 @@ func TestWatchKeepsPoliciesOfAFileThatTurnsEmptyOrUnparsable(t *testing.T) {
 			w.waitServed("/a/1", "shop/a")
 			writeInPlace(t, path, tc.content)
 			w.waitFor("the file to be read", func() bool {
-				st, _ := w.set.Status("shop", "a")
+				st, _ := w.set.StatusFrom("shop", "a", fileOrigin)
 				return strings.Contains(w.logs.String(), tc.logged) || strings.Contains(st.Message, tc.logged)
 			})
 			w.waitServed("/a/1", "shop/a")
@@ -202,7 +202,7 @@ func TestWatchFollowsAFileRootReplacedByRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitServed("/v2/x", "shop/p")
-	if _, ok := w.set.Status("shop", "other"); ok {
+	if _, ok := w.set.StatusFrom("shop", "other", fileOrigin); ok {
 		t.Fatal("a file beside the configured file was loaded")
 	}
 }
@@ -238,7 +238,7 @@ func TestSyncReadsOnlyFilesWhoseStatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Sync()
-	if st, _ := set.Status("shop", "a"); !st.Ready() {
+	if st, _ := set.StatusFrom("shop", "a", fileOrigin); !st.Ready() {
 		t.Fatalf("status %+v", st)
 	}
 	if p := src.Problems(); len(p) > 0 {
@@ -250,7 +250,7 @@ func TestSyncReadsOnlyFilesWhoseStatChanged(t *testing.T) {
 	}
 	writeInPlace(t, path, strings.Replace(anonPolicy("shop", "a", "/bb"), "anonymous: true", "anonymous: maybe", 1))
 	src.Sync()
-	if st, _ := set.Status("shop", "a"); st.Reason != v1alpha1.ReasonInvalidSpec {
+	if st, _ := set.StatusFrom("shop", "a", fileOrigin); st.Reason != v1alpha1.ReasonInvalidSpec {
 		t.Fatalf("status after a real change %+v, want InvalidSpec", st)
 	}
 }
@@ -261,3 +261,6 @@ func mustSymlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+// fileOrigin finds the status of a policy from files, whichever file.
+var fileOrigin = policyset.Origin{File: "policies.yaml"}

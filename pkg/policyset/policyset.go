@@ -99,8 +99,8 @@ type Set struct {
 	wg     sync.WaitGroup
 
 	mu sync.Mutex // mu guards every field below
-	// items holds every policy applied and not deleted, by key.
-	items map[string]*item
+	// items holds every policy applied and not deleted.
+	items map[itemID]*item
 	// slots lists, by age, the policies holding a version that uses a
 	// slot (host matcher, pathPrefix, mode): at most one of them serves it.
 	slots map[slot][]*item
@@ -135,7 +135,7 @@ func New(opts Options) *Set {
 	s := &Set{
 		opts:      opts,
 		log:       opts.Logger,
-		items:     make(map[string]*item),
+		items:     make(map[itemID]*item),
 		slots:     make(map[slot][]*item),
 		hosts:     make(map[string][]*item),
 		sources:   make(map[string]*keySource),
@@ -163,10 +163,30 @@ func (s *Set) Close() {
 // older than every Kubernetes object and are ordered among themselves by
 // file order: Root (the index of the configured path the file was found
 // under), then File, then Doc (the document's index in its file).
+//
+// A policy file and a Kubernetes object may both define namespace/name:
+// they are two policies of the set, each with a status of its own, and
+// the object, the newer, is a Conflict that names the file and does not
+// serve (a snapshot, Envoy's context_extensions and metrics know a policy
+// by namespace/name only).
 type Origin struct {
 	File string
 	Root int
 	Doc  int
+}
+
+// fromFile reports whether o is a policy file's.
+func (o Origin) fromFile() bool { return o.File != "" }
+
+// An itemID identifies a policy of the set: its namespace/name, and
+// whether a file or a Kubernetes object defines it.
+type itemID struct {
+	key  string
+	file bool
+}
+
+func idOf(namespace, name string, o Origin) itemID {
+	return itemID{key: namespaceOf(namespace) + "/" + name, file: o.fromFile()}
 }
 
 // Apply compiles obj (when its spec changed) and makes it the policy's
@@ -218,11 +238,18 @@ func (s *Set) Reject(namespace, name string, generation int64, o Origin, err err
 }
 
 // Delete removes the policy; conflicts and host ownership it held are
-// re-decided, and other policies' statuses change through OnStatus.
+// re-decided, and other policies' statuses change through OnStatus. It
+// removes a Kubernetes object's policy; DeleteFrom removes a file's.
 func (s *Set) Delete(namespace, name string) {
-	key := namespaceOf(namespace) + "/" + name
+	s.DeleteFrom(namespace, name, Origin{})
+}
+
+// DeleteFrom is Delete for the policy of origin o: a policy file's when
+// o.File is set (whichever file), else a Kubernetes object's.
+func (s *Set) DeleteFrom(namespace, name string, o Origin) {
+	id := idOf(namespace, name, o)
 	s.mu.Lock()
-	it := s.items[key]
+	it := s.items[id]
 	if it == nil {
 		s.mu.Unlock()
 		return
@@ -230,21 +257,29 @@ func (s *Set) Delete(namespace, name string) {
 	if it.serving != nil {
 		s.servingChangedLocked(it, it.serving)
 		it.serving = nil
-		s.pub.policyChangedLocked(key)
+		s.pub.policyChangedLocked(it.key)
 	}
 	s.setVersionsLocked(it, nil, nil, nil)
 	it.deleted = true
-	delete(s.items, key)
+	delete(s.items, id)
+	s.enqueueTwinLocked(it)
 	s.processLocked()
 	s.mu.Unlock()
 	s.deliver()
 }
 
-// Status returns the latest status of a policy.
+// Status returns the latest status of a policy: of a Kubernetes object's
+// (see StatusFrom).
 func (s *Set) Status(namespace, name string) (Status, bool) {
+	return s.StatusFrom(namespace, name, Origin{})
+}
+
+// StatusFrom returns the latest status of the policy of origin o: a policy
+// file's when o.File is set (whichever file), else a Kubernetes object's.
+func (s *Set) StatusFrom(namespace, name string, o Origin) (Status, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it := s.items[namespaceOf(namespace)+"/"+name]
+	it := s.items[idOf(namespace, name, o)]
 	if it == nil {
 		return Status{}, false
 	}
@@ -301,13 +336,16 @@ func namespaceOf(ns string) string {
 	return ns
 }
 
-// itemLocked returns the item for ns/name, created if needed, with age a.
+// itemLocked returns the item for ns/name from the source of age a,
+// created if needed, with age a.
 func (s *Set) itemLocked(ns, name string, a age) *item {
 	key := ns + "/" + name
-	it := s.items[key]
+	id := itemID{key: key, file: a.file}
+	it := s.items[id]
 	if it == nil {
 		it = &item{key: key, ns: ns, name: name, age: a, index: -1}
-		s.items[key] = it
+		s.items[id] = it
+		s.enqueueTwinLocked(it)
 		return it
 	}
 	if it.age != a {
@@ -321,6 +359,20 @@ func (s *Set) itemLocked(ns, name string, a age) *item {
 		s.enqueueLocked(it)
 	}
 	return it
+}
+
+// twinLocked returns the policy of the other source (file or Kubernetes
+// object) with the same namespace/name as it, or nil.
+func (s *Set) twinLocked(it *item) *item {
+	return s.items[itemID{key: it.key, file: !it.age.file}]
+}
+
+// enqueueTwinLocked re-decides the twin of it, which it (created or
+// deleted) may block or unblock.
+func (s *Set) enqueueTwinLocked(it *item) {
+	if twin := s.twinLocked(it); twin != nil {
+		s.enqueueLocked(twin)
+	}
 }
 
 // settleLocked re-decides it and whatever its change affects, and returns

@@ -551,3 +551,51 @@ func TestReasonsCountsEveryPolicy(t *testing.T) {
 		t.Fatalf("after deletes: reasons %v, want %v", got, want)
 	}
 }
+
+// TestFileAndObjectOfOneName: a policy file and an AuthPolicy object that
+// define the same namespace/name are two policies with a status each; the
+// object, the newer, is a Conflict naming the file and never replaces the
+// file's policy, whichever is applied first; each source deletes only its
+// own.
+func TestFileAndObjectOfOneName(t *testing.T) {
+	for _, objectFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("object applied first %v", objectFirst), func(t *testing.T) {
+			h := newHarness(t)
+			file := policyset.Origin{File: "policies/shop.yaml"}
+			fromFile := h.policy("shop", "a", 9, "file.test", "/api")
+			object := h.policy("shop", "a", 1, "object.test", "/api")
+			if objectFirst {
+				h.set.Apply(object)
+				h.expectServed("object.test", "/api/public/x", "shop/a", true)
+			}
+			h.set.ApplyFrom(fromFile, file)
+			h.set.Apply(object)
+
+			if st, _ := h.set.StatusFrom("shop", "a", file); !st.Ready() || !st.Serving {
+				t.Fatalf("the file's policy: %+v, want Accepted and serving", st)
+			}
+			h.expectStatus("shop/a", v1alpha1.ReasonConflict, false, "also defined by the policy file policies/shop.yaml")
+			if ev, _ := h.lastEvent("shop/a"); objectFirst && ev.Reason != v1alpha1.ReasonConflict {
+				t.Errorf("last OnStatus for shop/a %+v, want the object's Conflict", ev)
+			}
+			h.expectServed("file.test", "/api/public/x", "shop/a", true)
+			h.expectServed("object.test", "/api/public/x", "", false)
+
+			// Deleting the object leaves the file's policy alone.
+			h.set.Delete("shop", "a")
+			h.expectServed("file.test", "/api/public/x", "shop/a", true)
+			if _, ok := h.set.Status("shop", "a"); ok {
+				t.Fatal("the deleted object still has a status")
+			}
+
+			// Once the file's policy is gone, the object serves.
+			h.set.Apply(object)
+			h.set.DeleteFrom("shop", "a", file)
+			if st := h.waitEvent("shop/a", v1alpha1.ReasonAccepted); !st.Serving {
+				t.Fatalf("the object after the file's policy is gone: %+v", st)
+			}
+			h.expectServed("object.test", "/api/public/x", "shop/a", true)
+			h.expectServed("file.test", "/api/public/x", "", false)
+		})
+	}
+}

@@ -212,7 +212,7 @@ func (s *Set) collectLocked() func() *decision.Snapshot {
 	var removed []string
 	var added []decision.Entry
 	for key := range dirty {
-		if it := s.items[key]; it != nil && it.serving != nil {
+		if it := s.servingLocked(key); it != nil {
 			added = append(added, entryOf(it.serving))
 		} else {
 			removed = append(removed, key)
@@ -226,6 +226,18 @@ func (s *Set) collectLocked() func() *decision.Snapshot {
 		}
 	}
 	return func() *decision.Snapshot { return last.Update(removed, added, owners) }
+}
+
+// servingLocked returns the policy that serves namespace/name key: a
+// file's or a Kubernetes object's (never both: the newer is a Conflict),
+// or nil.
+func (s *Set) servingLocked(key string) *item {
+	for _, file := range []bool{true, false} {
+		if it := s.items[itemID{key: key, file: file}]; it != nil && it.serving != nil {
+			return it
+		}
+	}
+	return nil
 }
 
 func entryOf(v *version) decision.Entry {

@@ -198,6 +198,9 @@ func (s *Set) servingChangedLocked(it *item, v *version) {
 
 // conflictLocked says why version v of it cannot serve, or returns "".
 func (s *Set) conflictLocked(it *item, v *version) string {
+	if twin := s.twinLocked(it); twin != nil && twin.age.less(&it.age) {
+		return fmt.Sprintf("policy %s is also defined by %s, which comes first; a namespace/name names one policy", it.key, sourcePhrase(twin))
+	}
 	if !s.opts.CrossNamespaceHosts {
 		for _, h := range v.hosts {
 			if owner := s.ownerLocked(h); owner != it.ns {
@@ -216,6 +219,14 @@ func (s *Set) conflictLocked(it *item, v *version) string {
 		}
 	}
 	return ""
+}
+
+// sourcePhrase says where a policy is defined.
+func sourcePhrase(it *item) string {
+	if it.age.file {
+		return "the policy file " + it.age.origin.File
+	}
+	return "an AuthPolicy object"
 }
 
 func hostPhrase(h string) string {

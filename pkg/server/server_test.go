@@ -25,6 +25,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/internal/testlog"
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
 	"github.com/tollgate-dev/tollgate/pkg/server"
 )
 
@@ -525,7 +526,7 @@ spec:
 			if o := grpcOutcome(h.check(req)); o.status != tc.status {
 				t.Fatalf("anonymous GET /api/users/bob/tasks: %d, want %d", o.status, tc.status)
 			}
-			st, _ := h.srv.Policies().Status("evil", "grab")
+			st, _ := h.srv.Policies().StatusFrom("evil", "grab", policyset.Origin{File: "policies.yaml"})
 			if tc.cross != st.Ready() || !tc.cross && !strings.Contains(st.Message, "belongs to namespace shop") {
 				t.Fatalf("evil/grab status %+v", st)
 			}
