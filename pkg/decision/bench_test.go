@@ -9,8 +9,9 @@ import (
 	pt "github.com/tollgate-dev/tollgate/pkg/policy/policytest"
 )
 
-// BenchmarkDecide measures the hot path: a cached token, ownership, two
-// limits on the memory store, identity and rate-limit headers.
+// BenchmarkDecide measures the hot path as servers run it (DecideInto, one
+// Decision reused): a cached token, ownership, two limits on the memory
+// store, identity and rate-limit headers.
 func BenchmarkDecide(b *testing.B) {
 	f := newFixture(b, decision.Options{})
 	own := pt.OwnTasksRule()
@@ -26,10 +27,11 @@ func BenchmarkDecide(b *testing.B) {
 	token := f.token(b, "alice", map[string]any{"plan": "premium"})
 	ctx := context.Background()
 	req := request("GET", "/api/users/alice/tasks/42", token)
-	f.engine.Decide(ctx, req) // warm the token cache
+	var d decision.Decision
+	f.engine.DecideInto(ctx, req, &d) // warm the token cache
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := f.engine.Decide(ctx, req); !d.Allowed {
+		if f.engine.DecideInto(ctx, req, &d); !d.Allowed {
 			b.Fatalf("denied: %+v", d)
 		}
 	}

@@ -123,6 +123,20 @@ type Decision struct {
 
 	// Steps explains the decision when Request.Explain was set.
 	Steps []Step
+
+	// buf holds what the header slices above point to when the Decision
+	// was filled by Engine.DecideInto, so that deciding allocates nothing.
+	buf decisionBuf
+}
+
+// inlineHeaders is the number of headers of a decision that fit its
+// decisionBuf; more are allocated.
+const inlineHeaders = 8
+
+// A decisionBuf holds the header slices of one Decision.
+type decisionBuf struct {
+	headers [inlineHeaders]Header
+	remove  [inlineHeaders]string
 }
 
 // A DryRunDecision is what a dryRun policy would have answered. It never
@@ -173,6 +187,17 @@ const (
 	statusTooManyRequests    = 429
 	statusServiceUnavailable = 503
 )
+
+// setDenial makes d the denial template t, keeping the response headers
+// already in d, if any, and d's buffer, which they may point into.
+func (d *Decision) setDenial(t *Decision) {
+	headers, buf := d.ResponseHeaders, d.buf
+	*d = *t
+	d.buf = buf
+	if headers != nil {
+		d.ResponseHeaders = headers
+	}
+}
 
 func deny(status int, code, reason, message string) Decision {
 	return Decision{Status: status, Code: code, Reason: reason, Message: message}

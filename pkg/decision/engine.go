@@ -88,20 +88,28 @@ func (ev *evaluation) step(name, outcome string, detail ...string) {
 // from the default action when none does. A dryRun policy never answers:
 // when it would govern the request if it were enforcing, it is evaluated
 // beside, and its would-be decision is returned in Decision.DryRun.
+//
+// Decide allocates the Decision's header slices; servers use DecideInto.
 func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
+	d := new(Decision)
+	e.DecideInto(ctx, req, d)
+	return *d
+}
+
+// DecideInto decides as Decide does and writes the Decision to d, which
+// it overwrites. The header slices of d may point into d itself, so that
+// deciding allocates nothing: they stay valid while d is neither reused
+// nor modified, and copies of d share them.
+func (e *Engine) DecideInto(ctx context.Context, req *Request, d *Decision) {
+	*d = Decision{}
 	ev := evaluation{req: req, snap: e.snapshot.Load()}
-	var d Decision
 	var dryRun *entry
 	deny := e.prepare(&ev, &dryRun)
 	if deny == nil {
-		deny = e.decide(ctx, &ev, &d)
+		deny = e.decide(ctx, &ev, d)
 	}
 	if deny != nil {
-		headers := d.ResponseHeaders
-		d = *deny
-		if headers != nil {
-			d.ResponseHeaders = headers
-		}
+		d.setDenial(deny)
 	}
 	if dryRun != nil {
 		d.DryRun = e.dryRun(ctx, &ev, dryRun)
@@ -117,7 +125,6 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		d.Subject = ev.identity.Subject
 	}
 	d.Limit = ev.limit
-	return d
 }
 
 // prepare checks what does not depend on a policy (method, host, path,
@@ -227,7 +234,7 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 	// Every allow removes every header that any served policy forwards,
 	// so that no client copy of one reaches the upstream.
 	if ev.identity != nil {
-		d.UpstreamHeaders, d.RemoveHeaders = identityHeaders(p.JWT, ev.identity, ev.entry.otherForwarded)
+		d.UpstreamHeaders, d.RemoveHeaders = identityHeaders(p.JWT, ev.identity, ev.entry.otherForwarded, &d.buf)
 	} else {
 		d.RemoveHeaders = ev.snap.forwarded
 	}
@@ -377,26 +384,35 @@ func checkOwner(ev *evaluation, r *policy.Rule, captures []string) *Decision {
 // identityHeaders returns the forwarded-claim headers to set and the
 // headers to remove from the upstream request: others (the headers other
 // served policies forward; shared, never modified), the policy's own that
-// the token has no claim for, and the token header with stripToken.
-func identityHeaders(j *policy.JWT, id *token.Identity, others []string) ([]Header, []string) {
-	var set []Header
+// the token has no claim for, and the token header with stripToken. The
+// slices it returns are in buf when they fit.
+func identityHeaders(j *policy.JWT, id *token.Identity, others []string, buf *decisionBuf) ([]Header, []string) {
+	set := buf.headers[:0]
 	remove := others // cap == len: an append copies
+	copied := false
+	removeHeader := func(h string) {
+		if !copied && len(others) < len(buf.remove) {
+			remove = append(buf.remove[:0], others...)
+		}
+		copied = true
+		remove = append(remove, h)
+	}
 	for _, fc := range j.ForwardClaims {
 		if v, ok := id.ClaimString(fc.Claim); ok && validHeaderValue(v) {
-			if set == nil {
-				set = make([]Header, 0, len(j.ForwardClaims))
-			}
 			set = append(set, Header{Name: fc.Header, Value: v})
 		} else {
-			remove = append(remove, fc.Header)
+			removeHeader(fc.Header)
 		}
 	}
 	if j.StripToken {
 		for _, ts := range j.TokenFrom {
 			if ts.Header != "" {
-				remove = append(remove, ts.Header)
+				removeHeader(ts.Header)
 			}
 		}
+	}
+	if len(set) == 0 {
+		set = nil
 	}
 	return set, remove
 }

@@ -16,9 +16,10 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 )
 
-// A Decider authorizes one request.
+// A Decider authorizes one request: it writes the decision to d, as
+// decision.Engine.DecideInto does.
 type Decider interface {
-	Decide(ctx context.Context, req *decision.Request) decision.Decision
+	Decide(ctx context.Context, req *decision.Request, d *decision.Decision)
 }
 
 // PolicyExtension is the context_extensions key that selects a policy
@@ -39,10 +40,14 @@ func NewServer(d Decider) *Server { return &Server{decider: d} }
 // Check answers Envoy. A denial is a CheckResponse with a non-OK status and
 // a DeniedHttpResponse, never a gRPC error: a gRPC error would make Envoy
 // apply failure_mode_allow instead of tollgate's answer.
+//
+// An allowed Check allocates once (see exchange), and nothing is pooled:
+// gRPC still reads the response after Check returns.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	r := Request(req)
-	d := s.decider.Decide(ctx, &r)
-	return Response(&d), nil
+	x := new(exchange)
+	x.req = Request(req)
+	s.decider.Decide(ctx, &x.req, &x.d)
+	return x.response(), nil
 }
 
 // Request converts a CheckRequest into the decision core's Request.
@@ -96,28 +101,73 @@ func headerMap(hm *corev3.HeaderMap) map[string]string {
 	return out
 }
 
-// allowed holds every message of an OK answer, so that building one
-// allocates once. Its parts are referenced by pointer and never copied.
-type allowed struct {
+// inlineOptions is the number of header options of an OK answer that fit
+// its exchange; more are allocated.
+const inlineOptions = 6
+
+// An exchange holds what one Check builds: the decision core's Request and
+// Decision (whose header slices point into it) and every message of an OK
+// answer, so that an allowed Check allocates once. The messages point to
+// each other and are never copied.
+type exchange struct {
+	req decision.Request
+	d   decision.Decision
+
 	resp   authv3.CheckResponse
 	status rpcstatus.Status
 	wrap   authv3.CheckResponse_OkResponse
 	ok     authv3.OkHttpResponse
+	opts   [inlineOptions]corev3.HeaderValueOption
+	values [inlineOptions]corev3.HeaderValue
+	ptrs   [inlineOptions]*corev3.HeaderValueOption
+	used   int // of opts, values and ptrs
 }
 
 // Response converts a Decision into Envoy's answer.
 func Response(d *decision.Decision) *authv3.CheckResponse {
-	if d.Allowed {
-		a := &allowed{}
-		a.status.Code = int32(codes.OK)
-		a.ok.Headers = headerOptions(d.UpstreamHeaders, 0)
-		a.ok.HeadersToRemove = d.RemoveHeaders
-		a.ok.ResponseHeadersToAdd = headerOptions(d.ResponseHeaders, 0)
-		a.wrap.OkResponse = &a.ok
-		a.resp.Status = &a.status
-		a.resp.HttpResponse = &a.wrap
-		return &a.resp
+	x := &exchange{d: *d}
+	return x.response()
+}
+
+// response converts x.d into Envoy's answer.
+func (x *exchange) response() *authv3.CheckResponse {
+	d := &x.d
+	if !d.Allowed {
+		return denied(d)
 	}
+	x.status.Code = int32(codes.OK)
+	x.ok.Headers = x.headerOptions(d.UpstreamHeaders)
+	x.ok.HeadersToRemove = d.RemoveHeaders
+	x.ok.ResponseHeadersToAdd = x.headerOptions(d.ResponseHeaders)
+	x.wrap.OkResponse = &x.ok
+	x.resp.Status = &x.status
+	x.resp.HttpResponse = &x.wrap
+	return &x.resp
+}
+
+// headerOptions converts headers to overwriting header options, in x's
+// arrays while they have room.
+func (x *exchange) headerOptions(hs []decision.Header) []*corev3.HeaderValueOption {
+	if len(hs) == 0 {
+		return nil
+	}
+	if x.used+len(hs) > inlineOptions {
+		return headerOptions(hs, 0)
+	}
+	out := x.ptrs[x.used : x.used+len(hs) : x.used+len(hs)]
+	for i, h := range hs {
+		v, o := &x.values[x.used+i], &x.opts[x.used+i]
+		v.Key, v.Value = h.Name, h.Value
+		o.Header = v
+		o.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = o
+	}
+	x.used += len(hs)
+	return out
+}
+
+// denied converts a denial into Envoy's answer.
+func denied(d *decision.Decision) *authv3.CheckResponse {
 	headers := headerOptions(d.ResponseHeaders, 1)
 	headers[len(headers)-1] = overwrite("content-type", "application/json")
 	return &authv3.CheckResponse{

@@ -1,6 +1,7 @@
 package envoy_test
 
 import (
+	"fmt"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -75,5 +76,37 @@ func TestResponse(t *testing.T) {
 	if d.GetStatus().GetCode() != 429 || d.GetBody() != `{"error":"rate_limited","message":"m"}` || len(d.GetHeaders()) != 2 ||
 		d.GetHeaders()[1].GetHeader().GetKey() != "content-type" || codes.Code(deny.GetStatus().GetCode()) != codes.ResourceExhausted {
 		t.Errorf("deny response: %v", deny)
+	}
+}
+
+// TestResponseHeaderOptions checks that every header becomes an
+// overwriting option, in order, whether it fits the inline arrays or not.
+func TestResponseHeaderOptions(t *testing.T) {
+	headers := func(prefix string, n int) []decision.Header {
+		var hs []decision.Header
+		for i := range n {
+			hs = append(hs, decision.Header{Name: fmt.Sprintf("%s-%d", prefix, i), Value: fmt.Sprint(i)})
+		}
+		return hs
+	}
+	for _, n := range [][2]int{{0, 0}, {2, 3}, {3, 3}, {4, 3}, {9, 1}} {
+		t.Run(fmt.Sprintf("%d upstream and %d response headers", n[0], n[1]), func(t *testing.T) {
+			up, down := headers("x-up", n[0]), headers("x-down", n[1])
+			ok := envoy.Response(&decision.Decision{Allowed: true, Status: 200, UpstreamHeaders: up, ResponseHeaders: down}).GetOkResponse()
+			for _, c := range []struct {
+				got  []*corev3.HeaderValueOption
+				want []decision.Header
+			}{{ok.GetHeaders(), up}, {ok.GetResponseHeadersToAdd(), down}} {
+				if len(c.got) != len(c.want) {
+					t.Fatalf("%d options, want %d", len(c.got), len(c.want))
+				}
+				for i, o := range c.got {
+					if o.GetHeader().GetKey() != c.want[i].Name || o.GetHeader().GetValue() != c.want[i].Value ||
+						o.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+						t.Errorf("option %d: %v, want %s: %s overwriting", i, o, c.want[i].Name, c.want[i].Value)
+					}
+				}
+			}
+		})
 	}
 }

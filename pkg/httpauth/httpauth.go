@@ -23,9 +23,10 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/policy"
 )
 
-// A Decider authorizes one request.
+// A Decider authorizes one request: it writes the decision to d, as
+// decision.Engine.DecideInto does.
 type Decider interface {
-	Decide(ctx context.Context, req *decision.Request) decision.Decision
+	Decide(ctx context.Context, req *decision.Request, d *decision.Decision)
 }
 
 // HeaderRemove lists, comma-separated, the headers Envoy's HTTP ext_authz
@@ -130,7 +131,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteDecision(w, &d)
 		return
 	}
-	d := h.decider.Decide(r.Context(), &req)
+	var d decision.Decision
+	h.decider.Decide(r.Context(), &req, &d)
 	WriteDecision(w, &d)
 }
 

@@ -32,10 +32,10 @@ type observed struct {
 // logged every Options.DenyLogReport. The would-be decision of a dryRun
 // policy is logged beside it, the same way. A line that is not logged
 // costs no allocation.
-func (o observed) Decide(ctx context.Context, req *decision.Request) decision.Decision {
+func (o observed) Decide(ctx context.Context, req *decision.Request, d *decision.Decision) {
 	start := time.Now()
-	d := o.s.engine.Decide(ctx, req)
-	o.s.metrics.Decision(o.transport, &d, time.Since(start))
+	o.s.engine.DecideInto(ctx, req, d)
+	o.s.metrics.Decision(o.transport, d, time.Since(start))
 	if d.Allowed {
 		if o.s.log.Enabled(ctx, slog.LevelDebug) {
 			o.logDecision(ctx, slog.LevelDebug, "allow", req, line{d.Policy, d.Rule, d.Reason, d.Status, d.Subject, d.Limit})
@@ -50,7 +50,6 @@ func (o observed) Decide(ctx context.Context, req *decision.Request) decision.De
 	} else if dr.Evaluated() && o.s.log.Enabled(ctx, slog.LevelDebug) {
 		o.logDecision(ctx, slog.LevelDebug, "dry-run allow", req, line{dr.Policy, dr.Rule, dr.Reason, dr.Status, dr.Subject, dr.Limit})
 	}
-	return d
 }
 
 // A line is what a decision log line says of the decision.
