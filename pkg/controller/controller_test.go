@@ -144,6 +144,36 @@ func TestSecretRef(t *testing.T) {
 	}
 }
 
+// TestDeletedSecretRevokes: deleting the Secret a policy's secretRef names
+// revokes its key: the policy goes Ready=False SecretNotFound, and a token
+// signed with it gets the keys-unavailable 503 (not the default action,
+// not an allow) within 2 s; creating the Secret again restores both
+// within 2 s.
+func TestDeletedSecretRevokes(t *testing.T) {
+	env, ns, in := scene(t, "revoke")
+	host := ns + ".example.test"
+	create(t, env.Client, policytest.New(policytest.WithName(ns, "hs"), policytest.WithHosts(host), policytest.WithPathPrefix("/api"),
+		policytest.WithJWT(&v1alpha1.JWT{Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: "jwt", Key: "secret"}, Algorithms: []string{"HS256"}}),
+		policytest.WithRule(private()), func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} }))
+	k := jwttest.NewHS256(t)
+	newSecret := func() *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "jwt"}, Data: map[string][]byte{"secret": k.Secret()}}
+	}
+	secret := newSecret()
+	create(t, env.Client, secret)
+	waitStatus(t, env.Client, ns, "hs", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	tok := token(t, k, "alice")
+	in.expect(enforcedWithin, host, "/api/x", tok, http.StatusOK)
+
+	remove(t, env.Client, secret)
+	in.expect(enforcedWithin, host, "/api/x", tok, http.StatusServiceUnavailable)
+	waitStatus(t, env.Client, ns, "hs", metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound, ns+"/jwt")
+
+	create(t, env.Client, newSecret())
+	in.expect(enforcedWithin, host, "/api/x", tok, http.StatusOK)
+	waitStatus(t, env.Client, ns, "hs", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+}
+
 // TestConflictResolvedByDelete: of two policies with the same host and
 // prefix the newer is Conflict and does not serve; deleting the older lets
 // it serve and go Ready within 2 s.

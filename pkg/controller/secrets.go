@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -16,8 +15,15 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 )
 
-// ErrSecretNotFound means the Secret a secretRef names is not in the cache.
-var ErrSecretNotFound = errors.New("controller: Secret not found")
+// ErrSecretNotFound means the Secret a secretRef names is not in the cache
+// (or has no such key). It is a jwt.ErrSecretNotFound: the key of a Secret
+// that is deleted is revoked.
+var ErrSecretNotFound error = secretNotFound{}
+
+type secretNotFound struct{}
+
+func (secretNotFound) Error() string        { return "controller: Secret not found" }
+func (secretNotFound) Is(target error) bool { return target == jwt.ErrSecretNotFound }
 
 // A SecretCache is a jwt.SecretResolver over the Secrets the controller's
 // informer watches. The informer's event handler stores each Secret's data

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,21 +20,33 @@ import (
 // concurrent use. Only the Manager's poller calls it, about once a second
 // per reference (Options.SecretPollInterval), so that a rotated secret
 // revokes cached tokens; requests never wait on it.
+//
+// An error that wraps ErrSecretNotFound (or fs.ErrNotExist) says that the
+// secret does not exist: a secret that was deleted is revoked, and its
+// policies' tokens no longer verify (keys unavailable) until it is back.
+// Any other error keeps the value last read.
 type SecretResolver interface {
 	Secret(ctx context.Context, ref SecretRef) ([]byte, error)
 }
 
+// ErrSecretNotFound is what a SecretResolver's error wraps when the secret
+// does not exist.
+var ErrSecretNotFound = errors.New("secret not found")
+
 // maxSecretBytes caps a secret file.
 const maxSecretBytes = 64 << 10
 
-// dirRecheck is how often DirSecrets stats a file it has already read.
-const dirRecheck = time.Second
+// dirRecheck is how often DirSecrets stats a file it has already read:
+// less than the Manager's poll interval (1 s), so that every poll looks at
+// the file and a rotated or removed file takes effect at the next poll.
+const dirRecheck = 500 * time.Millisecond
 
 // DirSecrets is a SecretResolver reading the layout of mounted Kubernetes
 // Secrets: SecretRef{Namespace: NS, Name: NAME, Key: KEY} is the file
 // DIR/NS/NAME/KEY. A file is re-read when its size or modification time
-// changes, checked at most once per second per reference (symlink swaps of
-// a mounted Secret's ..data directory are followed).
+// changes, checked at most twice per second per reference (symlink swaps
+// of a mounted Secret's ..data directory are followed). A file that does
+// not exist is an error wrapping fs.ErrNotExist: the secret is gone.
 type DirSecrets struct {
 	dir string
 	now func() time.Time
@@ -78,6 +91,7 @@ func (d *DirSecrets) Secret(_ context.Context, ref SecretRef) ([]byte, error) {
 	path := filepath.Join(d.dir, ref.Namespace, ref.Name, ref.Key)
 	st, err := os.Stat(path)
 	if err != nil {
+		delete(d.files, ref)
 		return nil, fmt.Errorf("secret %s: %w", ref, err)
 	}
 	if f != nil && st.Size() == f.size && st.ModTime().Equal(f.modTime) {
@@ -125,12 +139,29 @@ type secretSource struct {
 	// firstMu serialises first, so that one goroutine resolves first.
 	firstMu sync.Mutex
 
-	mu      sync.Mutex // mu serialises resolve
+	mu      sync.Mutex // mu serialises resolve and guards the fields below
 	lastErr string     // last logged error, to log changes only
+	// changedCh is closed, and replaced, when the key comes or goes or
+	// changes (see changed).
+	changedCh chan struct{}
 }
 
 func newSecretSource(m *Manager, ref SecretRef) *secretSource {
-	return &secretSource{m: m, ref: ref, ready: make(chan struct{})}
+	return &secretSource{m: m, ref: ref, ready: make(chan struct{}), changedCh: make(chan struct{})}
+}
+
+// changed returns a channel closed the next time the secret's key comes,
+// goes or changes, or its error changes.
+func (s *secretSource) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changedCh
+}
+
+// notifyLocked closes the channel changed returned. s.mu must be held.
+func (s *secretSource) notifyLocked() {
+	close(s.changedCh)
+	s.changedCh = make(chan struct{})
 }
 
 // poll resolves the secret (unless a caller already did) and then
@@ -190,7 +221,9 @@ func (s *secretSource) refreshUnknown(ctx context.Context) (*keySet, error) {
 }
 
 // resolve asks the resolver for the secret and publishes a new key when the
-// value changed. A failed resolution keeps the previous value.
+// value changed. A secret that does not exist any more is revoked: its key
+// is dropped, and tokens it verified (cached ones too) no longer verify.
+// Any other failure keeps the previous value.
 func (s *secretSource) resolve(ctx context.Context) {
 	data, err := s.m.secrets.Secret(ctx, s.ref)
 	if err == nil && len(data) < minSecretLen {
@@ -199,25 +232,51 @@ func (s *secretSource) resolve(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.err.Store(&err)
-		if msg := err.Error(); msg != s.lastErr {
-			s.lastErr = msg
-			s.m.log.Warn("jwt: secret unavailable; keeping previous value", "secret", s.ref.String(), "error", err)
-		}
+		s.failLocked(err)
 		return
 	}
 	s.err.Store(nil)
-	s.lastErr = ""
 	old := s.cur.Load()
+	if s.lastErr != "" {
+		s.lastErr = ""
+		s.notifyLocked()
+	}
 	if old != nil && bytes.Equal(old.all[0].raw.([]byte), data) {
 		return
 	}
 	set := newKeySet([]*key{{family: famHMAC, raw: bytes.Clone(data)}})
 	set.anyKid = true
 	s.cur.Store(set)
+	s.notifyLocked()
 	if old != nil {
 		old.all[0].revoked.Store(true)
 		s.m.keysRevoked()
 		s.m.log.Info("jwt: secret rotated", "secret", s.ref.String())
+	}
+}
+
+// failLocked records a failed resolution: a secret that does not exist is
+// revoked, any other failure keeps the previous value. s.mu must be held.
+func (s *secretSource) failLocked(err error) {
+	s.err.Store(&err)
+	gone := errors.Is(err, ErrSecretNotFound) || errors.Is(err, fs.ErrNotExist)
+	if gone {
+		if old := s.cur.Swap(nil); old != nil {
+			old.all[0].revoked.Store(true)
+			s.m.keysRevoked()
+			s.m.log.Warn("jwt: secret removed; tokens signed with it no longer verify", "secret", s.ref.String(), "error", err)
+			s.lastErr = err.Error()
+			s.notifyLocked()
+			return
+		}
+	}
+	if msg := err.Error(); msg != s.lastErr {
+		s.lastErr = msg
+		s.notifyLocked()
+		if gone || s.cur.Load() == nil {
+			s.m.log.Warn("jwt: secret unavailable", "secret", s.ref.String(), "error", err)
+		} else {
+			s.m.log.Warn("jwt: secret unavailable; keeping previous value", "secret", s.ref.String(), "error", err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package jwt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,5 +133,103 @@ func TestSecretCacheMissesDoNotCallTheResolver(t *testing.T) {
 	}
 	if n := calls.Load() - before; n != 0 {
 		t.Fatalf("400 verifications called the resolver %d times, want 0 (the poller's job)", n)
+	}
+}
+
+// TestDeletedSecretIsRevoked: a secret that is deleted (the resolver says
+// ErrSecretNotFound, or its file is removed) is revoked — tokens it
+// signed, cached ones too, are keys_unavailable, and KeysChanged says so
+// — until it is back; any other failure keeps the key, as a JWKS outage
+// does.
+func TestDeletedSecretIsRevoked(t *testing.T) {
+	hs := jwttest.NewHS256(t)
+	ref := SecretRef{Namespace: "shop", Name: "auth", Key: "jwt"}
+	type fixture struct {
+		resolver       SecretResolver
+		remove, create func()
+	}
+	mapFixture := func(failure error) fixture {
+		var gone atomic.Bool
+		return fixture{
+			resolver: secretFunc(func(context.Context, SecretRef) ([]byte, error) {
+				if gone.Load() {
+					return nil, failure
+				}
+				return hs.Secret(), nil
+			}),
+			remove: func() { gone.Store(true) },
+			create: func() { gone.Store(false) },
+		}
+	}
+	dirFixture := func() fixture {
+		dir := t.TempDir()
+		write := func() { writeSecret(t, dir, string(hs.Secret()), time.Now()) }
+		write()
+		return fixture{
+			resolver: NewDirSecrets(dir, nil),
+			remove: func() {
+				if err := os.Remove(filepath.Join(dir, "shop", "auth", "jwt")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			create: write,
+		}
+	}
+	tests := map[string]struct {
+		fixture fixture
+		revoked bool
+	}{
+		"a Secret deleted from the cluster":  {mapFixture(fmt.Errorf("secret %s: %w", ref, ErrSecretNotFound)), true},
+		"a secret file removed":              {dirFixture(), true},
+		"a failure to read it keeps the key": {mapFixture(errors.New("secret store: timeout")), false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m, _, logs := newTestManager(t, Options{Now: time.Now, Secrets: tc.fixture.resolver, SecretPollInterval: 10 * time.Millisecond})
+			v := mustVerifier(t, m, Config{Issuer: testIssuer, Secret: &ref})
+			ctx := context.Background()
+			tok := hs.Mint(t, claims(time.Now()))
+			if _, err := v.Verify(ctx, tok); err != nil {
+				t.Fatalf("before: %v", err)
+			}
+			changed := v.KeysChanged()
+			if changed == nil {
+				t.Fatal("a secret's Verifier has no KeysChanged")
+			}
+
+			tc.fixture.remove()
+			if !tc.revoked {
+				eventually(t, 5*time.Second, "the failure logged", func() bool { return strings.Contains(logs.String(), "keeping previous value") })
+				if _, err := v.Verify(ctx, tok); err != nil {
+					t.Fatalf("after a failure to read the secret: %v, want the key kept", err)
+				}
+				return
+			}
+			select {
+			case <-changed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("KeysChanged not closed when the secret was deleted")
+			}
+			if _, err := v.Verify(ctx, tok); ReasonOf(err) != ReasonKeysUnavailable {
+				t.Fatalf("a cached token after the delete: %v, want keys_unavailable", err)
+			}
+			if _, err := v.Verify(ctx, hs.Mint(t, claims(time.Now(), set("n", 2)))); ReasonOf(err) != ReasonKeysUnavailable {
+				t.Fatalf("a new token after the delete: %v, want keys_unavailable", err)
+			}
+			if err := v.WaitKeys(ctx); err == nil {
+				t.Fatal("WaitKeys after the delete: no error")
+			}
+
+			changed = v.KeysChanged()
+			tc.fixture.create()
+			select {
+			case <-changed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("KeysChanged not closed when the secret came back")
+			}
+			if _, err := v.Verify(ctx, tok); err != nil {
+				t.Fatalf("after the secret came back: %v", err)
+			}
+		})
 	}
 }

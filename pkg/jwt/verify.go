@@ -57,6 +57,19 @@ func (v *Verifier) WaitKeys(ctx context.Context) error {
 	return err
 }
 
+// KeysChanged returns a channel closed the next time the Verifier's keys
+// come, go or change, or nil when its key source does not say (a remote
+// JWKS keeps its keys through outages; an inline JWKS never changes). An
+// HS secret says: a deleted secret is revoked, and becomes available
+// again when it is back (see SecretResolver). The policy set uses it to
+// follow a secret's availability in a policy's status.
+func (v *Verifier) KeysChanged() <-chan struct{} {
+	if n, ok := v.src.(interface{ changed() <-chan struct{} }); ok {
+		return n.changed()
+	}
+	return nil
+}
+
 // Verify checks raw (a compact JWS, without any "Bearer " prefix) and
 // returns the verified identity. Every error is an *Error with a Reason;
 // its message never contains the token or any part of it.

@@ -141,8 +141,9 @@ func (s *Set) releaseLocked(v *version) {
 
 // sourceLocked returns the key source of c, started if new: an inline JWKS
 // has its keys at once (Keys.Verifier parsed it); a Secret is looked at
-// now; a remote key set is pending until its first fetch. Unless available,
-// a watcher follows the source until it is.
+// now; a remote key set is pending until its first fetch. A watcher
+// follows a Secret for as long as it is used (a deleted Secret is
+// revoked), and a remote key set until it is available.
 func (s *Set) sourceLocked(c *jwt.Config, ver *jwt.Verifier) *keySource {
 	id := sourceID(c)
 	if k := s.sources[id]; k != nil {
@@ -158,11 +159,10 @@ func (s *Set) sourceLocked(c *jwt.Config, ver *jwt.Verifier) *keySource {
 		ctx, cancel := context.WithTimeout(s.ctx, secretCheckTimeout)
 		err := ver.WaitKeys(ctx)
 		cancel()
-		if err == nil {
-			k.state = keysAvailable
-			return k
+		k.state, k.err = keysAvailable, nil
+		if err != nil {
+			k.state, k.err = keysFailed, err
 		}
-		k.state, k.err = keysFailed, err
 	}
 	if s.pub.closed {
 		return k
@@ -174,16 +174,21 @@ func (s *Set) sourceLocked(c *jwt.Config, ver *jwt.Verifier) *keySource {
 	return k
 }
 
-// watchKeys waits for the keys of k, checking again every KeysRetry while
-// they are unavailable, and re-decides its policies when that changes.
-// Once keys are had they stay (pkg/jwt keeps the last keys through
-// outages), so the watcher ends.
+// watchKeys follows the availability of the keys of k and re-decides its
+// policies when it changes: while the keys are unavailable it looks again
+// every KeysRetry, and at once when the source says they changed. A
+// source that says when its keys change (a Secret, revoked when it is
+// deleted) is followed for as long as it is used; one that does not (a
+// remote JWKS, whose keys pkg/jwt keeps through outages) until its keys
+// are had.
 func (s *Set) watchKeys(ctx context.Context, k *keySource) {
 	defer s.wg.Done()
 	s.mu.Lock()
 	wait := k.state == keysFailed
 	s.mu.Unlock()
 	for {
+		// Taken before looking at the keys, so that no change is missed.
+		changed := k.verifier.KeysChanged()
 		if wait {
 			t := time.NewTimer(s.opts.KeysRetry)
 			select {
@@ -191,6 +196,8 @@ func (s *Set) watchKeys(ctx context.Context, k *keySource) {
 				t.Stop()
 				return
 			case <-t.C:
+			case <-changed:
+				t.Stop()
 			}
 		}
 		wait = true
@@ -202,7 +209,15 @@ func (s *Set) watchKeys(ctx context.Context, k *keySource) {
 		}
 		s.keysChanged(k, err)
 		if err == nil {
-			return
+			if changed == nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				wait = false
+			}
 		}
 	}
 }

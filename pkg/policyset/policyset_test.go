@@ -170,7 +170,13 @@ func (s *secrets) Secret(_ context.Context, ref jwt.SecretRef) ([]byte, error) {
 	if v, ok := s.m[ref]; ok {
 		return v, nil
 	}
-	return nil, fmt.Errorf("secret %s not found", ref)
+	return nil, fmt.Errorf("secret %s: %w", ref, jwt.ErrSecretNotFound)
+}
+
+func (s *secrets) delete(ref jwt.SecretRef) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, ref)
 }
 
 func (s *secrets) set(ref jwt.SecretRef, v []byte) {
@@ -436,6 +442,44 @@ func TestSecretNotFoundThenCreated(t *testing.T) {
 	}
 	h.secrets.set(ref, []byte(strings.Repeat("s", 32)))
 	h.waitEvent("shop/hs", v1alpha1.ReasonAccepted)
+}
+
+// TestSecretDeletedIsRevoked: deleting the Secret of a policy's secretRef
+// revokes its key — the policy is SecretNotFound and its tokens get the
+// keys-unavailable 503 — and creating it again restores both.
+func TestSecretDeletedIsRevoked(t *testing.T) {
+	h := newHarness(t)
+	ref := jwt.SecretRef{Namespace: "shop", Name: "auth", Key: "jwt-secret"}
+	key := jwttest.NewHS256(t)
+	h.secrets.set(ref, key.Secret())
+	h.set.Apply(h.policy("shop", "hs", 1, "", "/api", pt.WithJWT(&v1alpha1.JWT{
+		Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: "auth", Key: "jwt-secret"},
+	})))
+	h.expectStatus("shop/hs", v1alpha1.ReasonAccepted, true)
+	token := key.Mint(t, jwttest.Claims("alice", issuer, "", time.Now(), time.Hour))
+	decide := func() decision.Decision {
+		h.flush()
+		return h.engine.Decide(context.Background(), &decision.Request{Method: "GET", Host: "x.test", Path: "/api/x", SourceIP: "192.0.2.1",
+			Headers: map[string]string{"authorization": "Bearer " + token}})
+	}
+	if d := decide(); !d.Allowed {
+		t.Fatalf("with the Secret: %+v", d)
+	}
+
+	h.secrets.delete(ref)
+	st := h.waitEvent("shop/hs", v1alpha1.ReasonSecretNotFound)
+	if !st.Serving || !strings.Contains(st.Message, "shop/auth/jwt-secret") {
+		t.Fatalf("after the delete: %+v, want SecretNotFound naming the Secret, serving (503s)", st)
+	}
+	if d := decide(); d.Status != http.StatusServiceUnavailable || d.Policy != "shop/hs" {
+		t.Fatalf("a token signed with the deleted Secret: %d %s (%s), want 503 from shop/hs", d.Status, d.Reason, d.Policy)
+	}
+
+	h.secrets.set(ref, key.Secret())
+	h.waitEvent("shop/hs", v1alpha1.ReasonAccepted)
+	if d := decide(); !d.Allowed {
+		t.Fatalf("after the Secret came back: %+v", d)
+	}
 }
 
 func TestJWKSUnavailableKeepsLastGood(t *testing.T) {
