@@ -16,7 +16,10 @@ import (
 // goroutines each send everything queued at that moment as one pipeline of
 // EVALSHA commands. There is no time window: an idle loop takes a lone
 // request at once, and batches form only while the loops are busy with the
-// previous pipelines, so batching adds no latency at low load.
+// previous pipelines, so batching adds no latency at low load. A caller
+// that finds no other caller waiting on the store does not queue at all:
+// it runs its call itself (direct), which saves the two goroutine switches
+// and the pipeline's context that a lone call would otherwise cost.
 //
 // Each script still runs atomically on its own; a pipeline is not a
 // transaction and needs none, since every decision is one script. Like a
@@ -124,10 +127,16 @@ type batcher struct {
 	closeOnce sync.Once
 	loops     sync.WaitGroup
 
-	// pipelines counts the pipelines sent (NOSCRIPT retries excluded) and
-	// inFlight the loops sending one now, for tests.
+	// pending counts the callers in run: the first of a quiet moment runs
+	// its call itself (see run).
+	pending atomic.Int32
+
+	// pipelines counts the pipelines sent (NOSCRIPT retries excluded),
+	// inFlight the loops sending one now, and directs the calls run by
+	// their callers, for tests.
 	pipelines atomic.Int64
 	inFlight  atomic.Int32
+	directs   atomic.Int64
 }
 
 func newBatcher(client redis.UniversalClient, script *redis.Script, src string) *batcher {
@@ -175,6 +184,10 @@ func (b *batcher) run(c *call) ([]int64, error) {
 		c.recycle()
 		return nil, err
 	}
+	defer b.pending.Add(-1)
+	if b.pending.Add(1) == 1 {
+		return b.direct(c)
+	}
 	select {
 	case b.queue <- c:
 	case <-ctx.Done():
@@ -194,6 +207,33 @@ func (b *batcher) run(c *call) ([]int64, error) {
 	case <-b.quit:
 		return nil, errClosed
 	}
+}
+
+// direct runs c on the caller's goroutine, when no other caller waits on
+// the store: at low load the call would travel alone anyway, and handing
+// it to a loop and back costs two goroutine switches and a context of its
+// own. It is bounded as a pipeline is: by c.ctx and maxWait.
+func (b *batcher) direct(c *call) ([]int64, error) {
+	defer c.recycle()
+	b.directs.Add(1)
+	ctx := c.ctx
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > b.maxWait {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.maxWait)
+		defer cancel()
+	}
+	cmd := redis.NewIntSliceCmd(ctx, c.args...)
+	err := b.client.Process(ctx, cmd)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		c.args[0], c.args[1] = "eval", &b.src
+		cmd = redis.NewIntSliceCmd(ctx, c.args...)
+		err = b.client.Process(ctx, cmd)
+	}
+	if err != nil && c.ctx.Err() != nil {
+		// As a queued caller does, report that the caller's ctx ended.
+		return nil, c.ctx.Err()
+	}
+	return cmd.Result()
 }
 
 // loop sends pipelines until close: it waits for one call, takes every call

@@ -45,6 +45,7 @@ func TestRedisQueuedCallerLeavesWhenItsContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
+	otherCaller(t, r)
 	limit := Limit{Key: "queued", Requests: 3, Period: time.Hour}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -87,6 +88,7 @@ func TestRedisQueuedCallerLeavesWhileRedisHangs(t *testing.T) {
 	r.batch.maxWait = 10 * time.Second
 	r.batch.start(pipelineLoops)
 	t.Cleanup(func() { _ = r.Close() })
+	otherCaller(t, r)
 	mustTake(t, r, Limit{Key: "warm-up", Requests: 1, Period: time.Hour}) // loads the script
 
 	srv.Pause()
@@ -141,6 +143,7 @@ func TestRedisClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	otherCaller(t, r)
 	limit := Limit{Key: "closed", Requests: 3, Period: time.Hour}
 	errc := make(chan error, 1)
 	go func() {
@@ -159,6 +162,61 @@ func TestRedisClose(t *testing.T) {
 	}
 	if err := r.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// otherCaller makes r's batcher count one more caller waiting on the store
+// for the rest of the test, so that every call is queued for a pipeline
+// rather than run on its caller's goroutine.
+func otherCaller(t *testing.T, r *Redis) {
+	r.batch.pending.Add(1)
+	t.Cleanup(func() { r.batch.pending.Add(-1) })
+}
+
+// TestRedisCallPaths runs decisions both ways a call can go: on its
+// caller's goroutine when no other caller waits on the store, and in a
+// pipeline otherwise. Both charge exactly and reload the script after
+// SCRIPT FLUSH.
+func TestRedisCallPaths(t *testing.T) {
+	for target, opts := range redisTargets(t) {
+		for _, pipelined := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, pipelined %v", target, pipelined), func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				if pipelined {
+					otherCaller(t, r)
+				}
+				limit := Limit{Key: fmt.Sprintf("paths-%v", pipelined), Requests: 2, Period: time.Hour}
+				for i, want := range []bool{true, true, false} {
+					if i == 2 {
+						flushScripts(t, r)
+					}
+					if res := mustTake(t, r, limit); res.Allowed != want {
+						t.Fatalf("take %d: %+v, want allowed %v", i+1, res, want)
+					}
+				}
+				directs, pipelines := r.batch.directs.Load(), r.batch.pipelines.Load()
+				if pipelined && (directs != 0 || pipelines != 3) || !pipelined && (directs != 3 || pipelines != 0) {
+					t.Fatalf("%d calls on the caller's goroutine, %d pipelines", directs, pipelines)
+				}
+			})
+		}
+	}
+}
+
+// A lone caller whose call hangs in Redis leaves when its ctx ends.
+func TestRedisLoneCallerLeavesWhileRedisHangs(t *testing.T) {
+	srv := redistest.StartServer(t)
+	r := newRedisStore(t, ClientOptions{Addr: srv.Addr})
+	mustTake(t, r, Limit{Key: "warm-up", Requests: 1, Period: time.Hour})
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.Take(ctx, []Limit{{Key: "hung", Requests: 3, Period: time.Hour}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lone Take while Redis hangs: %v, want context.DeadlineExceeded", err)
+	}
+	if n := r.batch.directs.Load(); n != 2 {
+		t.Fatalf("%d calls on the caller's goroutine, want 2", n)
 	}
 }
 

@@ -45,9 +45,9 @@ type RedisOptions struct {
 // refund that fails (Redis unreachable) leaves one request charged.
 //
 // Script runs are pipelined: those of concurrent decisions go to Redis
-// together, each still one atomic script run (see batch.go); on Redis
-// Cluster each slot group of a decision waits for the one before. Close
-// stops the pipelining goroutines.
+// together, each still one atomic script run, and a lone decision sends
+// its own (see batch.go); on Redis Cluster each slot group of a decision
+// waits for the one before. Close stops the pipelining goroutines.
 //
 // Redis 5 or later is needed (effects replication: see take.lua).
 //

@@ -29,6 +29,21 @@ func newRedisStore(t testing.TB, o ClientOptions) *Redis {
 	return r
 }
 
+// flushScripts runs SCRIPT FLUSH on every server of r.
+func flushScripts(t *testing.T, r *Redis) {
+	t.Helper()
+	flush := func(ctx context.Context, c *redis.Client) error { return c.ScriptFlush(ctx).Err() }
+	var err error
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(context.Background(), flush)
+	} else {
+		err = flush(context.Background(), r.client.(*redis.Client))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustTake(t *testing.T, s Store, limits ...Limit) Result {
 	t.Helper()
 	res, err := s.Take(context.Background(), limits)
@@ -176,16 +191,7 @@ func TestRedis(t *testing.T) {
 			t.Run("scripts are reloaded after SCRIPT FLUSH", func(t *testing.T) {
 				r := newRedisStore(t, opts)
 				mustTake(t, r, Limit{Key: "flush", Requests: 2, Period: time.Hour})
-				flush := func(ctx context.Context, c *redis.Client) error { return c.ScriptFlush(ctx).Err() }
-				var err error
-				if cc, ok := r.client.(*redis.ClusterClient); ok {
-					err = cc.ForEachMaster(context.Background(), flush)
-				} else {
-					err = flush(context.Background(), r.client.(*redis.Client))
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+				flushScripts(t, r)
 				if got := mustTake(t, r, Limit{Key: "flush", Requests: 2, Period: time.Hour}).Statuses[0].Remaining; got != 0 {
 					t.Fatalf("remaining %d after SCRIPT FLUSH, want 0", got)
 				}

@@ -1,0 +1,43 @@
+package ratelimit
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/redistest"
+)
+
+// cpuTime returns the CPU time (user + system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRedisTakeSequential measures a lone decision at a time, as at
+// low load (a round trip in flight at a time): its latency, and this
+// process's CPU time per Take (redis-server's not included).
+func BenchmarkRedisTakeSequential(b *testing.B) {
+	srv := redistest.StartServer(b)
+	r := newRedisStore(b, ClientOptions{Addr: srv.Addr})
+	keys := benchKeys(1000)
+	ctx := context.Background()
+	limits := []Limit{{Requests: 1_000_000_000, Period: time.Hour}, {Requests: 1_000_000_000, Period: time.Hour}}
+	i := 0
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		i++
+		limits[0].Key, limits[1].Key = keys[i%len(keys)], keys[(i*31+7)%len(keys)]+":ip"
+		tctx, cancel := context.WithTimeout(ctx, MaxBudget)
+		if _, err := r.Take(tctx, limits); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+	}
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
