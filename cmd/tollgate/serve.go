@@ -36,6 +36,8 @@ type serveFlags struct {
 	normalizePaths                              bool
 	forwardAuth                                 string
 	crossNamespaceHosts                         bool
+	maxInflightChecks, maxRequestBytes          int
+	maxConnections                              int
 	shutdownGrace                               time.Duration
 	kube                                        kubeFlags
 	logLevel, logFormat                         string
@@ -90,6 +92,12 @@ func newServeCommand() *cobra.Command {
 	fl.StringVar(&f.forwardAuth, "forward-auth", "forwarded", "which headers describe the original request on the HTTP endpoint: "+
 		"forwarded (X-Forwarded-Method/-Host/-Uri; Traefik, Caddy), original (X-Original-URI/-Method, X-Original-Host or Host; nginx) "+
 		"or request (the request line; Envoy HTTP ext_authz)")
+	fl.IntVar(&f.maxInflightChecks, "max-inflight-checks", server.DefaultMaxInflightChecks,
+		"checks decided at once, gRPC and HTTP together; past it a check is refused at once (gRPC RESOURCE_EXHAUSTED, HTTP 503) instead of queued")
+	fl.IntVar(&f.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes,
+		"largest gRPC CheckRequest in bytes; a larger one is refused (RESOURCE_EXHAUSTED) before it is read")
+	fl.IntVar(&f.maxConnections, "max-connections", 0,
+		"open connections of the gRPC and of the HTTP listener, each; 0: what RLIMIT_NOFILE leaves after a reserve for health, metrics and reloads, at most 1024")
 	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
 	f.kube.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -123,6 +131,18 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 	forwardAuth, err := httpauth.ParseMode(f.forwardAuth)
 	if err != nil {
 		return server.Options{}, usageError("%s: %w", n.of("forward-auth"), err)
+	}
+	for _, x := range []struct {
+		flag     string
+		val, min int
+	}{
+		{"max-inflight-checks", f.maxInflightChecks, 1},
+		{"max-request-bytes", f.maxRequestBytes, 4 << 10},
+		{"max-connections", f.maxConnections, 0},
+	} {
+		if x.val < x.min {
+			return server.Options{}, n.errorf(x.flag, x.val, "must be >= %d", x.min)
+		}
 	}
 	if f.tokenCacheSize < 0 {
 		return server.Options{}, n.errorf("token-cache-size", f.tokenCacheSize, "must be >= 0")
@@ -173,6 +193,9 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 		TrustedHops:         f.trustedHops,
 		NormalizePaths:      f.normalizePaths,
 		ForwardAuth:         forwardAuth,
+		MaxInflightChecks:   f.maxInflightChecks,
+		MaxRequestBytes:     f.maxRequestBytes,
+		MaxConnections:      f.maxConnections,
 		ShutdownGrace:       f.shutdownGrace,
 		Logger:              log,
 	}, nil

@@ -29,6 +29,9 @@ func TestServeFlagErrors(t *testing.T) {
 		"two bad values, each on a line of its own":   {env: map[string]string{"TOLLGATE_KUBERNETES": "maybe", "TOLLGATE_SHUTDOWN_GRACE": "soon"}, want: "tollgate: TOLLGATE_KUBERNETES \"maybe\": not a valid bool: invalid syntax\ntollgate: TOLLGATE_SHUTDOWN_GRACE \"soon\""},
 		"a memory store bound that is no size":        {args: []string{"--memory-store-max-bytes", "lots"}, want: "--memory-store-max-bytes"},
 		"a memory store bound of zero":                {env: map[string]string{"TOLLGATE_MEMORY_STORE_MAX_BYTES": "0"}, want: "TOLLGATE_MEMORY_STORE_MAX_BYTES"},
+		"no check may be in flight":                   {args: []string{"--max-inflight-checks", "0"}, want: "--max-inflight-checks"},
+		"a receive limit too small for any check":     {env: map[string]string{"TOLLGATE_MAX_REQUEST_BYTES": "100"}, want: "TOLLGATE_MAX_REQUEST_BYTES"},
+		"a negative connection limit":                 {args: []string{"--max-connections", "-1"}, want: "--max-connections"},
 		"the command line wins over the env":          {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
 	for name, tc := range tests {

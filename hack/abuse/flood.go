@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -39,6 +40,9 @@ type floodSpec struct {
 	conns       int
 	concurrency int
 	size        int
+	// held is how many gRPC and HTTP connections, each, are opened and
+	// used once before the flood, and held through it.
+	held int
 }
 
 // outcomes counts calls by gRPC code.
@@ -91,19 +95,32 @@ func floodScenario(ctx context.Context, c *config, fx *fixture, out io.Writer, s
 		return err
 	}
 	defer srv.stop()
-	normal, err := dial(srv.grpc)
+	normal, err := startProber(c, fx, srv.grpc)
 	if err != nil {
 		return err
 	}
-	defer normal.Close()
-	base := probe(ctx, normal, fx.request, 2*time.Second, c.probeInterval)
+	defer normal.close()
+	base, err := normal.run(2 * time.Second)
+	if err != nil {
+		return err
+	}
+	if spec.held > 0 {
+		release, err := holdConnections(srv, fx, spec.held)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	_, basePeak, err := srv.memory()
 	if err != nil {
 		return err
 	}
 
-	fctx, cancel := context.WithTimeout(ctx, c.duration)
+	// The flood's calls carry deadlines of their own: the end of the flood
+	// cancels them rather than shrinking their grpc-timeout towards zero.
+	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	time.AfterFunc(c.duration, cancel)
 	conns := make([]*grpc.ClientConn, spec.conns)
 	for i := range conns {
 		if conns[i], err = dial(srv.grpc); err != nil {
@@ -126,13 +143,20 @@ func floodScenario(ctx context.Context, c *config, fx *fixture, out io.Writer, s
 			conn := conns[i%len(conns)]
 			for fctx.Err() == nil {
 				started.Add(1)
-				cctx, ccancel := context.WithTimeout(fctx, 30*time.Second)
+				cctx, ccancel := fctx, context.CancelFunc(func() {})
+				if c.floodDeadline > 0 {
+					cctx, ccancel = context.WithTimeout(fctx, c.floodDeadline)
+				}
 				err := conn.Invoke(cctx, checkMethod, msg, new(struct{}), grpc.ForceCodecV2(rawCodec{}))
 				ccancel()
 				if fctx.Err() != nil {
 					return // the flood's end cancels calls in flight
 				}
-				local[status.Code(err).String()]++
+				key := status.Code(err).String()
+				if c.verbose && err != nil {
+					key += " (" + status.Convert(err).Message() + ")"
+				}
+				local[key]++
 			}
 		}()
 	}
@@ -147,10 +171,14 @@ func floodScenario(ctx context.Context, c *config, fx *fixture, out io.Writer, s
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	under := probe(fctx, normal, fx.request, c.duration, c.probeInterval)
+	under, err := normal.run(c.duration)
+	cancel()
 	wg.Wait()
 	<-sampled
 	elapsed := time.Since(start)
+	if err != nil {
+		return err
+	}
 	rss, peak, err := srv.memory()
 	if err != nil {
 		return err
@@ -160,6 +188,44 @@ func floodScenario(ctx context.Context, c *config, fx *fixture, out io.Writer, s
 	fmt.Fprintf(out, "  normal client alone:       %s\n", base)
 	fmt.Fprintf(out, "  normal client under flood: %s\n", under)
 	return nil
+}
+
+// holdConnections opens n gRPC connections and n HTTP ones to srv, sends
+// one check on each, and keeps them open until release.
+func holdConnections(srv *server, fx *fixture, n int) (release func(), err error) {
+	var conns []*grpc.ClientConn
+	var clients []*http.Client
+	release = func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}
+	for range n {
+		conn, err := dial(srv.grpc)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		conns = append(conns, conn)
+		if _, err := checkOnce(authv3.NewAuthorizationClient(conn), fx.request); err != nil {
+			release()
+			return nil, fmt.Errorf("held gRPC connection %d: %w", len(conns), err)
+		}
+		client := &http.Client{Transport: &http.Transport{}}
+		clients = append(clients, client)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+srv.http+"/", nil)
+		req.Header = forwardAuthHeader(fx)
+		resp, err := client.Do(req)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("held HTTP connection %d: %w", len(clients), err)
+		}
+		resp.Body.Close()
+	}
+	return release, nil
 }
 
 func dial(addr string) (*grpc.ClientConn, error) {

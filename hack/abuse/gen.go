@@ -69,9 +69,10 @@ type fixture struct {
 	token     string
 	// request is the well-behaved client's CheckRequest; normal is it
 	// encoded.
-	request    *authv3.CheckRequest
-	normal     []byte
-	normalSize int
+	request     *authv3.CheckRequest
+	normal      []byte
+	normalSize  int
+	requestFile string // normal, for the probe process
 }
 
 func generate(dir string) (*fixture, error) {
@@ -99,7 +100,8 @@ func generate(dir string) (*fixture, error) {
 		return nil, err
 	}
 	fx.normalSize = len(fx.normal)
-	return fx, nil
+	fx.requestFile = filepath.Join(dir, "normal.bin")
+	return fx, os.WriteFile(fx.requestFile, fx.normal, 0o644)
 }
 
 // sized returns the normal CheckRequest grown to size bytes with a request

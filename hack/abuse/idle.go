@@ -103,10 +103,7 @@ func idleScenario(ctx context.Context, c *config, fx *fixture, out io.Writer) er
 		return expect(code, err)
 	})
 	try("HTTP port, allowed request", func() error {
-		req := &http.Request{Method: http.MethodGet, Header: http.Header{
-			"Authorization":      {"Bearer " + fx.token},
-			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Host": {host}, "X-Forwarded-Uri": {"/api/users/alice/tasks/1"},
-		}}
+		req := &http.Request{Method: http.MethodGet, Header: forwardAuthHeader(fx)}
 		code, _, err := do(req, "http://"+srv.http+"/", 5*time.Second)
 		return expect(code, err)
 	})
@@ -162,6 +159,14 @@ func closeClass(err error) string {
 		return "reset"
 	}
 	return err.Error()
+}
+
+// forwardAuthHeader describes the normal request to the HTTP endpoint.
+func forwardAuthHeader(fx *fixture) http.Header {
+	return http.Header{
+		"Authorization":      {"Bearer " + fx.token},
+		"X-Forwarded-Method": {"GET"}, "X-Forwarded-Host": {host}, "X-Forwarded-Uri": {"/api/users/alice/tasks/1"},
+	}
 }
 
 func expect(code int, err error) error {

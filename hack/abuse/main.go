@@ -28,6 +28,8 @@ type config struct {
 	scenarios         []string
 	duration          time.Duration
 	probeInterval     time.Duration
+	probeNice         int
+	floodDeadline     time.Duration
 	bigConns, bigC    int
 	bigBytes          int
 	streamConns       int
@@ -36,6 +38,7 @@ type config struct {
 	limitC            int
 	limitBytes        int
 	idleConns         int
+	heldConns         int
 	serverNofile      int
 	settle            time.Duration
 	serverCPU         string
@@ -48,9 +51,11 @@ func main() {
 	var c config
 	var scenarios, serveArgs string
 	flag.StringVar(&c.tollgate, "tollgate", "bin/tollgate", "tollgate binary")
-	flag.StringVar(&scenarios, "scenarios", "big,streams,limit,idle", "scenarios to run, in order: big, streams, limit, idle")
+	flag.StringVar(&scenarios, "scenarios", "big,streams,limit,ceiling,idle", "scenarios to run, in order: big, streams, limit, ceiling (limit with held connections), idle")
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each flood")
 	flag.DurationVar(&c.probeInterval, "probe-interval", 10*time.Millisecond, "pause between the normal client's checks")
+	flag.IntVar(&c.probeNice, "probe-nice", -5, "niceness of the normal client's process (nice -n), ahead of the flooding one; 0: unchanged")
+	flag.DurationVar(&c.floodDeadline, "flood-deadline", 30*time.Second, "deadline of each flood call (grpc-timeout); 0: none")
 	flag.IntVar(&c.bigConns, "big-conns", 8, "big: connections")
 	flag.IntVar(&c.bigC, "big-c", 256, "big: concurrent calls")
 	flag.IntVar(&c.bigBytes, "big-bytes", 4<<20-1<<10, "big: CheckRequest size in bytes (just under grpc-go's default 4 MiB receive limit)")
@@ -59,6 +64,7 @@ func main() {
 	flag.IntVar(&c.limitConns, "limit-conns", 8, "limit: connections")
 	flag.IntVar(&c.limitC, "limit-c", 2048, "limit: concurrent calls")
 	flag.IntVar(&c.limitBytes, "limit-bytes", 255<<10, "limit: CheckRequest size in bytes (just under the receive limit)")
+	flag.IntVar(&c.heldConns, "held-conns", 1000, "ceiling: gRPC and HTTP connections, each, used once and held through the limit flood")
 	flag.IntVar(&c.idleConns, "idle-conns", 5000, "idle: raw TCP connections to the gRPC port that never send a byte")
 	flag.IntVar(&c.serverNofile, "server-nofile", 4096, "idle: RLIMIT_NOFILE of the server (prlimit), below -idle-conns as in a small container")
 	flag.DurationVar(&c.settle, "settle", 15*time.Second, "idle: how long the idle connections are held before counting those the server closed")
@@ -67,7 +73,16 @@ func main() {
 	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for tollgate serve, space-separated")
 	flag.BoolVar(&c.keepWork, "keep", false, "keep the work directory (policies, server logs)")
 	flag.BoolVar(&c.verbose, "v", false, "print every flood outcome")
+	probeAddr := flag.String("probe", "", "run as the normal client's process against this address (internal)")
+	probeRequest := flag.String("probe-request", "", "the normal client's encoded CheckRequest (with -probe)")
 	flag.Parse()
+	if *probeAddr != "" {
+		if err := runProbe(*probeAddr, *probeRequest, c.probeInterval); err != nil {
+			fmt.Fprintln(os.Stderr, "abuse probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c.scenarios = strings.Split(scenarios, ",")
 	c.serveArgs = strings.Fields(serveArgs)
 
@@ -118,17 +133,23 @@ func run(ctx context.Context, c *config, out io.Writer) error {
 				title: fmt.Sprintf("limit: %d concurrent %d KiB CheckRequests over %d connections", c.limitC, c.limitBytes>>10, c.limitConns),
 				conns: c.limitConns, concurrency: c.limitC, size: c.limitBytes,
 			})
+		case "ceiling":
+			err = floodScenario(ctx, c, fx, out, floodSpec{
+				title: fmt.Sprintf("ceiling: %d gRPC and %d HTTP connections held, and %d concurrent %d KiB CheckRequests over %d more",
+					c.heldConns, c.heldConns, c.limitC, c.limitBytes>>10, c.limitConns),
+				conns: c.limitConns, concurrency: c.limitC, size: c.limitBytes, held: c.heldConns,
+			})
 		case "idle":
 			err = idleScenario(ctx, c, fx, out)
 		default:
-			err = fmt.Errorf("unknown scenario %q: want big, streams, limit or idle", name)
+			err = fmt.Errorf("unknown scenario %q: want big, streams, limit, ceiling or idle", name)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintln(out, "RSS: VmHWM of the server process (its peak since start); latencies of the normal client's checks, one at a time on a connection opened before the flood.")
+	fmt.Fprintln(out, "RSS: VmHWM of the server process (its peak since start); latencies of the normal client's checks: a process of its own, one check at a time on a connection opened before the flood.")
 	return nil
 }
 

@@ -32,6 +32,8 @@ type Metrics struct {
 	cacheMisses    prometheus.Counter
 	policiesLoaded prometheus.Gauge
 	policiesReady  prometheus.Gauge
+	checksRefused  *prometheus.CounterVec
+	connsRefused   *prometheus.CounterVec
 }
 
 var _ jwt.Observer = (*Metrics)(nil)
@@ -63,6 +65,14 @@ func New() *Metrics {
 			Help: "1 once a policy set has been loaded and is serving.",
 		}),
 	}
+	m.checksRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_checks_refused_total",
+		Help: "Checks refused undecided because too many were in flight (gRPC RESOURCE_EXHAUSTED, HTTP 503), by transport.",
+	}, []string{"transport"})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_connections_refused_total",
+		Help: "Connections closed by a listener's connection limit, by listener and reason (evicted: a connection that had sent nothing, to make room; refused: the new one).",
+	}, []string{"listener", "reason"})
 	tokenCache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_token_cache_lookups_total",
 		Help: "Verified-token cache lookups by result (hit, miss).",
@@ -89,7 +99,7 @@ func New() *Metrics {
 		"http": m.checkLatency.WithLabelValues("http"),
 	}
 	reg.MustRegister(decisions, m.checkLatency, m.jwtFailures, m.jwksFetches,
-		tokenCache, m.policiesLoaded, m.policiesReady, rlDenials, build,
+		tokenCache, m.policiesLoaded, m.policiesReady, rlDenials, build, m.checksRefused, m.connsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.jwtByReason = make(map[string]prometheus.Counter, len(jwt.Reasons()))
 	for _, r := range jwt.Reasons() {
@@ -153,4 +163,33 @@ func (m *Metrics) CacheLookup(hit bool) {
 func (m *Metrics) Policies(loaded int) {
 	m.policiesLoaded.Set(float64(loaded))
 	m.policiesReady.Set(1)
+}
+
+// InFlight exposes the checks in flight, as inflight reports them, as
+// tollgate_checks_in_flight.
+func (m *Metrics) InFlight(inflight func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_checks_in_flight",
+		Help: "Checks being decided, gRPC and HTTP together (bounded by --max-inflight-checks).",
+	}, inflight))
+}
+
+// CheckRefused counts a check refused because too many were in flight.
+func (m *Metrics) CheckRefused(transport string) {
+	m.checksRefused.WithLabelValues(transport).Inc()
+}
+
+// OpenConnections exposes a listener's open connections, as open reports
+// them, as tollgate_connections_open{listener}.
+func (m *Metrics) OpenConnections(listener string, open func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "tollgate_connections_open",
+		Help:        "Open connections by listener (bounded by --max-connections for grpc and http).",
+		ConstLabels: prometheus.Labels{"listener": listener},
+	}, open))
+}
+
+// ConnectionRefused counts a connection closed by a listener's limit.
+func (m *Metrics) ConnectionRefused(listener, reason string) {
+	m.connsRefused.WithLabelValues(listener, reason).Inc()
 }

@@ -33,6 +33,11 @@ func TestMetrics(t *testing.T) {
 	m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/q", Rule: "r", Reason: decision.ReasonAllowed,
 		DryRun: decision.DryRunDecision{Policy: "shop/dry", Rule: "d", Status: 429, Reason: decision.ReasonRateLimited, Limit: perUser}}, time.Millisecond)
 	m.Policies(3)
+	m.InFlight(func() float64 { return 7 })
+	m.CheckRefused("grpc")
+	m.OpenConnections("grpc", func() float64 { return 2 })
+	m.OpenConnections("http", func() float64 { return 1 })
+	m.ConnectionRefused("grpc", "evicted")
 
 	families, err := m.Registry.Gather()
 	if err != nil {
@@ -59,6 +64,11 @@ func TestMetrics(t *testing.T) {
 		`tollgate_policies_ready 1`,
 		`tollgate_ratelimit_denials_total{limit="per-user",policy="shop/p"} 2`,
 		`tollgate_build_info{commit="` + version.Get().Commit + `",goversion="` + runtime.Version() + `",version="dev"} 1`,
+		`tollgate_checks_in_flight 7`,
+		`tollgate_checks_refused_total{transport="grpc"} 1`,
+		`tollgate_connections_open{listener="grpc"} 2`,
+		`tollgate_connections_open{listener="http"} 1`,
+		`tollgate_connections_refused_total{listener="grpc",reason="evicted"} 1`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %s", want)

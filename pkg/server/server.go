@@ -80,6 +80,19 @@ type Options struct {
 	// httpauth.Forwarded.
 	ForwardAuth httpauth.Mode
 
+	// MaxInflightChecks bounds the checks in flight, gRPC and HTTP
+	// together; past it a check is refused at once (gRPC
+	// RESOURCE_EXHAUSTED, HTTP 503). Default DefaultMaxInflightChecks.
+	MaxInflightChecks int
+	// MaxRequestBytes bounds one gRPC message; a larger CheckRequest is
+	// refused (RESOURCE_EXHAUSTED) from its length, before it is read.
+	// Default DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// MaxConnections bounds the open connections of the gRPC listener and
+	// of the HTTP listener, each. Default: what RLIMIT_NOFILE leaves after
+	// a reserve for health, metrics and reloads, at most 1024.
+	MaxConnections int
+
 	// ShutdownGrace bounds how long in-flight checks may take to finish
 	// after the context is cancelled. Default 10s.
 	ShutdownGrace time.Duration
@@ -114,6 +127,8 @@ type Server struct {
 	kube *controller.Controller
 	// filesLoaded is set once the policy files were first read.
 	filesLoaded atomic.Bool
+	// admission bounds the checks in flight over every transport.
+	admission *admission
 
 	grpcLis, httpLis, metricsLis, healthLis, pprofLis net.Listener
 }
@@ -134,14 +149,27 @@ func New(opts Options) (*Server, error) {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 10 * time.Second
 	}
+	if opts.MaxInflightChecks <= 0 {
+		opts.MaxInflightChecks = DefaultMaxInflightChecks
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = connectionBudget(bigListeners(opts))
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.DenyLogReport <= 0 {
 		opts.DenyLogReport = 10 * time.Second
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth(),
-		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog)}
+	s := &Server{
+		opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth(),
+		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog),
+		admission: &admission{max: int64(opts.MaxInflightChecks)},
+	}
+	s.metrics.InFlight(func() float64 { return float64(s.admission.inflight.Load()) })
 
 	store, err := newQuotaStore(opts, s.metrics, s.log)
 	if err != nil {
@@ -209,15 +237,16 @@ func New(opts Options) (*Server, error) {
 
 func (s *Server) listen() error {
 	for _, l := range []struct {
-		addr string
-		dst  *net.Listener
-		name string
+		addr     string
+		dst      *net.Listener
+		name     string
+		maxConns int
 	}{
-		{s.opts.GRPCAddr, &s.grpcLis, "grpc"},
-		{s.opts.HTTPAddr, &s.httpLis, "http"},
-		{s.opts.MetricsAddr, &s.metricsLis, "metrics"},
-		{s.opts.HealthAddr, &s.healthLis, "health"},
-		{s.opts.PprofAddr, &s.pprofLis, "pprof"},
+		{s.opts.GRPCAddr, &s.grpcLis, "grpc", s.opts.MaxConnections},
+		{s.opts.HTTPAddr, &s.httpLis, "http", s.opts.MaxConnections},
+		{s.opts.MetricsAddr, &s.metricsLis, "metrics", smallListenerConnections},
+		{s.opts.HealthAddr, &s.healthLis, "health", smallListenerConnections},
+		{s.opts.PprofAddr, &s.pprofLis, "pprof", smallListenerConnections},
 	} {
 		if l.addr == "" {
 			continue
@@ -226,7 +255,9 @@ func (s *Server) listen() error {
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", l.name, err)
 		}
-		*l.dst = lis
+		ll := newLimitListener(lis, l.maxConns, func(reason string) { s.metrics.ConnectionRefused(l.name, reason) })
+		s.metrics.OpenConnections(l.name, func() float64 { return float64(ll.Open()) })
+		*l.dst = ll
 	}
 	return nil
 }
@@ -311,7 +342,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	stops := s.serve(errc)
-	s.log.Info("tollgate serving", "grpc", s.Addr("grpc"), "http", s.Addr("http"), "metrics", s.Addr("metrics"), "health", s.Addr("health"))
+	s.log.Info("tollgate serving", "grpc", s.Addr("grpc"), "http", s.Addr("http"), "metrics", s.Addr("metrics"), "health", s.Addr("health"),
+		"maxInflightChecks", s.opts.MaxInflightChecks, "maxRequestBytes", s.opts.MaxRequestBytes, "maxConnections", s.opts.MaxConnections)
 
 	var err error
 	select {
@@ -412,20 +444,26 @@ func (s *Server) serve(errc chan<- error) []func(context.Context) {
 	for _, h := range []struct {
 		lis     net.Listener
 		handler http.Handler
+		// readTimeout bounds reading a request's body, which the
+		// forward-auth endpoint never reads: after its answer, net/http
+		// would otherwise wait on a trickled body forever.
+		readTimeout time.Duration
 	}{
-		{s.httpLis, s.httpAuthHandler()},
-		{s.metricsLis, s.metricsHandler()},
-		{s.healthLis, s.healthHandler()},
-		{s.pprofLis, pprofHandler()},
+		{s.httpLis, limitHTTP(s.admission, s.httpAuthHandler(), func() { s.metrics.CheckRefused("http") }), maxCheckDuration},
+		{s.metricsLis, s.metricsHandler(), 0},
+		{s.healthLis, s.healthHandler(), 0},
+		{s.pprofLis, pprofHandler(), 0},
 	} {
 		if h.lis == nil {
 			continue
 		}
 		srv := &http.Server{
 			Handler:           h.handler,
-			ReadHeaderTimeout: 5 * time.Second,
+			ReadHeaderTimeout: handshakeTimeout,
+			ReadTimeout:       h.readTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
+			ConnContext:       httpShare,
 		}
 		go func() {
 			if err := srv.Serve(h.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
