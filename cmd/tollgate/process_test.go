@@ -18,6 +18,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // The process tests run tollgate as a process of its own: this test
@@ -198,6 +199,102 @@ func check(conn *grpc.ClientConn, path string) (int, error) {
 		return http.StatusOK, nil
 	}
 	return int(resp.GetDeniedResponse().GetStatus().GetCode()), nil
+}
+
+func healthOf(t *testing.T, conn *grpc.ClientConn) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+	if err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	return resp.GetStatus()
+}
+
+// TestServeDrainsOnSIGTERM: on SIGTERM, gRPC health and /readyz report
+// NOT_SERVING while a client that keeps checking sees no error, on its
+// connection or a new one, for the shutdown delay; a second SIGTERM ends
+// the delay and the process exits 0.
+func TestServeDrainsOnSIGTERM(t *testing.T) {
+	p := startServe(t, 0, "--policy-dir", policyDir(t), "--shutdown-delay", "1h", "--shutdown-grace", "5s")
+	conn := p.dial()
+	if s := healthOf(t, conn); s != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before SIGTERM: %v", s)
+	}
+
+	// The client checks without pause until told to stop.
+	type tally struct{ ok, failed int }
+	progress := make(chan tally, 1)
+	stop := make(chan struct{})
+	var firstErr error
+	go func() {
+		var n tally
+		defer close(progress)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			code, err := check(conn, "/api/tasks")
+			if err != nil || code != http.StatusOK {
+				if n.failed++; firstErr == nil {
+					firstErr = fmt.Errorf("status %d, %v", code, err)
+				}
+			} else {
+				n.ok++
+			}
+			select {
+			case <-progress:
+			default:
+			}
+			progress <- n
+		}
+	}()
+	checked := func() tally {
+		t.Helper()
+		select {
+		case n := <-progress:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("the client made no progress")
+			return tally{}
+		}
+	}
+	for checked().ok < 10 {
+	}
+
+	p.signal(syscall.SIGTERM)
+	p.waitFor("gRPC health NOT_SERVING", func() bool { return healthOf(t, conn) == healthpb.HealthCheckResponse_NOT_SERVING })
+	p.waitFor("/readyz 503", func() bool { code, _ := p.get(p.health, "/readyz", nil); return code == http.StatusServiceUnavailable })
+	// Checks go on after health said NOT_SERVING: on the client's
+	// connection, on a new one and over HTTP.
+	for after := checked().ok; checked().ok < after+50; {
+	}
+	if code, err := check(p.dial(), "/api/tasks"); err != nil || code != http.StatusOK {
+		t.Fatalf("a check on a new connection while draining: %d %v", code, err)
+	}
+	if code := p.forwardAuth("/api/tasks"); code != http.StatusOK {
+		t.Fatalf("an HTTP check while draining: %d", code)
+	}
+	close(stop)
+	var n tally
+	for n = range progress {
+	}
+	if n.failed > 0 {
+		t.Fatalf("%d of %d checks failed across SIGTERM; first: %v", n.failed, n.ok+n.failed, firstErr)
+	}
+
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("exit code %d after the second SIGTERM", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("tollgate did not exit after the second SIGTERM")
+	}
 }
 
 // TestServeUnderIdleConnectionFlood: with descriptors limited as in a

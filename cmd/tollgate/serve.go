@@ -5,7 +5,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,7 +40,7 @@ type serveFlags struct {
 	crossNamespaceHosts                         bool
 	maxInflightChecks, maxRequestBytes          int
 	maxConnections                              int
-	shutdownGrace                               time.Duration
+	shutdownDelay, shutdownGrace                time.Duration
 	kube                                        kubeFlags
 	logLevel, logFormat                         string
 }
@@ -60,6 +62,25 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
+			// The first SIGTERM (main's context) starts the shutdown
+			// delay; a second one ends it.
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				for n := 0; ; {
+					select {
+					case <-sigs:
+						if n++; n == 2 {
+							srv.EndShutdownDelay()
+						}
+					case <-done:
+						return
+					}
+				}
+			}()
 			if err := srv.Run(cmd.Context()); err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -98,7 +119,9 @@ func newServeCommand() *cobra.Command {
 		"largest gRPC CheckRequest in bytes; a larger one is refused (RESOURCE_EXHAUSTED) before it is read")
 	fl.IntVar(&f.maxConnections, "max-connections", 0,
 		"open connections of the gRPC and of the HTTP listener, each; 0: what RLIMIT_NOFILE leaves after a reserve for health, metrics and reloads, at most 1024")
-	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish on SIGTERM")
+	fl.DurationVar(&f.shutdownDelay, "shutdown-delay", 5*time.Second,
+		"on SIGTERM, health (gRPC and /readyz) goes NOT_SERVING at once and checks keep being served this long, until Envoy and Kubernetes stop sending them; a second SIGTERM ends it")
+	fl.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "time in-flight checks get to finish after the shutdown delay")
 	f.kube.register(fl)
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "json", "json or text")
@@ -142,6 +165,11 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 	} {
 		if x.val < x.min {
 			return server.Options{}, n.errorf(x.flag, x.val, "must be >= %d", x.min)
+		}
+	}
+	for flag, d := range map[string]time.Duration{"shutdown-delay": f.shutdownDelay, "shutdown-grace": f.shutdownGrace} {
+		if d < 0 {
+			return server.Options{}, n.errorf(flag, d, "must not be negative")
 		}
 	}
 	if f.tokenCacheSize < 0 {
@@ -196,6 +224,7 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 		MaxInflightChecks:   f.maxInflightChecks,
 		MaxRequestBytes:     f.maxRequestBytes,
 		MaxConnections:      f.maxConnections,
+		ShutdownDelay:       f.shutdownDelay,
 		ShutdownGrace:       f.shutdownGrace,
 		Logger:              log,
 	}, nil

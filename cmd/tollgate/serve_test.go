@@ -32,6 +32,7 @@ func TestServeFlagErrors(t *testing.T) {
 		"no check may be in flight":                   {args: []string{"--max-inflight-checks", "0"}, want: "--max-inflight-checks"},
 		"a receive limit too small for any check":     {env: map[string]string{"TOLLGATE_MAX_REQUEST_BYTES": "100"}, want: "TOLLGATE_MAX_REQUEST_BYTES"},
 		"a negative connection limit":                 {args: []string{"--max-connections", "-1"}, want: "--max-connections"},
+		"a negative shutdown delay":                   {env: map[string]string{"TOLLGATE_SHUTDOWN_DELAY": "-1s"}, want: "TOLLGATE_SHUTDOWN_DELAY"},
 		"the command line wins over the env":          {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
 	for name, tc := range tests {

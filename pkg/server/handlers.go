@@ -167,7 +167,7 @@ func pprofHandler() http.Handler {
 
 // healthHandler serves /healthz (live) and /readyz (ready once policies are
 // loaded: files read and, with the controller, its caches synced and first
-// list served). A quota store outage shows in the /readyz body, never in
+// list served; unready again from the start of a shutdown). A quota store outage shows in the /readyz body, never in
 // its status: every replica turning unready at once would make a Redis
 // outage a total outage. The same holds for an unreachable API server:
 // every replica keeps serving its last synced policies and stays ready.
@@ -178,7 +178,8 @@ func (s *Server) healthHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ready := s.ready.Load()
+		draining := s.draining.Load()
+		ready := s.ready.Load() && !draining
 		store, storeErr := "up", ""
 		if !s.quota.Up() {
 			store = "down"
@@ -188,6 +189,7 @@ func (s *Server) healthHandler() http.Handler {
 		}
 		body := struct {
 			Ready    bool `json:"ready"`
+			Draining bool `json:"draining,omitempty"`
 			Policies int  `json:"policies"`
 			// PolicySource is files, kubernetes, files+kubernetes or
 			// none; Warning says what none means.
@@ -199,7 +201,7 @@ func (s *Server) healthHandler() http.Handler {
 			QuotaStore      string      `json:"quotaStore"`
 			QuotaStoreError string      `json:"quotaStoreError,omitempty"`
 			Kubernetes      *kubeHealth `json:"kubernetes,omitempty"`
-		}{Ready: ready, Policies: s.engine.Snapshot().Len(), PolicySource: s.policySource(),
+		}{Ready: ready, Draining: draining, Policies: s.engine.Snapshot().Len(), PolicySource: s.policySource(),
 			QuotaStore: store, QuotaStoreError: storeErr, Kubernetes: s.kubeHealth()}
 		if body.PolicySource == policySourceNone {
 			body.Warning = noPolicySourceWarning

@@ -93,8 +93,13 @@ type Options struct {
 	// a reserve for health, metrics and reloads, at most 1024.
 	MaxConnections int
 
+	// ShutdownDelay is how long checks keep being served after the context
+	// is cancelled, with health (gRPC and /readyz) already NOT_SERVING, so
+	// that Envoy and Kubernetes stop sending checks before the listeners
+	// close. Default 0.
+	ShutdownDelay time.Duration
 	// ShutdownGrace bounds how long in-flight checks may take to finish
-	// after the context is cancelled. Default 10s.
+	// after the delay. Default 10s.
 	ShutdownGrace time.Duration
 
 	Logger *slog.Logger
@@ -129,6 +134,11 @@ type Server struct {
 	filesLoaded atomic.Bool
 	// admission bounds the checks in flight over every transport.
 	admission *admission
+	// draining is set when shutdown begins; endDelay, closed by
+	// EndShutdownDelay, cuts the shutdown delay short.
+	draining     atomic.Bool
+	endDelay     chan struct{}
+	endDelayOnce sync.Once
 
 	grpcLis, httpLis, metricsLis, healthLis, pprofLis net.Listener
 }
@@ -168,6 +178,7 @@ func New(opts Options) (*Server, error) {
 		opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth(),
 		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog),
 		admission: &admission{max: int64(opts.MaxInflightChecks)},
+		endDelay:  make(chan struct{}),
 	}
 	s.metrics.InFlight(func() float64 { return float64(s.admission.inflight.Load()) })
 
@@ -348,7 +359,10 @@ func (s *Server) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		err = s.drain(errc)
 	case err = <-errc:
+	}
+	if err != nil {
 		s.log.Error("listener failed; shutting down", "error", err)
 	}
 	s.log.Info("shutting down", "grace", s.opts.ShutdownGrace)
@@ -402,6 +416,34 @@ type noSecretSource struct{}
 func (noSecretSource) Secret(_ context.Context, ref jwt.SecretRef) ([]byte, error) {
 	return nil, fmt.Errorf("secretRef %s: no secret source: give --secrets-dir DIR, where the file DIR/%s/%s/%s holds the secret (or --kubernetes)",
 		ref, ref.Namespace, ref.Name, ref.Key)
+}
+
+// drain begins the shutdown: health goes NOT_SERVING (gRPC and /readyz)
+// at once, and checks keep being served for the shutdown delay, so that
+// Envoy and Kubernetes stop sending new ones before the listeners close.
+// The delay ends early on EndShutdownDelay or a listener's failure.
+func (s *Server) drain(errc <-chan error) error {
+	s.draining.Store(true)
+	s.health.Shutdown()
+	if s.opts.ShutdownDelay <= 0 {
+		return nil
+	}
+	s.log.Info("draining: health is NOT_SERVING; serving on for the shutdown delay", "delay", s.opts.ShutdownDelay)
+	t := time.NewTimer(s.opts.ShutdownDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.endDelay:
+	case err := <-errc:
+		return err
+	}
+	return nil
+}
+
+// EndShutdownDelay ends the shutdown delay now, or as soon as it begins
+// (a second SIGTERM).
+func (s *Server) EndShutdownDelay() {
+	s.endDelayOnce.Do(func() { close(s.endDelay) })
 }
 
 // publish serves a new snapshot of the policy set.

@@ -113,6 +113,7 @@ values they equal config/manager's (test/packaging checks it).
 - {{ printf "--secret-label-selector=%s" . | quote }}
 {{- end }}
 - --leader-elect={{ .Values.leaderElection.enabled }}
+- --shutdown-delay=0s
 - --shutdown-grace={{ .Values.shutdown.graceSeconds }}s
 - --log-level={{ .Values.logLevel }}
 - --log-format={{ .Values.logFormat }}
