@@ -27,11 +27,13 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests.
 	@# The chart ships the same CRD (Helm installs crds/ as is; a copy, not a
 	@# symlink, so that any way of packaging or pulling the chart keeps it).
 	rm -f charts/tollgate/crds/*.yaml && cp config/crd/bases/*.yaml charts/tollgate/crds/
+	@# The chart's PrometheusRule renders the alerts of config/monitoring.
+	cp config/monitoring/prometheusrule.yaml charts/tollgate/files/prometheusrule.yaml
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are stale.
-	@git diff --exit-code -- api config/crd config/rbac charts/tollgate/crds || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api config/crd config/rbac charts/tollgate/crds)" || { git status --porcelain -- api config/crd config/rbac charts/tollgate/crds; echo "untracked generated files: run 'make generate manifests' and commit"; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac charts/tollgate/crds charts/tollgate/files || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api config/crd config/rbac charts/tollgate/crds charts/tollgate/files)" || { git status --porcelain -- api config/crd config/rbac charts/tollgate/crds charts/tollgate/files; echo "untracked generated files: run 'make generate manifests' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt:

@@ -17,8 +17,8 @@ import (
 
 // scrapeHarness is a server with a metric in every state worth showing:
 // Redis as the quota store, a remote JWKS that answers and one that fails,
-// a ready, an invalid and a conflicting policy, and decisions that allow,
-// deny and rate-limit.
+// a ready, an invalid, a conflicting and a dryRun policy, and decisions
+// that allow, deny and rate-limit.
 type scrapeHarness struct {
 	*harness
 	t                   *testing.T
@@ -56,6 +56,17 @@ spec:
     - name: everything
 `,
 		"d-invalid.yaml": strings.Replace(policyYAML("broken", "$JWKS", 1), "pathPrefix: /api", "pathPrefix: broken", 1),
+		// Evaluated beside tasks-api; it would deny everything but bob's.
+		"e-shadow.yaml": `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: shadow, namespace: shop}
+spec:
+  hosts: ["api.example.com"]
+  pathPrefix: /api/users
+  mode: dryRun
+  rules:
+    - {name: bob, path: /api/users/bob/**, anonymous: true}
+`,
 	}, withRedis(redis.Addr, nil, "local"))
 	token := h.token("alice", nil)
 	for _, path := range []string{"/api/users/alice/tasks", "/api/users/alice/tasks", "/api/users/bob/tasks"} {
@@ -88,7 +99,7 @@ func TestMetricsScrape(t *testing.T) {
 	metrics := h.scrape(
 		`tollgate_build_info{commit="`+b.Commit+`",goversion="`+runtime.Version()+`",version="`+b.Version+`"} 1`,
 		`tollgate_ratelimit_denials_total{limit="per-user",policy="shop/tasks-api"} 1`,
-		`tollgate_policies{state="ready"} 1`,
+		`tollgate_policies{state="ready"} 2`,
 		`tollgate_policies{state="invalid"} 1`,
 		`tollgate_policies{state="conflict"} 1`,
 		`tollgate_policies{state="unavailable"} 1`,
