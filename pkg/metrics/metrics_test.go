@@ -39,16 +39,7 @@ func TestMetrics(t *testing.T) {
 	m.OpenConnections("http", func() float64 { return 1 })
 	m.ConnectionRefused("grpc", "evicted")
 
-	families, err := m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	for _, f := range families {
-		if _, err := expfmt.MetricFamilyToText(&out, f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	out := scrape(t, m)
 	for _, want := range []string{
 		`tollgate_jwks_fetches_total{result="success",uri="https://a/jwks"} 1`,
 		`tollgate_jwks_fetches_total{result="error",uri="https://a/jwks"} 1`,
@@ -70,15 +61,15 @@ func TestMetrics(t *testing.T) {
 		`tollgate_connections_open{listener="http"} 1`,
 		`tollgate_connections_refused_total{listener="grpc",reason="evicted"} 1`,
 	} {
-		if !strings.Contains(out.String(), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("missing %s", want)
 		}
 	}
-	if strings.Contains(out.String(), `tollgate_ratelimit_denials_total{limit="per-user",policy="shop/dry"}`) {
+	if strings.Contains(out, `tollgate_ratelimit_denials_total{limit="per-user",policy="shop/dry"}`) {
 		t.Error("a dryRun policy's would-be 429 counts as a denial")
 	}
 	// Only token reasons are token failures.
-	if strings.Contains(out.String(), `tollgate_jwt_verification_failures_total{reason="owner_mismatch"}`) {
+	if strings.Contains(out, `tollgate_jwt_verification_failures_total{reason="owner_mismatch"}`) {
 		t.Error("a decision reason that is not a token's counts as a token failure")
 	}
 }

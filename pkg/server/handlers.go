@@ -138,7 +138,7 @@ func (s *Server) httpAuthHandler() http.Handler {
 		// decision; count and log it as one.
 		OnReject: func(r *http.Request, d *decision.Decision) {
 			s.metrics.Decision(o.transport, d, 0)
-			if !s.denyLog.Allow(d.Reason) {
+			if !s.log.Enabled(r.Context(), slog.LevelInfo) || !s.denyLog.Allow(d.Reason) {
 				return
 			}
 			s.log.Info("deny", "transport", o.transport, "request_id", clipID(r.Header.Get("X-Request-Id")),

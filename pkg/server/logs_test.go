@@ -58,6 +58,9 @@ func TestDecisionLogLines(t *testing.T) {
 	h.check(checkRequest("/api/users/bob/tasks", alice, map[string]string{"x-request-id": "grpc-403"}, nil))
 	h.httpOutcome("/api/users/alice/tasks", alice, map[string]string{"X-Request-Id": "http-429"})
 	h.httpOutcome("/api/users/carol/tasks", "", map[string]string{"X-Request-Id": strings.Repeat("x", 500)})
+	// Forwarding headers that contradict each other are rejected before any
+	// decision, and logged as a deny all the same.
+	h.httpOutcome("/api/users/alice/tasks", alice, map[string]string{"X-Request-Id": "http-400", "X-Original-Uri": "/api/admin"})
 
 	tests := map[string]struct {
 		want   map[string]any
@@ -71,6 +74,7 @@ func TestDecisionLogLines(t *testing.T) {
 			absent: []string{"limit", "limit_by"}},
 		"http-429":               {want: map[string]any{"msg": "deny", "transport": "http", "reason": "rate_limited", "limit": "per-user", "limit_by": "user"}},
 		strings.Repeat("x", 128): {want: map[string]any{"msg": "deny", "transport": "http", "reason": "missing", "sub": ""}},
+		"http-400":               {want: map[string]any{"msg": "deny", "transport": "http", "reason": "invalid_forward_auth", "status": 400.0}},
 	}
 	var recs []map[string]any
 	h.waitFor("a line per decision", func() bool {
