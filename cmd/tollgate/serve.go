@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-dev/tollgate/internal/exepages"
 	"github.com/tollgate-dev/tollgate/internal/gctune"
 	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/pkg/httpauth"
@@ -58,6 +59,7 @@ func newServeCommand() *cobra.Command {
 			}
 			gc := gctune.Apply(gctune.OSOptions())
 			opts.Logger.Info("garbage collector", "settings", gc.String())
+			opts.OnReady = func() { releaseStartupPages(opts.Logger) }
 			srv, err := server.New(opts)
 			if err != nil {
 				return &exitError{code: 1, err: err}
@@ -126,6 +128,23 @@ func newServeCommand() *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	return cmd
+}
+
+// releaseStartupPages unmaps the executable's pages that start-up touched
+// (package inits: Kubernetes and protobuf type registration, whether or
+// not --kubernetes is set) once the server is ready; serving maps back
+// the few it runs (exepages). Under make loadtest it takes RSS from about
+// 58 to 42 MB.
+func releaseStartupPages(log *slog.Logger) {
+	r, err := exepages.Release()
+	switch {
+	case err != nil:
+		log.Warn("releasing the executable's start-up pages", "error", err)
+	case r.Skipped != "":
+		log.Debug("executable's start-up pages kept", "reason", r.Skipped)
+	default:
+		log.Debug("executable's start-up pages released", "bytes", r.Bytes)
+	}
 }
 
 // options checks the flags and returns the server's options. Its errors

@@ -110,6 +110,9 @@ type Options struct {
 	// DenyLogReport is how often the number of deny lines held back is
 	// logged, per reason. Default 10s.
 	DenyLogReport time.Duration
+	// OnReady, when set, is called once, on a goroutine of its own, when
+	// the server first becomes ready.
+	OnReady func()
 }
 
 // A Server is a running tollgate.
@@ -461,6 +464,9 @@ func (s *Server) markReady() {
 	if !s.ready.Swap(true) {
 		markServing(s.health)
 		s.log.Info("policies loaded; ready", "policies", s.engine.Snapshot().Len())
+		if s.opts.OnReady != nil {
+			go s.opts.OnReady()
+		}
 	}
 }
 

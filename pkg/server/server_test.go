@@ -567,6 +567,21 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 }
 
+// TestOnReadyOnce checks that Options.OnReady runs once, when the server
+// first becomes ready, and not again as policies change.
+func TestOnReadyOnce(t *testing.T) {
+	var calls atomic.Int32
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)}, func(o *server.Options) {
+		o.OnReady = func() { calls.Add(1) }
+	})
+	h.waitFor("OnReady", func() bool { return calls.Load() > 0 })
+	h.write("public.yaml", otherPolicy)
+	h.waitFor("the second policy", func() bool { return h.srv.Engine().Snapshot().Len() == 2 })
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("OnReady ran %d times, want once", n)
+	}
+}
+
 func TestPprofOnlyWhenAsked(t *testing.T) {
 	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)},
 		func(o *server.Options) { o.PprofAddr = "127.0.0.1:0" })
