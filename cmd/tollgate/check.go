@@ -274,7 +274,7 @@ func writeCheckJSON(w io.Writer, d *decision.Decision) error {
 		r.Steps = append(r.Steps, checkStep(s))
 	}
 	if !d.Allowed {
-		r.Body = d.Body()
+		r.Body = json.RawMessage(d.Body())
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -124,6 +124,8 @@ type Decision struct {
 	// Steps explains the decision when Request.Explain was set.
 	Steps []Step
 
+	// body is Body's result, set on the denial templates.
+	body string
 	// buf holds what the header slices above point to when the Decision
 	// was filled by Engine.DecideInto, so that deciding allocates nothing.
 	buf decisionBuf
@@ -168,13 +170,21 @@ type Step struct {
 	Detail  string `json:"detail,omitempty"`
 }
 
-// Body returns the JSON deny body: {"error": code, "message": text}.
-func (d *Decision) Body() []byte {
+// Body returns the JSON deny body: {"error": code, "message": text}. The
+// denials of the decision core carry theirs, built once.
+func (d *Decision) Body() string {
+	if d.body != "" {
+		return d.body
+	}
+	return denyBody(d.Code, d.Message)
+}
+
+func denyBody(code, message string) string {
 	b, _ := json.Marshal(struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`
-	}{d.Code, d.Message})
-	return b
+	}{code, message})
+	return string(b)
 }
 
 // HTTP statuses of decisions, with net/http's values: the core does not
@@ -200,7 +210,7 @@ func (d *Decision) setDenial(t *Decision) {
 }
 
 func deny(status int, code, reason, message string) Decision {
-	return Decision{Status: status, Code: code, Reason: reason, Message: message}
+	return Decision{Status: status, Code: code, Reason: reason, Message: message, body: denyBody(code, message)}
 }
 
 var (

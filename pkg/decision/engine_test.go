@@ -156,7 +156,7 @@ func TestDecide(t *testing.T) {
 				t.Errorf("www-authenticate = %q, %v", challenge, ok)
 			}
 			if !d.Allowed {
-				body := string(d.Body())
+				body := d.Body()
 				if !strings.Contains(body, `"error":"`+tc.code+`"`) || !strings.Contains(body, `"message":`) {
 					t.Errorf("body %s", body)
 				}

@@ -72,7 +72,7 @@ func TestTokenDenials(t *testing.T) {
 			if (tc.status == 503) != ok || (ok && retry != decision.KeysRetryAfter) {
 				t.Errorf("retry-after = %q, %v", retry, ok)
 			}
-			body := string(d.Body())
+			body := d.Body()
 			if !strings.Contains(body, `"error":"`+tc.code+`"`) {
 				t.Errorf("body %s", body)
 			}

@@ -156,28 +156,62 @@ func (x *exchange) headerOptions(hs []decision.Header) []*corev3.HeaderValueOpti
 	}
 	out := x.ptrs[x.used : x.used+len(hs) : x.used+len(hs)]
 	for i, h := range hs {
-		v, o := &x.values[x.used+i], &x.opts[x.used+i]
-		v.Key, v.Value = h.Name, h.Value
-		o.Header = v
-		o.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		out[i] = o
+		out[i] = option(&x.opts[x.used+i], &x.values[x.used+i], h)
 	}
 	x.used += len(hs)
 	return out
 }
 
+// A denial holds every message of a deny answer, so that building one
+// allocates once (and its header options twice more when they are many).
+type denial struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	wrap   authv3.CheckResponse_DeniedResponse
+	denied authv3.DeniedHttpResponse
+	code   typev3.HttpStatus
+	opts   [inlineDenyOptions]corev3.HeaderValueOption
+	values [inlineDenyOptions]corev3.HeaderValue
+	ptrs   [inlineDenyOptions]*corev3.HeaderValueOption
+}
+
+// inlineDenyOptions is the number of header options of a deny answer that
+// fit its denial: a challenge or rate-limit headers, and content-type.
+const inlineDenyOptions = 5
+
+// contentType is the deny body's content type, as a header.
+var contentType = decision.Header{Name: "content-type", Value: "application/json"}
+
 // denied converts a denial into Envoy's answer.
 func denied(d *decision.Decision) *authv3.CheckResponse {
-	headers := headerOptions(d.ResponseHeaders, 1)
-	headers[len(headers)-1] = overwrite("content-type", "application/json")
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(Code(d.Status)), Message: d.Reason},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-			Headers: headers,
-			Body:    string(d.Body()),
-		}},
+	x := &denial{}
+	x.status.Code, x.status.Message = int32(Code(d.Status)), d.Reason
+	x.code.Code = typev3.StatusCode(d.Status)
+	x.denied.Status = &x.code
+	x.denied.Body = d.Body()
+	if n := len(d.ResponseHeaders) + 1; n <= inlineDenyOptions {
+		out := x.ptrs[:n:n]
+		for i, h := range d.ResponseHeaders {
+			out[i] = option(&x.opts[i], &x.values[i], h)
+		}
+		out[n-1] = option(&x.opts[n-1], &x.values[n-1], contentType)
+		x.denied.Headers = out
+	} else {
+		x.denied.Headers = headerOptions(d.ResponseHeaders, 1)
+		x.denied.Headers[n-1] = overwrite(contentType.Name, contentType.Value)
 	}
+	x.wrap.DeniedResponse = &x.denied
+	x.resp.Status = &x.status
+	x.resp.HttpResponse = &x.wrap
+	return &x.resp
+}
+
+// option fills o and v as an overwriting option of header h and returns o.
+func option(o *corev3.HeaderValueOption, v *corev3.HeaderValue, h decision.Header) *corev3.HeaderValueOption {
+	v.Key, v.Value = h.Name, h.Value
+	o.Header = v
+	o.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return o
 }
 
 // Code maps a deny's HTTP status to its google.rpc code.
@@ -209,10 +243,7 @@ func headerOptions(hs []decision.Header, extra int) []*corev3.HeaderValueOption 
 	values := make([]corev3.HeaderValue, len(hs))
 	out := make([]*corev3.HeaderValueOption, len(hs), len(hs)+extra)
 	for i, h := range hs {
-		values[i].Key, values[i].Value = h.Name, h.Value
-		opts[i].Header = &values[i]
-		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		out[i] = &opts[i]
+		out[i] = option(&opts[i], &values[i], h)
 	}
 	return out[:len(hs)+extra]
 }

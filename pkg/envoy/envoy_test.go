@@ -80,7 +80,8 @@ func TestResponse(t *testing.T) {
 }
 
 // TestResponseHeaderOptions checks that every header becomes an
-// overwriting option, in order, whether it fits the inline arrays or not.
+// overwriting option, in order, whether it fits the inline arrays or not,
+// and that a denial's end with its content-type.
 func TestResponseHeaderOptions(t *testing.T) {
 	headers := func(prefix string, n int) []decision.Header {
 		var hs []decision.Header
@@ -93,20 +94,32 @@ func TestResponseHeaderOptions(t *testing.T) {
 		t.Run(fmt.Sprintf("%d upstream and %d response headers", n[0], n[1]), func(t *testing.T) {
 			up, down := headers("x-up", n[0]), headers("x-down", n[1])
 			ok := envoy.Response(&decision.Decision{Allowed: true, Status: 200, UpstreamHeaders: up, ResponseHeaders: down}).GetOkResponse()
-			for _, c := range []struct {
-				got  []*corev3.HeaderValueOption
-				want []decision.Header
-			}{{ok.GetHeaders(), up}, {ok.GetResponseHeadersToAdd(), down}} {
-				if len(c.got) != len(c.want) {
-					t.Fatalf("%d options, want %d", len(c.got), len(c.want))
-				}
-				for i, o := range c.got {
-					if o.GetHeader().GetKey() != c.want[i].Name || o.GetHeader().GetValue() != c.want[i].Value ||
-						o.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-						t.Errorf("option %d: %v, want %s: %s overwriting", i, o, c.want[i].Name, c.want[i].Value)
-					}
-				}
+			checkOptions(t, ok.GetHeaders(), up)
+			checkOptions(t, ok.GetResponseHeadersToAdd(), down)
+		})
+	}
+	for _, n := range []int{0, 1, 4, 5, 7} {
+		t.Run(fmt.Sprintf("a denial with %d response headers", n), func(t *testing.T) {
+			down := headers("x-down", n)
+			denied := envoy.Response(&decision.Decision{Status: 429, Code: decision.CodeRateLimited, Message: "m", ResponseHeaders: down}).GetDeniedResponse()
+			checkOptions(t, denied.GetHeaders(), append(down, decision.Header{Name: "content-type", Value: "application/json"}))
+			if denied.GetBody() != `{"error":"rate_limited","message":"m"}` || denied.GetStatus().GetCode() != 429 {
+				t.Errorf("denied response: %v", denied)
 			}
 		})
+	}
+}
+
+// checkOptions checks that got are overwriting options of the headers want.
+func checkOptions(t *testing.T, got []*corev3.HeaderValueOption, want []decision.Header) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d options, want %d", len(got), len(want))
+	}
+	for i, o := range got {
+		if o.GetHeader().GetKey() != want[i].Name || o.GetHeader().GetValue() != want[i].Value ||
+			o.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+			t.Errorf("option %d: %v, want %s: %s overwriting", i, o, want[i].Name, want[i].Value)
+		}
 	}
 }

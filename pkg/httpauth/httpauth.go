@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -291,9 +292,8 @@ func WriteDecision(w http.ResponseWriter, d *decision.Decision) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	body := d.Body()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(d.Status)
-	_, _ = w.Write(body)
+	_, _ = io.WriteString(w, d.Body())
 }

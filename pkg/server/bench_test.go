@@ -96,19 +96,28 @@ func (d engineDecider) Decide(ctx context.Context, req *decision.Request, out *d
 
 // BenchmarkCheckAdapter measures the Envoy adapter around the decision
 // core: a CheckRequest in, its CheckResponse out, for an allowed check of
-// allocPolicy (a cached token; memory store). Its allocs/op less
-// BenchmarkDecide's are the adapter's.
+// allocPolicy (a cached token; memory store) and for a denial (no token).
+// Its allocs/op less BenchmarkDecide's are the adapter's.
 func BenchmarkCheckAdapter(b *testing.B) {
 	h := start(b, map[string]string{"tasks.yaml": allocPolicy})
 	srv := envoy.NewServer(engineDecider{h.srv.Engine()})
-	req := checkRequest("/api/users/alice/tasks/42", h.token("alice", map[string]any{"plan": "premium"}), nil, nil)
 	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		resp, err := srv.Check(ctx, req)
-		if err != nil || len(resp.GetOkResponse().GetHeaders()) != 2 {
-			b.Fatalf("Check: %v %v", resp, err)
-		}
+	for name, tc := range map[string]struct {
+		req  *authv3.CheckRequest
+		code codes.Code
+	}{
+		"allow":        {checkRequest("/api/users/alice/tasks/42", h.token("alice", map[string]any{"plan": "premium"}), nil, nil), codes.OK},
+		"deny/missing": {checkRequest("/api/users/alice/tasks/42", "", nil, nil), codes.Unauthenticated},
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := srv.Check(ctx, tc.req)
+				if err != nil || codes.Code(resp.GetStatus().GetCode()) != tc.code {
+					b.Fatalf("Check: %v %v", resp, err)
+				}
+			}
+		})
 	}
 }
 
