@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/tollgate-dev/tollgate/pkg/decision"
@@ -208,7 +209,7 @@ func Request(r *http.Request, mode Mode) (decision.Request, error) {
 	headers := make(map[string]string, len(r.Header)+1)
 	for k, vs := range r.Header {
 		if len(vs) > 0 {
-			headers[strings.ToLower(k)] = strings.Join(vs, ",")
+			headers[lowerName(k)] = strings.Join(vs, ",")
 		}
 	}
 	source := r.RemoteAddr
@@ -222,6 +223,38 @@ func Request(r *http.Request, mode Mode) (decision.Request, error) {
 		Headers:  headers,
 		SourceIP: source,
 	}, nil
+}
+
+// commonNames are header names that browsers, proxies and tollgate's
+// policies commonly use, lower case.
+var commonNames = [...]string{
+	"accept", "accept-encoding", "accept-language", "authorization", "cache-control", "connection",
+	"content-length", "content-type", "cookie", "forwarded", "host", "origin", "pragma", "referer",
+	"sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "sec-fetch-dest", "sec-fetch-mode",
+	"sec-fetch-site", "traceparent", "tracestate", "upgrade-insecure-requests", "user-agent",
+	"x-api-key", "x-b3-parentspanid", "x-b3-sampled", "x-b3-spanid", "x-b3-traceid",
+	"x-forwarded-for", "x-forwarded-host", "x-forwarded-method", "x-forwarded-port",
+	"x-forwarded-prefix", "x-forwarded-proto", "x-forwarded-server", "x-forwarded-uri",
+	"x-http-method", "x-http-method-override", "x-method-override", "x-original-host",
+	"x-original-method", "x-original-uri", "x-real-ip", "x-request-id",
+}
+
+// lowerNames maps the canonical form of each of commonNames (as net/http
+// keys headers) to the name itself.
+var lowerNames = func() map[string]string {
+	m := make(map[string]string, len(commonNames))
+	for _, n := range commonNames {
+		m[textproto.CanonicalMIMEHeaderKey(n)] = n
+	}
+	return m
+}()
+
+// lowerName returns k in lower case, without allocating for common names.
+func lowerName(k string) string {
+	if n, ok := lowerNames[k]; ok {
+		return n
+	}
+	return strings.ToLower(k)
 }
 
 // required returns the one value of header name; a missing, empty or

@@ -200,3 +200,36 @@ func TestWriteDecision(t *testing.T) {
 		t.Errorf("deny: %d %v %q", w.Code, w.Header(), w.Body.String())
 	}
 }
+
+// TestRequestHeaderNames checks that every header reaches the decision
+// core under its lower-case name, common or not, with repeated values
+// joined.
+func TestRequestHeaderNames(t *testing.T) {
+	r := httptest.NewRequest("GET", "/auth", nil)
+	r.Header.Set("X-Forwarded-Method", "GET")
+	r.Header.Set("X-Forwarded-Host", "api.example.com")
+	r.Header.Set("X-Forwarded-Uri", "/x")
+	r.Header.Set("Authorization", "Bearer t")
+	r.Header.Set("Sec-Ch-Ua-Platform", `"Linux"`)
+	r.Header.Set("X-Tenant-Of-Some-App", "acme")
+	r.Header["x-not-canonical"] = []string{"v"}
+	r.Header.Add("X-Forwarded-For", "203.0.113.7")
+	r.Header.Add("X-Forwarded-For", "198.51.100.1")
+	req, err := httpauth.Request(r, httpauth.Forwarded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"authorization": "Bearer t", "sec-ch-ua-platform": `"Linux"`, "x-tenant-of-some-app": "acme",
+		"x-not-canonical": "v", "x-forwarded-for": "203.0.113.7,198.51.100.1", "x-forwarded-uri": "/x",
+	} {
+		if got, ok := req.Headers[name]; !ok || got != want {
+			t.Errorf("%s: %q (%v), want %q", name, got, ok, want)
+		}
+	}
+	for name := range req.Headers {
+		if name != strings.ToLower(name) {
+			t.Errorf("header name %q is not lower case", name)
+		}
+	}
+}
