@@ -109,7 +109,7 @@ func newServeCommand() *cobra.Command {
 	fl.BoolVar(&f.redisTLS, "redis-tls", false, "connect to Redis with TLS")
 	fl.StringVar(&f.onStoreError, "on-store-error", "local", "when Redis is unreachable: local, allow or deny")
 	fl.StringVar(&f.defaultAction, "default-action", "deny", "requests that match no policy: deny (403) or allow")
-	fl.BoolVar(&f.crossNamespaceHosts, "cross-namespace-hosts", false, "let policies of any namespace serve the same hosts (single-tenant clusters); by default a host belongs to the namespace of the oldest policy naming it")
+	fl.BoolVar(&f.crossNamespaceHosts, "cross-namespace-hosts", false, "let policies of any namespace serve the same hosts (single-tenant clusters); by default a host belongs to the namespace of the oldest policy whose hosts cover it (the name, or a wildcard above it)")
 	fl.IntVar(&f.trustedHops, "xff-trusted-hops", 0, "trusted proxies in front of Envoy whose X-Forwarded-For entry names the client IP")
 	fl.BoolVar(&f.normalizePaths, "normalize-paths", false, normalizePathsUsage)
 	fl.StringVar(&f.forwardAuth, "forward-auth", "forwarded", "which headers describe the original request on the HTTP endpoint: "+

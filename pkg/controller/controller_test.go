@@ -201,19 +201,13 @@ func TestConflictResolvedByDelete(t *testing.T) {
 // does not serve for it and is Conflict; the first namespace's policy
 // decides those requests.
 func TestHostBelongsToNamespace(t *testing.T) {
-	env := kube(t)
-	shop, evil := env.Namespace(t, "shop"), env.Namespace(t, "evil")
-	cleanup(t, env.Client, shop, evil)
+	env, shop, evil, in := shopAndEvil(t)
 	host := shop + ".example.test"
 	key := jwttest.NewEd25519(t)
-	in := start(t, asTollgate(t, env), config{})
 
 	createOlder(t, env.Client, policy(shop, "tasks", host, key, policytest.OwnTasksRule()))
 	waitStatus(t, env.Client, shop, "tasks", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
-	grab := policytest.New(policytest.WithName(evil, "grab"), policytest.WithHosts(host), policytest.WithPathPrefix("/api/users"),
-		policytest.WithJWT(nil), policytest.WithRule(policytest.AnonymousRule("all", "/api/users/**")),
-		func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
-	create(t, env.Client, grab)
+	create(t, env.Client, grabPolicy(evil, "grab", host))
 	waitStatus(t, env.Client, evil, "grab", metav1.ConditionFalse, v1alpha1.ReasonConflict, shop)
 
 	if got := in.check(host, "GET", "/api/users/bob/tasks/1", ""); got != http.StatusUnauthorized {
@@ -225,6 +219,54 @@ func TestHostBelongsToNamespace(t *testing.T) {
 	if got := in.check(host, "GET", "/api/users/bob/tasks/1", token(t, key, "mallory")); got != http.StatusForbidden {
 		t.Errorf("bob's tasks with mallory's token: %d, want 403", got)
 	}
+}
+
+// shopAndEvil sets up a test of two namespaces (their AuthPolicies
+// deleted at the end) and a ready tollgate watching every namespace.
+func shopAndEvil(t *testing.T) (env *kubetest.Env, shop, evil string, in *instance) {
+	t.Helper()
+	env = kube(t)
+	shop, evil = env.Namespace(t, "shop"), env.Namespace(t, "evil")
+	cleanup(t, env.Client, shop, evil)
+	return env, shop, evil, start(t, asTollgate(t, env), config{})
+}
+
+// grabPolicy is ns/name on host with prefix /api/users, where an
+// anonymous rule allows everything: another namespace's users' data, if
+// it were served.
+func grabPolicy(ns, name, host string) *v1alpha1.AuthPolicy {
+	return policytest.New(policytest.WithName(ns, name), policytest.WithHosts(host), policytest.WithPathPrefix("/api/users"),
+		policytest.WithJWT(nil), policytest.WithRule(policytest.AnonymousRule("all", "/api/users/**")),
+		func(ap *v1alpha1.AuthPolicy) { ap.TypeMeta = metav1.TypeMeta{} })
+}
+
+// TestWildcardHostBelongsToNamespace: a namespace's wildcard owns every
+// name under it: another namespace's newer policy on a name (or a
+// narrower wildcard) under it is Conflict naming the owner and does not
+// serve; deleting the wildcard's policy re-decides, and the newer policy
+// serves within 2 s.
+func TestWildcardHostBelongsToNamespace(t *testing.T) {
+	env, shop, evil, in := shopAndEvil(t)
+	domain := shop + ".example.test"
+	key := jwttest.NewEd25519(t)
+
+	wild := policy(shop, "wild", "*."+domain, key, policytest.OwnTasksRule())
+	createOlder(t, env.Client, wild)
+	waitStatus(t, env.Client, shop, "wild", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	create(t, env.Client, grabPolicy(evil, "name", "api."+domain))
+	create(t, env.Client, grabPolicy(evil, "narrower", "*.eu."+domain))
+	waitStatus(t, env.Client, evil, "name", metav1.ConditionFalse, v1alpha1.ReasonConflict, "under *."+domain, "namespace "+shop)
+	waitStatus(t, env.Client, evil, "narrower", metav1.ConditionFalse, v1alpha1.ReasonConflict, "under *."+domain, "namespace "+shop)
+	for _, host := range []string{"api." + domain, "x.eu." + domain} {
+		if got := in.check(host, "GET", "/api/users/bob/tasks/1", ""); got != http.StatusUnauthorized {
+			t.Errorf("%s: bob's tasks without a token: %d, want 401 from %s's wildcard", host, got, shop)
+		}
+	}
+
+	remove(t, env.Client, wild)
+	in.expect(enforcedWithin, "api."+domain, "/api/users/bob/tasks/1", "", http.StatusOK)
+	in.expect(enforcedWithin, "x.eu."+domain, "/api/users/bob/tasks/1", "", http.StatusOK)
+	waitStatus(t, env.Client, evil, "name", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 }
 
 // TestStatusWrittenOnlyWhenChanged: a change that leaves the status as it

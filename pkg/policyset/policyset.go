@@ -104,9 +104,9 @@ type Set struct {
 	// slots lists, by age, the policies holding a version that uses a
 	// slot (host matcher, pathPrefix, mode): at most one of them serves it.
 	slots map[slot][]*item
-	// hosts lists, by age, the policies holding a version that names a
-	// host as written; the first one's namespace owns the host.
-	hosts map[string][]*item
+	// hosts holds the host names that policies name, with their owners
+	// (hosts.go).
+	hosts hostTree
 	// sources are the key sources of held versions, by sourceID.
 	sources map[string]*keySource
 	// verifiers are the verifiers of held versions, by configKey.
@@ -137,7 +137,7 @@ func New(opts Options) *Set {
 		log:       opts.Logger,
 		items:     make(map[itemID]*item),
 		slots:     make(map[slot][]*item),
-		hosts:     make(map[string][]*item),
+		hosts:     newHostTree(),
 		sources:   make(map[string]*keySource),
 		verifiers: make(map[string]*sharedVerifier),
 	}

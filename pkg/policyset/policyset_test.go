@@ -3,8 +3,10 @@ package policyset_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -642,4 +644,306 @@ func TestFileAndObjectOfOneName(t *testing.T) {
 			h.expectServed("file.test", "/api/public/x", "", false)
 		})
 	}
+}
+
+// TestHostOwnershipThroughWildcards: a host name belongs to the namespace
+// of the oldest policy whose host matcher covers it, so a namespace never
+// takes a name, or carves a wildcard, out of another namespace's older
+// wildcard. Status (Conflict naming the owner) and selection agree, and a
+// delete re-decides.
+func TestHostOwnershipThroughWildcards(t *testing.T) {
+	type pol struct {
+		key        string // namespace/name
+		age        int
+		host, path string // path is the pathPrefix
+	}
+	type served struct{ host, path, policy string } // policy "" for the default action
+	type status struct{ reason, contains string }
+	type expect struct {
+		status map[string]status
+		served []served
+	}
+	tests := map[string]struct {
+		policies []pol
+		cross    bool
+		want     expect
+		// del is deleted after want is checked, then after is checked.
+		del   string
+		after expect
+	}{
+		"a name under another namespace's older wildcard": {
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/"}, {"evil/api", 2, "api.example.com", "/api"}},
+			want: expect{
+				status: map[string]status{
+					"shop/wild": {v1alpha1.ReasonAccepted, ""},
+					"evil/api":  {v1alpha1.ReasonConflict, "host api.example.com is under *.example.com, which belongs to namespace shop"},
+				},
+				served: []served{{"api.example.com", "/api/public/x", "shop/wild"}, {"www.example.com", "/public/x", "shop/wild"}},
+			},
+			del: "shop/wild",
+			after: expect{
+				status: map[string]status{"evil/api": {v1alpha1.ReasonAccepted, ""}},
+				served: []served{{"api.example.com", "/api/public/x", "evil/api"}, {"www.example.com", "/public/x", ""}},
+			},
+		},
+		"a wildcard under another namespace's older wildcard": {
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/"}, {"evil/b", 2, "*.b.example.com", "/"}},
+			want: expect{
+				status: map[string]status{"evil/b": {v1alpha1.ReasonConflict, "host *.b.example.com is under *.example.com, which belongs to namespace shop"}},
+				served: []served{{"x.b.example.com", "/public/x", "shop/wild"}, {"b.example.com", "/public/x", "shop/wild"}},
+			},
+			del: "shop/wild",
+			after: expect{
+				status: map[string]status{"evil/b": {v1alpha1.ReasonAccepted, ""}},
+				served: []served{{"x.b.example.com", "/public/x", "evil/b"}, {"b.example.com", "/public/x", ""}},
+			},
+		},
+		"an older name keeps its owner under a newer wildcard, which owns the rest": {
+			policies: []pol{{"blog/api", 1, "api.example.com", "/api"}, {"shop/wild", 2, "*.example.com", "/"}},
+			want: expect{
+				status: map[string]status{"blog/api": {v1alpha1.ReasonAccepted, ""}, "shop/wild": {v1alpha1.ReasonAccepted, ""}},
+				served: []served{
+					{"api.example.com", "/api/public/x", "blog/api"},
+					{"api.example.com", "/public/x", ""}, // blog's name: never shop's wildcard
+					{"www.example.com", "/public/x", "shop/wild"},
+				},
+			},
+			del: "blog/api",
+			after: expect{
+				served: []served{{"api.example.com", "/public/x", "shop/wild"}},
+			},
+		},
+		"the same name applied in two namespaces, the wildcard's owner older than both": {
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/"}, {"blog/api", 2, "api.example.com", "/api"}, {"evil/api", 3, "api.example.com", "/api/x"}},
+			want: expect{
+				status: map[string]status{
+					"blog/api": {v1alpha1.ReasonConflict, "belongs to namespace shop"},
+					"evil/api": {v1alpha1.ReasonConflict, "belongs to namespace shop"},
+				},
+				served: []served{{"api.example.com", "/api/x/public/y", "shop/wild"}},
+			},
+			del: "shop/wild",
+			after: expect{
+				status: map[string]status{
+					"blog/api": {v1alpha1.ReasonAccepted, ""},
+					"evil/api": {v1alpha1.ReasonConflict, "host api.example.com belongs to namespace blog"},
+				},
+				served: []served{{"api.example.com", "/api/x/public/y", "blog/api"}},
+			},
+		},
+		"a chain of wildcards: the oldest owns all below it": {
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/"}, {"evil/b", 2, "*.b.example.com", "/"}, {"other/x", 3, "x.b.example.com", "/x"}},
+			want: expect{
+				status: map[string]status{
+					"evil/b":  {v1alpha1.ReasonConflict, "under *.example.com, which belongs to namespace shop"},
+					"other/x": {v1alpha1.ReasonConflict, "under *.example.com, which belongs to namespace shop"},
+				},
+				served: []served{{"x.b.example.com", "/x/public/y", "shop/wild"}},
+			},
+			del: "shop/wild",
+			after: expect{
+				status: map[string]status{
+					"evil/b":  {v1alpha1.ReasonAccepted, ""},
+					"other/x": {v1alpha1.ReasonConflict, "under *.b.example.com, which belongs to namespace evil"},
+				},
+				served: []served{{"x.b.example.com", "/x/public/y", "evil/b"}},
+			},
+		},
+		"one namespace shares its wildcard with itself": {
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/"}, {"shop/api", 2, "api.example.com", "/api"}, {"shop/b", 3, "*.b.example.com", "/"}},
+			want: expect{
+				status: map[string]status{"shop/api": {v1alpha1.ReasonAccepted, ""}, "shop/b": {v1alpha1.ReasonAccepted, ""}},
+				served: []served{
+					{"api.example.com", "/api/public/x", "shop/api"},
+					{"api.example.com", "/public/x", "shop/wild"},
+					{"x.b.example.com", "/public/x", "shop/b"},
+				},
+			},
+		},
+		"another namespace's any-host policy never decides under an owned wildcard": {
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/shop"}, {"evil/any", 2, "", "/"}},
+			want: expect{
+				status: map[string]status{"evil/any": {v1alpha1.ReasonAccepted, ""}},
+				served: []served{{"api.example.com", "/public/x", ""}, {"example.org", "/public/x", "evil/any"}},
+			},
+		},
+		"with --cross-namespace-hosts, the most specific host decides": {
+			cross:    true,
+			policies: []pol{{"shop/wild", 1, "*.example.com", "/"}, {"evil/api", 2, "api.example.com", "/api"}, {"evil/b", 3, "*.b.example.com", "/"}},
+			want: expect{
+				status: map[string]status{"evil/api": {v1alpha1.ReasonAccepted, ""}, "evil/b": {v1alpha1.ReasonAccepted, ""}},
+				served: []served{{"api.example.com", "/api/public/x", "evil/api"}, {"x.b.example.com", "/public/x", "evil/b"}},
+			},
+		},
+	}
+	for name, tc := range tests {
+		for _, reverse := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, newest applied first %v", name, reverse), func(t *testing.T) {
+				h := newHarness(t, func(o *policyset.Options) { o.CrossNamespaceHosts = tc.cross })
+				order := slices.Clone(tc.policies)
+				if reverse {
+					slices.Reverse(order)
+				}
+				for _, p := range order {
+					ns, n, _ := strings.Cut(p.key, "/")
+					h.set.Apply(h.policy(ns, n, p.age, p.host, p.path))
+				}
+				check := func(e expect) {
+					t.Helper()
+					for key, st := range e.status {
+						got := h.status(key)
+						if got.Reason != st.reason || !strings.Contains(got.Message, st.contains) || got.Serving != (st.reason == v1alpha1.ReasonAccepted) {
+							t.Errorf("%s: %+v, want %s %q", key, got, st.reason, st.contains)
+						}
+						if ev, _ := h.lastEvent(key); ev.Reason != st.reason {
+							t.Errorf("%s: last OnStatus %+v, want %s", key, ev, st.reason)
+						}
+					}
+					for _, s := range e.served {
+						if d := h.decide(s.host, s.path); d.Policy != s.policy {
+							t.Errorf("GET %s%s: decided by %q (%s), want %q", s.host, s.path, d.Policy, d.Reason, s.policy)
+						}
+					}
+				}
+				check(tc.want)
+				if tc.del != "" {
+					ns, n, _ := strings.Cut(tc.del, "/")
+					h.set.Delete(ns, n)
+					check(tc.after)
+				}
+			})
+		}
+	}
+}
+
+// TestHostOwnershipMatchesTheRule applies and deletes random policies
+// with random ages, hosts and wildcards in three namespaces, and after
+// every change compares the set with the rule computed the slow way: a
+// host name is owned by the namespace of the oldest policy whose host
+// matcher covers it; a policy naming a matcher owned by another namespace
+// is Conflict; a request is decided by the owning namespace's policies.
+func TestHostOwnershipMatchesTheRule(t *testing.T) {
+	for seed := range uint64(5) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) { hostOwnershipMatchesTheRule(t, seed) })
+	}
+}
+
+func hostOwnershipMatchesTheRule(t *testing.T, seed uint64) {
+	names := []string{"example.test", "a.example.test", "b.example.test", "x.a.example.test", "y.a.example.test", "x.b.example.test", "z.x.a.example.test"}
+	var matchers []string
+	for _, n := range names {
+		matchers = append(matchers, n, "*."+n)
+	}
+	covers := func(m, host string) bool { // host: a name or a matcher
+		if name, ok := strings.CutPrefix(m, "*."); ok {
+			h := strings.TrimPrefix(host, "*.")
+			return strings.HasSuffix(h, "."+name) || strings.HasPrefix(host, "*.") && h == name
+		}
+		return m == host
+	}
+	type pol struct {
+		ns, name string
+		age      int
+		hosts    []string
+	}
+	rng := rand.New(rand.NewPCG(seed, 2))
+	h := newHarness(t)
+	live := map[string]pol{}
+	for step := range 300 {
+		key := fmt.Sprintf("ns%d/p%d", rng.IntN(3), rng.IntN(12))
+		ns, name, _ := strings.Cut(key, "/")
+		// Each policy holds one version (an edit would keep its last good
+		// one, whose hosts count too): a live policy is deleted.
+		if _, ok := live[key]; ok {
+			h.set.Delete(ns, name)
+			delete(live, key)
+		} else {
+			p := pol{ns: ns, name: name, age: rng.IntN(50)}
+			for range 1 + rng.IntN(2) {
+				if m := matchers[rng.IntN(len(matchers))]; !slices.Contains(p.hosts, m) {
+					p.hosts = append(p.hosts, m)
+				}
+			}
+			live[key] = p
+			h.set.Apply(h.policy(ns, name, p.age, "", "/"+name, pt.WithHosts(p.hosts...)))
+		}
+
+		older := func(a, b pol) bool {
+			if a.age != b.age {
+				return a.age < b.age
+			}
+			return a.ns+"/"+a.name < b.ns+"/"+b.name
+		}
+		// owner returns the namespace of the oldest policy naming a
+		// matcher that covers host.
+		owner := func(host string) string {
+			var best *pol
+			for _, p := range live {
+				for _, m := range p.hosts {
+					if covers(m, host) && (best == nil || older(p, *best)) {
+						best = &p
+					}
+				}
+			}
+			if best == nil {
+				return ""
+			}
+			return best.ns
+		}
+		for key, p := range live {
+			conflict := false
+			for _, m := range p.hosts {
+				conflict = conflict || owner(m) != p.ns
+			}
+			st := h.status(key)
+			if (st.Reason == v1alpha1.ReasonConflict) != conflict || st.Serving == conflict {
+				t.Fatalf("step %d: %s %v (age %d): status %+v, want conflict %v; policies %v", step, key, p.hosts, p.age, st, conflict, live)
+			}
+		}
+		for _, n := range names {
+			host := "q." + n
+			want := owner(host)
+			d := h.decide(host, "/")
+			if got, _, _ := strings.Cut(d.Policy, "/"); d.Policy != "" && got != want {
+				t.Fatalf("step %d: GET %s decided by %s, the host belongs to %q; policies %v", step, host, d.Policy, want, live)
+			}
+			for key, p := range live {
+				// A policy of the owner naming a matcher that covers host,
+				// Accepted, decides its own prefix there (ns0/p3 at /p3).
+				if p.ns != want || h.status(key).Reason != v1alpha1.ReasonAccepted || !slices.ContainsFunc(p.hosts, func(m string) bool { return covers(m, host) }) {
+					continue
+				}
+				if d := h.decide(host, "/"+p.name+"/public/x"); d.Policy == "" {
+					t.Fatalf("step %d: GET %s/%s/public/x decided by no policy; %s names a matcher covering it; policies %v", step, host, p.name, key, live)
+				}
+			}
+		}
+	}
+}
+
+// TestHostOwnershipFollowsFileOrder: policies from files are as old as
+// their file's place; a wildcard whose file moves ahead of another
+// namespace's name under it takes that name over, and gives it back when
+// it moves behind again.
+func TestHostOwnershipFollowsFileOrder(t *testing.T) {
+	h := newHarness(t)
+	wild := h.policy("shop", "wild", 0, "*.example.com", "/")
+	h.set.ApplyFrom(h.policy("blog", "api", 0, "api.example.com", "/api"), policyset.Origin{File: "b.yaml"})
+	h.set.ApplyFrom(wild, policyset.Origin{File: "c.yaml"})
+	if st, _ := h.set.StatusFrom("blog", "api", policyset.Origin{File: "b.yaml"}); !st.Ready() {
+		t.Fatalf("blog/api before shop's wildcard: %+v", st)
+	}
+	h.expectServed("api.example.com", "/api/public/x", "blog/api", true)
+
+	h.set.ApplyFrom(wild, policyset.Origin{File: "a.yaml"})
+	if st, _ := h.set.StatusFrom("blog", "api", policyset.Origin{File: "b.yaml"}); st.Reason != v1alpha1.ReasonConflict || !strings.Contains(st.Message, "under *.example.com, which belongs to namespace shop") {
+		t.Fatalf("blog/api after shop's wildcard moved ahead: %+v", st)
+	}
+	h.expectServed("api.example.com", "/api/public/x", "shop/wild", false) // shop/wild needs a token there
+
+	h.set.ApplyFrom(wild, policyset.Origin{File: "c.yaml"})
+	if st, _ := h.set.StatusFrom("blog", "api", policyset.Origin{File: "b.yaml"}); !st.Ready() {
+		t.Fatalf("blog/api after shop's wildcard moved behind: %+v", st)
+	}
+	h.expectServed("api.example.com", "/api/public/x", "blog/api", true)
 }

@@ -202,10 +202,7 @@ func (s *Set) collectLocked() func() *decision.Snapshot {
 		}
 		var owners map[string]string
 		if !s.opts.CrossNamespaceHosts {
-			owners = make(map[string]string, len(s.hosts))
-			for h, list := range s.hosts {
-				owners[h] = list[0].ns
-			}
+			owners = s.hosts.owners()
 		}
 		return func() *decision.Snapshot { return decision.NewSnapshot(entries, owners) }
 	}

@@ -16,11 +16,13 @@ import (
 // are decided oldest first: each serves the first of its candidate
 // versions (cur, else good) that no older policy blocks. A version is
 // blocked when an older policy serves one of its slots (same host matcher,
-// pathPrefix and mode), or when it names a host owned by another namespace:
-// the namespace of the oldest policy holding a version that names the
-// host. Because a policy depends only on older ones, a change re-decides
-// only the policies it can affect: the changed one, the newer policies
-// contending for the slots whose server changed, and the holders of hosts
+// pathPrefix and mode), when it names a host matcher owned by another
+// namespace (hosts.go: the namespace of the oldest policy holding a
+// version whose matcher covers it), or when an older policy of the other
+// source (file or Kubernetes object) has its namespace/name. Because a
+// policy depends only on older ones, a change re-decides only the
+// policies it can affect: the changed one, the newer policies contending
+// for the slots whose server changed, and the holders of host matchers
 // whose owner changed.
 
 // setVersionsLocked replaces the versions an item holds and releases the
@@ -38,27 +40,16 @@ func (s *Set) setVersionsLocked(it *item, cur *version, err error, good *version
 }
 
 // reholdLocked makes it hold versions cur and good at age a, keeping the
-// slot and host lists in order, and re-decides the holders of every host
-// whose owner changes.
+// slot lists in order and the host tree's owners current (re-deciding the
+// holders of every host matcher whose owner changes).
 func (s *Set) reholdLocked(it *item, cur, good *version, a age) {
 	hosts := heldHosts(nil, it.cur, it.good)
 	hosts = heldHosts(hosts, cur, good)
-	before := make([]string, len(hosts))
-	for i, h := range hosts {
-		before[i] = s.ownerLocked(h)
-	}
+	aged := it.age != a
 	s.unholdLocked(it)
 	it.cur, it.good, it.age = cur, good, a
 	s.holdLocked(it)
-	for i, h := range hosts {
-		if s.ownerLocked(h) == before[i] {
-			continue
-		}
-		s.pub.ownerChangedLocked(h)
-		for _, other := range s.hosts[h] {
-			s.enqueueLocked(other)
-		}
-	}
+	s.settleHostsLocked(hosts, aged)
 }
 
 // heldHosts appends to dst the hosts named by vs that it lacks.
@@ -88,23 +79,24 @@ func appendHeld[T comparable](dst []T, field func(*version) []T, vs ...*version)
 }
 
 // unholdLocked removes it from the slot and host lists of the versions it
-// holds.
+// holds; the host tree's owners are left to settleHostsLocked.
 func (s *Set) unholdLocked(it *item) {
 	for _, sl := range heldSlots(it) {
 		unlist(s.slots, sl, it)
 	}
 	for _, h := range heldHosts(nil, it.cur, it.good) {
-		unlist(s.hosts, h, it)
+		s.hosts.remove(h, it)
 	}
 }
 
-// holdLocked adds it to the slot and host lists of the versions it holds.
+// holdLocked adds it to the slot and host lists of the versions it holds;
+// the host tree's owners are left to settleHostsLocked.
 func (s *Set) holdLocked(it *item) {
 	for _, sl := range heldSlots(it) {
 		s.slots[sl] = insertByAge(s.slots[sl], it)
 	}
 	for _, h := range heldHosts(nil, it.cur, it.good) {
-		s.hosts[h] = insertByAge(s.hosts[h], it)
+		s.hosts.add(h, it)
 	}
 }
 
@@ -115,14 +107,6 @@ func unlist[K comparable](m map[K][]*item, k K, it *item) {
 	} else {
 		delete(m, k)
 	}
-}
-
-// ownerLocked returns the namespace that owns host h, or "".
-func (s *Set) ownerLocked(h string) string {
-	if list := s.hosts[h]; len(list) > 0 {
-		return list[0].ns
-	}
-	return ""
 }
 
 // resolveLocked decides which version of it serves and its status.
@@ -203,8 +187,8 @@ func (s *Set) conflictLocked(it *item, v *version) string {
 	}
 	if !s.opts.CrossNamespaceHosts {
 		for _, h := range v.hosts {
-			if owner := s.ownerLocked(h); owner != it.ns {
-				return fmt.Sprintf("host %s belongs to namespace %s (an older policy there names it); only policies in %s may serve it", h, owner, owner)
+			if why := s.hostConflictLocked(it, h); why != "" {
+				return why
 			}
 		}
 	}
