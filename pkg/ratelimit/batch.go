@@ -32,9 +32,9 @@ const (
 	pipelineLoops = 3
 	// maxPipeline caps the commands of one pipeline.
 	maxPipeline = 128
-	// maxPipelineWait bounds a pipeline: it ends at the last deadline of
-	// its callers, or this long after it starts if that is sooner. No
-	// decision may wait longer on the store (see MaxBudget).
+	// maxPipelineWait bounds a pipeline that serves a caller without a
+	// deadline; otherwise a pipeline ends at the last deadline of its
+	// callers, which Resilient sets to its budget.
 	maxPipelineWait = MaxBudget
 	// queueSize bounds the queue; a caller waits (within its ctx) for room.
 	queueSize = 1024
@@ -266,8 +266,6 @@ func (b *batcher) loop() {
 
 // send runs one batch as a pipeline and hands each caller its result.
 func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSliceCmd) {
-	now := time.Now()
-	deadline := now.Add(b.maxWait)
 	var latest time.Time
 	live := batch[:0]
 	for _, c := range batch {
@@ -278,9 +276,11 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 			continue
 		}
 		live = append(live, c)
-		if d, ok := c.ctx.Deadline(); !ok {
-			latest = deadline
-		} else if d.After(latest) {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(b.maxWait)
+		}
+		if d.After(latest) {
 			latest = d
 		}
 	}
@@ -288,10 +288,7 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 		return
 	}
 	// The callers with earlier deadlines leave on their own; the pipeline
-	// serves the others until the last deadline, within maxWait.
-	if latest.After(deadline) {
-		latest = deadline
-	}
+	// serves the others until the last deadline.
 	ctx, cancel := context.WithDeadline(context.Background(), latest)
 	defer cancel()
 

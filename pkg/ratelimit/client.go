@@ -24,19 +24,25 @@ type ClientOptions struct {
 	// TLS connects with TLS 1.2+ and verifies the server against the system
 	// roots (--redis-tls).
 	TLS bool
+	// Timeout bounds dialing, each read and write, and the wait for a
+	// pooled connection. Default 100 ms, the longest a decision may wait
+	// (MaxBudget); serve never changes it. Tests that prove exactness on a
+	// loaded machine raise it, with Resilient's budget, so that no decision
+	// falls back because the machine is slow.
+	Timeout time.Duration
 }
 
 // Client timeouts. A decision waits at most 100 ms on the store (see
 // Resilient), so a call gets one quick retry at most, and dialing a dead
 // node gives up long before a default 5 s dial timeout would.
 const (
-	dialTimeout  = 100 * time.Millisecond
-	ioTimeout    = 100 * time.Millisecond
-	poolTimeout  = 100 * time.Millisecond
-	maxRetries   = 1
-	minBackoff   = 2 * time.Millisecond
-	maxBackoff   = 10 * time.Millisecond
-	maxRedirects = 3
+	// defaultTimeout bounds a dial, a read, a write and the wait for a
+	// pooled connection (ClientOptions.Timeout).
+	defaultTimeout = MaxBudget
+	maxRetries     = 1
+	minBackoff     = 2 * time.Millisecond
+	maxBackoff     = 10 * time.Millisecond
+	maxRedirects   = 3
 	// pipelineBufferSize is the read and write buffer of a pipeline
 	// connection.
 	pipelineBufferSize = 32 << 10
@@ -63,6 +69,7 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 		// which takes it from each node's address.
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	timeout := orDefault(o.Timeout, defaultTimeout)
 	addrs := o.ClusterAddrs
 	if len(addrs) == 0 {
 		addrs = []string{o.Addr}
@@ -72,10 +79,10 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 		IsClusterMode:         len(o.ClusterAddrs) > 0,
 		Password:              password,
 		TLSConfig:             tlsConfig,
-		DialTimeout:           dialTimeout,
-		ReadTimeout:           ioTimeout,
-		WriteTimeout:          ioTimeout,
-		PoolTimeout:           poolTimeout,
+		DialTimeout:           timeout,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		PoolTimeout:           timeout,
 		ContextTimeoutEnabled: true,
 		MaxRetries:            maxRetries,
 		MinRetryBackoff:       minBackoff,

@@ -80,7 +80,9 @@ func TestRedis(t *testing.T) {
 	for target, opts := range redisTargets(t) {
 		t.Run(target, func(t *testing.T) {
 			t.Run("three stores with separate clients count exactly", func(t *testing.T) {
-				stores := []Store{newRedisStore(t, opts), newRedisStore(t, opts), newRedisStore(t, opts)}
+				patient := opts
+				patient.Timeout = time.Minute // see takeConcurrently
+				stores := []Store{newRedisStore(t, patient), newRedisStore(t, patient), newRedisStore(t, patient)}
 				limit := Limit{Key: "shop/tasks-api:per-user:u:iss|exact", Requests: 20, Period: time.Hour}
 				if got := takeConcurrently(t, stores, 90, []Limit{limit}); got != 20 {
 					t.Fatalf("allowed %d of 90, want exactly 20", got)

@@ -13,7 +13,8 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 )
 
-// storeBudget bounds the time one decision spends on Redis.
+// storeBudget bounds the time one decision spends on Redis (the default
+// of Options.StoreBudget).
 const storeBudget = 75 * time.Millisecond
 
 // newQuotaStore builds the store named by opts.QuotaStore: memory, or Redis
@@ -43,11 +44,15 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	fallback := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxBytes: opts.MemoryStoreMaxBytes})
+	budget := opts.StoreBudget
+	if budget <= 0 {
+		budget = storeBudget
+	}
 	resilient, err := ratelimit.NewResilient(primary, fallback, ratelimit.ResilientOptions{
 		OnError: onError,
 		// Leave room within the 100 ms a check may wait on Redis for the
 		// rest of the decision and the fallback.
-		Budget:     storeBudget,
+		Budget:     budget,
 		Logger:     log,
 		Registerer: m.Registry,
 	})
