@@ -212,12 +212,13 @@ func (b *batcher) run(c *call) ([]int64, error) {
 // direct runs c on the caller's goroutine, when no other caller waits on
 // the store: at low load the call would travel alone anyway, and handing
 // it to a loop and back costs two goroutine switches and a context of its
-// own. It is bounded as a pipeline is: by c.ctx and maxWait.
+// own. It is bounded as a pipeline is: by c.ctx, or by maxWait when c.ctx
+// has no deadline.
 func (b *batcher) direct(c *call) ([]int64, error) {
 	defer c.recycle()
 	b.directs.Add(1)
 	ctx := c.ctx
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > b.maxWait {
+	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.maxWait)
 		defer cancel()
