@@ -33,7 +33,7 @@ func (s *Server) admitStream(ctx context.Context, info *tap.Info) (context.Conte
 	if strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/") {
 		return ctx, nil
 	}
-	sl := &slot{a: s.admission, sh: s.admission.shareOf(ctx)}
+	sl := &slot{Context: ctx, a: s.admission, sh: s.admission.shareOf(ctx)}
 	dl, hasDeadline := ctx.Deadline()
 	if !s.admission.acquire(sl.sh) {
 		s.metrics.CheckRefused("grpc")
@@ -41,22 +41,19 @@ func (s *Server) admitStream(ctx context.Context, info *tap.Info) (context.Conte
 			return nil, errOverloaded
 		}
 		sl.refused = true
-		return context.WithValue(ctx, slotKey{}, sl), nil
+		return sl, nil
 	}
 	// ctx ends with the stream, whichever way it ends (answered, refused
-	// as too large, reset, connection lost); AfterFunc needs no goroutine
-	// until then.
-	admitted := context.WithValue(ctx, slotKey{}, sl)
+	// as too large, reset, connection lost, a method that does not
+	// exist), so the place is always given back; the Check handler gives
+	// it back itself, which spares the goroutine AfterFunc starts.
+	sl.stop = context.AfterFunc(ctx, sl.end)
 	if !hasDeadline || time.Until(dl) > maxCheckDuration {
-		bounded, cancel := context.WithTimeout(admitted, maxCheckDuration)
-		context.AfterFunc(ctx, func() {
-			cancel()
-			sl.end()
-		})
+		var bounded context.Context
+		bounded, sl.cancel = context.WithTimeout(sl, maxCheckDuration)
 		return bounded, nil
 	}
-	context.AfterFunc(ctx, sl.end)
-	return admitted, nil
+	return sl, nil
 }
 
 // authorizationService is envoy.service.auth.v3.Authorization with Check
@@ -82,8 +79,15 @@ func (s *Server) authorizationService(srv *envoy.Server) *grpc.ServiceDesc {
 func check(srv *envoy.Server, stream grpc.ServerStream) error {
 	ctx := stream.Context()
 	sl, _ := ctx.Value(slotKey{}).(*slot)
-	if sl != nil && sl.refused {
-		return errOverloaded
+	if sl != nil {
+		if sl.refused {
+			return errOverloaded
+		}
+		defer func() {
+			if sl.stop() {
+				sl.end()
+			}
+		}()
 	}
 	req := new(authv3.CheckRequest)
 	if err := stream.RecvMsg(req); err != nil {

@@ -94,15 +94,30 @@ func (a *admission) acquire(sh *share) bool {
 	}
 }
 
-// A slot is a gRPC stream's place under the in-flight limit.
+// A slot is a gRPC stream's place under the in-flight limit. It is the
+// context admitStream gives the stream, so that the stream's handler finds
+// it without another allocation.
 type slot struct {
+	context.Context
 	a  *admission
 	sh *share
 	// refused is set when the stream has no place: the Check handler
 	// refuses it (admitStream says why not the tap).
 	refused bool
+	// stop stops the call of end when the stream's context ends; cancel,
+	// when set, ends the deadline admitStream put on the stream.
+	stop   func() bool
+	cancel context.CancelFunc
 	// read is set once the stream's message has been read and decoded.
 	read atomic.Bool
+}
+
+// Value returns the slot itself for slotKey.
+func (sl *slot) Value(key any) any {
+	if key == (slotKey{}) {
+		return sl
+	}
+	return sl.Context.Value(key)
 }
 
 type slotKey struct{}
@@ -118,6 +133,9 @@ const abortedHold = time.Second
 // whoever floods such streams gets no more of them than the limit allows
 // per abortedHold, each refused before it costs anything.
 func (sl *slot) end() {
+	if sl.cancel != nil {
+		sl.cancel()
+	}
 	if sl.read.Load() {
 		sl.a.release(sl.sh)
 		return
