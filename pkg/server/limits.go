@@ -38,7 +38,7 @@ const (
 	MaxStreamsPerConnection = 100
 	// maxConnectionsCeiling is the most --max-connections picks by itself
 	// per listener: a gRPC connection that has carried checks holds about
-	// 33 KiB, an HTTP one 19 KiB (docs/operations.md).
+	// 26 KiB, an HTTP one 15 KiB (docs/operations.md).
 	maxConnectionsCeiling = 1024
 	// reservedDescriptors are kept out of the gRPC and HTTP listeners'
 	// budget: health, metrics and pprof (smallListenerConnections each),
