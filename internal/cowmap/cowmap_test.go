@@ -44,3 +44,58 @@ func TestGetOfAnExistingKeyDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per Get", n)
 	}
 }
+
+func TestGetIfAddsOnlyWhatCreateKeeps(t *testing.T) {
+	var m cowmap.Map[string, int]
+	calls := 0
+	refuse := func(string) (int, bool) { calls++; return -1, false }
+	keep := func(string) (int, bool) { calls++; return 7, true }
+	if v := m.GetIf("a", refuse); v != -1 || m.Len() != 0 {
+		t.Fatalf("refused value: got %d, %d keys", v, m.Len())
+	}
+	if v := m.GetIf("a", keep); v != 7 || calls != 2 {
+		t.Fatalf("after a refusal: got %d after %d creates, want 7 after 2", v, calls)
+	}
+	if v := m.GetIf("a", refuse); v != 7 || calls != 2 {
+		t.Fatalf("a kept value: got %d after %d creates, want 7 after 2", v, calls)
+	}
+}
+
+func TestEditChangesTheMapInOneStep(t *testing.T) {
+	var m cowmap.Map[string, int]
+	m.Get("a", func(string) int { return 1 })
+	m.Get("b", func(string) int { return 2 })
+	m.Edit(func(all map[string]int) {
+		delete(all, "a")
+		all["c"] = 3
+	})
+	got := map[string]int{}
+	m.Range(func(k string, v int) bool { got[k] = v; return true })
+	if len(got) != 2 || got["b"] != 2 || got["c"] != 3 {
+		t.Fatalf("after Edit: %v", got)
+	}
+	if _, ok := m.Load("a"); ok {
+		t.Fatal("a deleted key is still there")
+	}
+	if v := m.Get("a", func(string) int { return 4 }); v != 4 {
+		t.Fatalf("a deleted key got again: %d, want a new value", v)
+	}
+}
+
+func TestEditDoesNotChangeWhatAReaderHolds(t *testing.T) {
+	var m cowmap.Map[int, int]
+	for i := range 100 {
+		m.Get(i, func(k int) int { return k })
+	}
+	seen := 0
+	m.Range(func(int, int) bool {
+		if seen == 0 {
+			m.Edit(func(all map[int]int) { clear(all) })
+		}
+		seen++
+		return true
+	})
+	if seen != 100 || m.Len() != 0 {
+		t.Fatalf("a Range that began before an Edit emptied the map saw %d of 100 keys; %d keys after", seen, m.Len())
+	}
+}
