@@ -137,7 +137,7 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, o *checkOptions) er
 	quota := ratelimit.NewMemory(ratelimit.MemoryOptions{SweepInterval: -1})
 	defer quota.Close()
 	engine := decision.NewEngine(decision.Options{Quota: quota, DefaultAllow: o.defaultAction == "allow", NormalizePaths: o.normalizePaths})
-	set, problems, n, err := loadPolicyFiles(ctx, loadOptions{paths: paths, keys: keys, publish: func(s *decision.Snapshot) { engine.Swap(s) }, crossNamespaceHosts: o.crossNSHosts})
+	set, problems, n, err := loadPolicyFiles(ctx, loadOptions{paths: paths, keys: keys, publish: func(s *decision.Snapshot, _ []string) { engine.Swap(s) }, crossNamespaceHosts: o.crossNSHosts})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -20,7 +20,7 @@ import (
 type loadOptions struct {
 	paths               []string
 	keys                policyset.Keys
-	publish             func(*decision.Snapshot)
+	publish             func(snap *decision.Snapshot, changed []string)
 	crossNamespaceHosts bool
 }
 

@@ -67,7 +67,7 @@ func (f *fixture) load(t testing.TB, aps ...*v1alpha1.AuthPolicy) {
 	t.Helper()
 	m := jwt.NewManager(jwt.Options{})
 	t.Cleanup(m.Close)
-	set := policyset.New(policyset.Options{Keys: m, Publish: func(s *decision.Snapshot) { f.engine.Swap(s) }})
+	set := policyset.New(policyset.Options{Keys: m, Publish: func(s *decision.Snapshot, _ []string) { f.engine.Swap(s) }})
 	t.Cleanup(set.Close)
 	for i, ap := range aps {
 		if st := set.ApplyFrom(ap, policyset.Origin{File: "test", Doc: i}); !st.Ready() {

@@ -384,6 +384,15 @@ func (s *Snapshot) otherForwardedOf(e *entry) {
 // Policies returns the policies the snapshot serves.
 func (s *Snapshot) Policies() []*policy.Policy { return s.policies }
 
+// Policy returns the policy of key ("namespace/name"), or nil when the
+// snapshot does not serve one.
+func (s *Snapshot) Policy(key string) *policy.Policy {
+	if e := s.byKey[key]; e != nil {
+		return e.policy
+	}
+	return nil
+}
+
 // Len returns the number of policies served.
 func (s *Snapshot) Len() int { return len(s.policies) }
 

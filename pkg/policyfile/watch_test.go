@@ -49,7 +49,7 @@ func watch(t *testing.T, dir string, paths ...string) *watched {
 	w := &watched{t: t, dir: dir, engine: decision.NewEngine(decision.Options{}), logs: &testlog.Buffer{}}
 	keys := jwt.NewManager(jwt.Options{CacheSize: -1})
 	t.Cleanup(keys.Close)
-	w.set = policyset.New(policyset.Options{Keys: keys, Publish: func(s *decision.Snapshot) { w.engine.Swap(s) }})
+	w.set = policyset.New(policyset.Options{Keys: keys, Publish: func(s *decision.Snapshot, _ []string) { w.engine.Swap(s) }})
 	t.Cleanup(w.set.Close)
 	if len(paths) == 0 {
 		paths = []string{dir}

@@ -41,7 +41,7 @@ func newSet(b *testing.B, aps []*v1alpha1.AuthPolicy) (*policyset.Set, *decision
 	quota := ratelimit.NewMemory(ratelimit.MemoryOptions{})
 	b.Cleanup(func() { quota.Close() })
 	engine := decision.NewEngine(decision.Options{Quota: quota})
-	set := policyset.New(policyset.Options{Keys: keys, Publish: func(s *decision.Snapshot) { engine.Swap(s) }})
+	set := policyset.New(policyset.Options{Keys: keys, Publish: func(s *decision.Snapshot, _ []string) { engine.Swap(s) }})
 	b.Cleanup(set.Close)
 	for i, ap := range aps {
 		if st := set.ApplyFrom(ap, policyset.Origin{File: policygen.File(i)}); !st.Ready() {
@@ -119,7 +119,7 @@ func BenchmarkApplyAll(b *testing.B) {
 		b.StopTimer()
 		keys := jwt.NewManager(jwt.Options{})
 		published := 0
-		set := policyset.New(policyset.Options{Keys: keys, Publish: func(*decision.Snapshot) { published++ }})
+		set := policyset.New(policyset.Options{Keys: keys, Publish: func(*decision.Snapshot, []string) { published++ }})
 		b.StartTimer()
 		for i, ap := range all {
 			set.ApplyFrom(ap, policyset.Origin{File: policygen.File(i)})

@@ -71,9 +71,14 @@ type Options struct {
 	// (a *jwt.Manager satisfies it). Required when a policy has a jwt
 	// block; such a policy is InvalidSpec without it.
 	Keys Keys
-	// Publish receives every new snapshot (the server passes engine.Swap).
+	// Publish receives every new snapshot (the server passes it to
+	// engine.Swap), with the keys ("namespace/name") of the policies whose
+	// served version changed since the previous call: added, replaced, or
+	// removed (a key snap does not serve): a policy is listed by the call
+	// that first serves it, and by every call that serves another version
+	// or none. A change that only moves host ownership lists nothing.
 	// Calls never overlap. Nil publishes nowhere.
-	Publish func(*decision.Snapshot)
+	Publish func(snap *decision.Snapshot, changed []string)
 	// OnStatus is called, without locks held and from any goroutine, when
 	// the status of a policy changes for any reason: its own apply, another
 	// policy's change (a Conflict resolved by a delete, host ownership), or

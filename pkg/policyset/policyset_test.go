@@ -48,7 +48,7 @@ func newHarness(t *testing.T, mods ...func(*policyset.Options)) *harness {
 	t.Cleanup(keys.Close)
 	opts := policyset.Options{
 		Keys:      keys,
-		Publish:   func(s *decision.Snapshot) { h.engine.Swap(s) },
+		Publish:   func(s *decision.Snapshot, _ []string) { h.engine.Swap(s) },
 		KeysRetry: 10 * time.Millisecond,
 		OnStatus: func(ns, name string, st policyset.Status) {
 			h.mu.Lock()
@@ -518,7 +518,7 @@ func TestBurstIsCoalesced(t *testing.T) {
 	var builds atomic.Int32
 	engine := decision.NewEngine(decision.Options{})
 	h := newHarness(t, func(o *policyset.Options) {
-		o.Publish = func(s *decision.Snapshot) {
+		o.Publish = func(s *decision.Snapshot, _ []string) {
 			if builds.Add(1) == 1 {
 				<-release // the first publication is slow
 			}
@@ -553,7 +553,7 @@ func TestBurstIsCoalesced(t *testing.T) {
 func TestUnchangedSpecIsNotRecompiled(t *testing.T) {
 	var built atomic.Int32
 	h := newHarness(t, func(o *policyset.Options) {
-		o.Publish = func(*decision.Snapshot) { built.Add(1) }
+		o.Publish = func(*decision.Snapshot, []string) { built.Add(1) }
 	})
 	ap := h.policy("shop", "a", 0, "", "/")
 	h.set.Apply(ap)
@@ -946,4 +946,72 @@ func TestHostOwnershipFollowsFileOrder(t *testing.T) {
 		t.Fatalf("blog/api after shop's wildcard moved behind: %+v", st)
 	}
 	h.expectServed("api.example.com", "/api/public/x", "blog/api", true)
+}
+
+// TestPublishListsChangedPolicies: every publication lists the policies
+// whose served version changed (added, replaced, removed), and only them,
+// whether the snapshot was updated or rebuilt.
+func TestPublishListsChangedPolicies(t *testing.T) {
+	type publication struct{ changed, served []string }
+	var mu sync.Mutex
+	var pubs []publication
+	h := newHarness(t, func(o *policyset.Options) {
+		o.Publish = func(s *decision.Snapshot, changed []string) {
+			var served []string
+			for _, p := range s.Policies() {
+				served = append(served, p.Key())
+			}
+			slices.Sort(served)
+			mu.Lock()
+			defer mu.Unlock()
+			pubs = append(pubs, publication{changed: slices.Sorted(slices.Values(changed)), served: served})
+		}
+	})
+	burst := func(and string) []string { // burst/0..23 and one more key, sorted
+		keys := []string{and}
+		for i := range 24 {
+			keys = append(keys, fmt.Sprintf("burst/%d", i))
+		}
+		return slices.Sorted(slices.Values(keys))
+	}
+	last := func() publication {
+		mu.Lock()
+		defer mu.Unlock()
+		return pubs[len(pubs)-1]
+	}
+	steps := []struct {
+		name          string
+		change        func()
+		changed, want []string
+	}{
+		{"the first publication lists every policy", func() {
+			h.set.Apply(h.policy("shop", "a", 1, "", "/a"))
+			h.set.Apply(h.policy("shop", "b", 2, "", "/b"))
+		}, []string{"shop/a", "shop/b"}, []string{"shop/a", "shop/b"}},
+		{"a policy added", func() { h.set.Apply(h.policy("shop", "c", 3, "", "/c")) },
+			[]string{"shop/c"}, []string{"shop/a", "shop/b", "shop/c"}},
+		{"a policy replaced", func() {
+			h.set.Apply(h.policy("shop", "b", 2, "", "/b", pt.WithRule(pt.AnonymousRule("more", "/b/more"))))
+		}, []string{"shop/b"}, []string{"shop/a", "shop/b", "shop/c"}},
+		{"a policy deleted and the one it held back served", func() {
+			h.set.Apply(h.policy("shop", "d", 4, "", "/a")) // a conflict with a
+			h.set.Delete("shop", "a")
+		}, []string{"shop/a", "shop/d"}, []string{"shop/b", "shop/c", "shop/d"}},
+		{"a burst that rebuilds the snapshot", func() {
+			for i := range 24 {
+				h.set.Apply(h.policy("burst", fmt.Sprint(i), 10+i, "", fmt.Sprintf("/burst/%d", i)))
+			}
+			h.set.Delete("shop", "c")
+		}, burst("shop/c"), append(burst("shop/b"), "shop/d")},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.change()
+			h.flush()
+			got := last()
+			if !slices.Equal(got.changed, st.changed) || !slices.Equal(got.served, st.want) {
+				t.Fatalf("published changed %q serving %q, want changed %q serving %q", got.changed, got.served, st.changed, st.want)
+			}
+		})
+	}
 }

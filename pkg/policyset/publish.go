@@ -159,7 +159,7 @@ func (s *Set) publishOnce() {
 	}
 	seq := s.pub.seq
 	s.pub.since = time.Time{}
-	build := s.collectLocked()
+	build, changed := s.collectLocked()
 	if s.pub.retain && s.opts.Keys != nil {
 		// Under s.mu, so that no verifier is made for a source between
 		// collecting the configs and dropping the others.
@@ -170,7 +170,7 @@ func (s *Set) publishOnce() {
 
 	snap := build()
 	if s.opts.Publish != nil {
-		s.opts.Publish(snap)
+		s.opts.Publish(snap, changed)
 	}
 
 	s.mu.Lock()
@@ -188,10 +188,15 @@ func (s *Set) publishOnce() {
 // snapshot updated with the policies and host owners that changed, or,
 // the first time or when much changed, a snapshot of the whole set.
 // decision.NewSnapshot and Snapshot.Update are the one way policies become
-// a snapshot.
-func (s *Set) collectLocked() func() *decision.Snapshot {
+// a snapshot. It also returns the keys of the policies whose served
+// version changed (see Options.Publish).
+func (s *Set) collectLocked() (build func() *decision.Snapshot, changed []string) {
 	dirty, dirtyHosts := s.pub.dirty, s.pub.dirtyHosts
 	s.pub.dirty, s.pub.dirtyHosts = make(map[string]bool), make(map[string]bool)
+	changed = make([]string, 0, len(dirty))
+	for key := range dirty {
+		changed = append(changed, key)
+	}
 	last := s.pub.snap
 	if last == nil || len(dirty)+len(dirtyHosts) > len(s.items)/4+16 {
 		entries := make([]decision.Entry, 0, len(s.items))
@@ -204,11 +209,11 @@ func (s *Set) collectLocked() func() *decision.Snapshot {
 		if !s.opts.CrossNamespaceHosts {
 			owners = s.hosts.owners()
 		}
-		return func() *decision.Snapshot { return decision.NewSnapshot(entries, owners) }
+		return func() *decision.Snapshot { return decision.NewSnapshot(entries, owners) }, changed
 	}
 	var removed []string
 	var added []decision.Entry
-	for key := range dirty {
+	for _, key := range changed {
 		if it := s.servingLocked(key); it != nil {
 			added = append(added, entryOf(it.serving))
 		} else {
@@ -222,7 +227,7 @@ func (s *Set) collectLocked() func() *decision.Snapshot {
 			owners[h] = s.ownerLocked(h)
 		}
 	}
-	return func() *decision.Snapshot { return last.Update(removed, added, owners) }
+	return func() *decision.Snapshot { return last.Update(removed, added, owners) }, changed
 }
 
 // servingLocked returns the policy that serves namespace/name key: a

@@ -456,7 +456,7 @@ func (s *Server) EndShutdownDelay() {
 }
 
 // publish serves a new snapshot of the policy set.
-func (s *Server) publish(snap *decision.Snapshot) {
+func (s *Server) publish(snap *decision.Snapshot, _ []string) {
 	s.engine.Swap(snap)
 	s.metrics.Policies(snap.Len())
 }
