@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tollgate-dev/tollgate/internal/cowmap"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
 	"github.com/tollgate-dev/tollgate/pkg/version"
@@ -20,14 +21,19 @@ type Metrics struct {
 	// collectors; serve it on /metrics.
 	Registry *prometheus.Registry
 
-	decisions    *counters[decisionLabels]
+	// vecs hold tollgate_decisions_total and
+	// tollgate_ratelimit_denials_total; series holds their series of each
+	// served policy, by key, and unmatched those of checks no policy
+	// governed (cache.go).
+	vecs         policyVecs
+	series       cowmap.Map[string, *policySeries]
+	unmatched    *policySeries
 	checkLatency *prometheus.HistogramVec
 	// latencyBy holds checkLatency resolved per transport.
 	latencyBy      map[string]prometheus.Observer
 	jwtFailures    *prometheus.CounterVec
 	jwtByReason    map[string]prometheus.Counter // jwtFailures curried per jwt.Reason
 	jwksFetches    *prometheus.CounterVec
-	rlDenials      *counters[limitLabels]
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
 	policiesLoaded prometheus.Gauge
@@ -82,12 +88,13 @@ func New() *Metrics {
 		Name: "tollgate_decisions_total",
 		Help: "Authorization decisions by mode (enforce: the answer; dryRun: the would-be decision of a dryRun policy evaluated beside it), policy, rule, result (allow, deny) and reason.",
 	}, []string{"mode", "policy", "rule", "result", "reason"})
-	m.decisions = &counters[decisionLabels]{vec: decisions, values: decisionLabels.values}
 	rlDenials := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_ratelimit_denials_total",
 		Help: "Requests denied 429 by a limit, by policy and limit name (the limit with the longest wait when several deny).",
 	}, []string{"policy", "limit"})
-	m.rlDenials = &counters[limitLabels]{vec: rlDenials, values: limitLabels.values}
+	m.vecs = policyVecs{decisions: decisions, denials: rlDenials,
+		discard: prometheus.NewCounter(prometheus.CounterOpts{Name: "discarded", Help: "Never registered."})}
+	m.unmatched = &policySeries{vecs: &m.vecs}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_build_info",
 		Help: "Always 1; the labels describe the running binary.",
@@ -116,12 +123,16 @@ func New() *Metrics {
 // token, so tollgate_jwt_verification_failures_total agrees with
 // tollgate_decisions_total by reason (summed over modes).
 func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Duration) {
-	m.decide("enforce", d.Policy, d.Rule, d.Allowed, d.Reason)
-	if d.Limit != nil {
-		m.rlDenials.get(limitLabels{d.Policy, d.Limit.Name}).Inc()
+	if s := m.seriesOf(d.Policy); s != nil {
+		m.decide(s, modeEnforce, d.Rule, d.Allowed, d.Reason)
+		if d.Limit != nil {
+			s.denial(d.Limit.Name).Inc()
+		}
 	}
 	if dr := &d.DryRun; dr.Evaluated() {
-		m.decide("dryRun", dr.Policy, dr.Rule, !dr.WouldDeny(), dr.Reason)
+		if s := m.seriesOf(dr.Policy); s != nil {
+			m.decide(s, modeDryRun, dr.Rule, !dr.WouldDeny(), dr.Reason)
+		}
 	}
 	latency, ok := m.latencyBy[transport]
 	if !ok {
@@ -130,7 +141,7 @@ func (m *Metrics) Decision(transport string, d *decision.Decision, took time.Dur
 	latency.Observe(took.Seconds())
 }
 
-func (m *Metrics) decide(mode, policy, rule string, allowed bool, reason string) {
+func (m *Metrics) decide(s *policySeries, mode, rule string, allowed bool, reason string) {
 	result := "allow"
 	if !allowed {
 		result = "deny"
@@ -138,7 +149,7 @@ func (m *Metrics) decide(mode, policy, rule string, allowed bool, reason string)
 			c.Inc()
 		}
 	}
-	m.decisions.get(decisionLabels{mode, policy, rule, result, reason}).Inc()
+	s.decision(decisionLabels{mode, rule, result, reason}).Inc()
 }
 
 // JWKSFetch implements jwt.Observer.
@@ -157,12 +168,6 @@ func (m *Metrics) CacheLookup(hit bool) {
 		return
 	}
 	m.cacheMisses.Inc()
-}
-
-// Policies records the size of the serving snapshot.
-func (m *Metrics) Policies(loaded int) {
-	m.policiesLoaded.Set(float64(loaded))
-	m.policiesReady.Set(1)
 }
 
 // InFlight exposes the checks in flight, as inflight reports them, as

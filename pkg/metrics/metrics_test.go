@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"errors"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +17,39 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/version"
 )
 
+// compiled returns a compiled policy for metrics tests, with rules by
+// name and, after a colon, the names of their limits ("r:per-user,per-ip").
+func compiled(key string, dryRun bool, rules ...string) *policy.Policy {
+	ns, name, _ := strings.Cut(key, "/")
+	p := policy.New(ns, name)
+	p.DryRun = dryRun
+	for _, r := range rules {
+		name, limits, _ := strings.Cut(r, ":")
+		rule := policy.Rule{Name: name}
+		for l := range strings.SplitSeq(limits, ",") {
+			if l != "" {
+				rule.Limits = append(rule.Limits, policy.Limit{Name: l})
+			}
+		}
+		p.Rules = append(p.Rules, rule)
+	}
+	return p
+}
+
+// publish records a snapshot serving policies, as the server does before
+// serving it, with the keys of the policies changed since the last one.
+func publish(m *metrics.Metrics, policies []*policy.Policy, changed ...string) {
+	entries := make([]decision.Entry, 0, len(policies))
+	for _, p := range policies {
+		entries = append(entries, decision.Entry{Policy: p})
+	}
+	m.Policies(decision.NewSnapshot(entries, nil), changed)
+}
+
 func TestMetrics(t *testing.T) {
 	m := metrics.New()
+	publish(m, []*policy.Policy{compiled("shop/p", false, "r:per-user"), compiled("shop/q", false, "r"), compiled("shop/dry", true, "d:per-user")},
+		"shop/p", "shop/q", "shop/dry")
 	m.JWKSFetch("https://a/jwks", nil)
 	m.JWKSFetch("https://a/jwks", errors.New("refused"))
 	m.CacheLookup(true)
@@ -32,7 +64,6 @@ func TestMetrics(t *testing.T) {
 	}
 	m.Decision("grpc", &decision.Decision{Allowed: true, Policy: "shop/q", Rule: "r", Reason: decision.ReasonAllowed,
 		DryRun: decision.DryRunDecision{Policy: "shop/dry", Rule: "d", Status: 429, Reason: decision.ReasonRateLimited, Limit: perUser}}, time.Millisecond)
-	m.Policies(3)
 	m.InFlight(func() float64 { return 7 })
 	m.CheckRefused("grpc")
 	m.OpenConnections("grpc", func() float64 { return 2 })
@@ -154,6 +185,7 @@ func TestScrapeTimeMetrics(t *testing.T) {
 
 func TestDecisionCountsEverySeriesOnceUnderConcurrency(t *testing.T) {
 	m := metrics.New()
+	publish(m, []*policy.Policy{compiled("shop/p", false, "a", "b", "c", "d")}, "shop/p")
 	const goroutines, each = 8, 500
 	done := make(chan struct{})
 	for g := range goroutines {
@@ -191,6 +223,7 @@ func TestDecisionCountsEverySeriesOnceUnderConcurrency(t *testing.T) {
 
 func BenchmarkDecision(b *testing.B) {
 	m := metrics.New()
+	publish(m, []*policy.Policy{compiled("shop/tasks-api", false, "own-tasks")}, "shop/tasks-api")
 	d := &decision.Decision{Allowed: true, Policy: "shop/tasks-api", Rule: "own-tasks", Reason: decision.ReasonAllowed}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -198,4 +231,94 @@ func BenchmarkDecision(b *testing.B) {
 			m.Decision("grpc", d, time.Millisecond)
 		}
 	})
+}
+
+// TestSeriesFollowServedPolicies: the series of a policy, rule or limit
+// that is no longer served are deleted, checks decided by an older
+// snapshot do not bring them back, other policies' series stay, and a
+// policy served again counts from zero.
+func TestSeriesFollowServedPolicies(t *testing.T) {
+	m := metrics.New()
+	allow := func(p, rule string) *decision.Decision {
+		return &decision.Decision{Allowed: true, Status: 200, Policy: p, Rule: rule, Reason: decision.ReasonAllowed}
+	}
+	limited := func(p, rule, limit string) *decision.Decision {
+		return &decision.Decision{Status: 429, Policy: p, Rule: rule, Reason: decision.ReasonRateLimited, Limit: &policy.Limit{Name: limit}}
+	}
+	dryAllow := func(p, rule string) *decision.Decision {
+		return &decision.Decision{Status: 403, Reason: decision.ReasonNoPolicy,
+			DryRun: decision.DryRunDecision{Policy: p, Rule: rule, Status: 200, Reason: decision.ReasonAllowed}}
+	}
+	series := func(mode, p, rule, result, reason string) string {
+		return `tollgate_decisions_total{mode="` + mode + `",policy="` + p + `",reason="` + reason + `",result="` + result + `",rule="` + rule + `"}`
+	}
+	denials := func(p, limit string) string {
+		return `tollgate_ratelimit_denials_total{limit="` + limit + `",policy="` + p + `"}`
+	}
+	noPolicy := series("enforce", "", "", "deny", decision.ReasonNoPolicy)
+	p := func(rules ...string) *policy.Policy { return compiled("shop/p", false, rules...) }
+	q := compiled("shop/q", false, "a")
+	steps := []struct {
+		name      string
+		serve     []*policy.Policy
+		changed   []string
+		decisions []*decision.Decision
+		want      map[string]int // series: value
+		absent    []string
+	}{
+		{
+			name: "served policies count", serve: []*policy.Policy{p("a:per-user", "b"), q}, changed: []string{"shop/p", "shop/q"},
+			decisions: []*decision.Decision{allow("shop/p", "a"), allow("shop/p", "b"), allow("shop/q", "a"),
+				limited("shop/p", "a", "per-user"), {Status: 403, Reason: decision.ReasonNoPolicy}},
+			want: map[string]int{series("enforce", "shop/p", "a", "allow", "allowed"): 1, series("enforce", "shop/p", "b", "allow", "allowed"): 1,
+				series("enforce", "shop/q", "a", "allow", "allowed"): 1, denials("shop/p", "per-user"): 1, noPolicy: 1},
+		},
+		{
+			name:  "a rule and a limit removed lose their series, and late checks do not bring them back",
+			serve: []*policy.Policy{p("a"), q}, changed: []string{"shop/p"},
+			decisions: []*decision.Decision{allow("shop/p", "b"), limited("shop/p", "a", "per-user")},
+			want: map[string]int{series("enforce", "shop/p", "a", "allow", "allowed"): 1, series("enforce", "shop/q", "a", "allow", "allowed"): 1,
+				series("enforce", "shop/p", "a", "deny", "rate_limited"): 2, noPolicy: 1},
+			absent: []string{`policy="shop/p",reason="allowed",result="allow",rule="b"`, denials("shop/p", "per-user")},
+		},
+		{
+			name:  "a deleted policy loses every series, and late checks do not bring them back",
+			serve: []*policy.Policy{q}, changed: []string{"shop/p"},
+			decisions: []*decision.Decision{allow("shop/p", "a"), limited("shop/p", "a", "per-user")},
+			want:      map[string]int{series("enforce", "shop/q", "a", "allow", "allowed"): 1, noPolicy: 1},
+			absent:    []string{`policy="shop/p"`},
+		},
+		{
+			name: "a policy served again counts from zero", serve: []*policy.Policy{p("a:per-user"), q}, changed: []string{"shop/p"},
+			decisions: []*decision.Decision{allow("shop/p", "a"), limited("shop/p", "a", "per-user")},
+			want: map[string]int{series("enforce", "shop/p", "a", "allow", "allowed"): 1, series("enforce", "shop/p", "a", "deny", "rate_limited"): 1,
+				denials("shop/p", "per-user"): 1, series("enforce", "shop/q", "a", "allow", "allowed"): 1},
+		},
+		{
+			name: "a policy turned dryRun loses its enforce series", serve: []*policy.Policy{p("a:per-user"), compiled("shop/q", true, "a")}, changed: []string{"shop/q"},
+			decisions: []*decision.Decision{dryAllow("shop/q", "a"), allow("shop/q", "a")},
+			want: map[string]int{series("dryRun", "shop/q", "a", "allow", "allowed"): 1, series("enforce", "shop/p", "a", "allow", "allowed"): 1,
+				noPolicy: 2},
+			absent: []string{`mode="enforce",policy="shop/q"`},
+		},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			publish(m, st.serve, st.changed...)
+			for _, d := range st.decisions {
+				m.Decision("grpc", d, time.Millisecond)
+			}
+			out := scrape(t, m)
+			for s, v := range st.want {
+				if want := s + " " + strconv.Itoa(v) + "\n"; !strings.Contains(out, want) {
+					t.Errorf("missing %s", want)
+				}
+			}
+			for _, a := range st.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("present: %s", a)
+				}
+			}
+		})
+	}
 }

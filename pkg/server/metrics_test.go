@@ -3,6 +3,8 @@ package server_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -124,4 +126,67 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	first := age(metrics)
 	h.waitFor("the JWKS age to grow", func() bool { return age(h.scrape()) > first })
+}
+
+// TestDeletedPolicyLeavesNoSeries: in a real scrape, a deleted policy's
+// series (decisions, rate-limit denials) are gone while another policy's
+// stay and keep counting, and the policy, created again, counts from 0.
+func TestDeletedPolicyLeavesNoSeries(t *testing.T) {
+	h := &scrapeHarness{t: t, harness: start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 1), "public.yaml": otherPolicy})}
+	const (
+		tasksAllowed = `tollgate_decisions_total{mode="enforce",policy="shop/tasks-api",reason="allowed",result="allow",rule="own-tasks"} `
+		tasksDenied  = `tollgate_ratelimit_denials_total{limit="per-user",policy="shop/tasks-api"} `
+		publicSeries = `tollgate_decisions_total{mode="enforce",policy="shop/public",reason="allowed",result="allow",rule="everything"} `
+	)
+	// tasks checks sub's tasks: tasks-api allows the first with
+	// x-user-id and denies the next 429; shop/public, under it, allows
+	// every one without.
+	tasks := func(sub string) outcome {
+		return grpcOutcome(h.check(checkRequest("/api/users/"+sub+"/tasks", h.token(sub, nil), nil, nil)))
+	}
+	servedByTasks := func(sub string) bool { o := tasks(sub); return o.status != 200 || o.headers["x-user-id"] == sub }
+	if !servedByTasks("alice") {
+		t.Fatal("tasks-api does not serve alice's tasks")
+	}
+	h.check(checkRequest("/api/users/alice/tasks", h.token("alice", nil), nil, nil)) // 429
+	h.check(checkRequest("/public", "", nil, nil))
+	before := h.scrape(tasksAllowed+"1\n", tasksDenied+"1\n", publicSeries+"1\n")
+	if !strings.Contains(before, `policy="shop/tasks-api",reason="rate_limited"`) {
+		t.Fatalf("no rate_limited decisions of tasks-api:\n%s", before)
+	}
+
+	if err := os.Remove(filepath.Join(h.dir, "tasks.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("tasks-api to be deleted", func() bool { return !servedByTasks("bob") })
+	after := h.scrape(`tollgate_policies_loaded 1`)
+	if strings.Contains(after, `policy="shop/tasks-api"`) {
+		t.Errorf("series of the deleted policy remain:\n%s", grepLines(after, `policy="shop/tasks-api"`))
+	}
+	if n := counterValue(t, after, publicSeries); n < 2 {
+		t.Errorf("shop/public's series after the delete: %v, want it kept and counting (> 1)", n)
+	}
+
+	h.write("tasks.yaml", policyYAML("tasks-api", h.key.JWKS(), 1))
+	h.waitFor("tasks-api to be served again", func() bool { return servedByTasks("carol") })
+	again := h.scrape(tasksAllowed + "1\n")
+	if strings.Contains(again, tasksDenied) {
+		t.Errorf("the re-created policy has a denial it never made: %s", grepLines(again, tasksDenied))
+	}
+}
+
+// counterValue returns the value of the series that line starts with
+// (name and labels, and a space), failing when there is none.
+func counterValue(t *testing.T, metrics, series string) float64 {
+	t.Helper()
+	_, rest, ok := strings.Cut(metrics, series)
+	if !ok {
+		t.Fatalf("no series %s", series)
+	}
+	v, _, _ := strings.Cut(rest, "\n")
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", series, err)
+	}
+	return f
 }

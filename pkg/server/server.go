@@ -455,10 +455,11 @@ func (s *Server) EndShutdownDelay() {
 	s.endDelayOnce.Do(func() { close(s.endDelay) })
 }
 
-// publish serves a new snapshot of the policy set.
-func (s *Server) publish(snap *decision.Snapshot, _ []string) {
+// publish serves a new snapshot of the policy set. Metrics come first, so
+// that checks decided by the new snapshot find the series of its policies.
+func (s *Server) publish(snap *decision.Snapshot, changed []string) {
+	s.metrics.Policies(snap, changed)
 	s.engine.Swap(snap)
-	s.metrics.Policies(snap.Len())
 }
 
 // markReady reports readiness once every policy source has its first
