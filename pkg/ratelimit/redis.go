@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-dev/tollgate/internal/logging"
 )
 
 // RedisOptions configures a Redis store.
@@ -23,6 +25,10 @@ type RedisOptions struct {
 	Prefix string
 	// Logger reports failed refunds (see Redis). Default: discard.
 	Logger *slog.Logger
+	// LogLimit bounds those lines, keyed by message (under an outage a
+	// refund fails with every denied request). Default: a Limiter of its
+	// own, whose suppressed lines nobody reports.
+	LogLimit *logging.Limiter
 }
 
 // Redis is a Store that counts in Redis or Redis Cluster, so that every
@@ -65,6 +71,8 @@ type Redis struct {
 	scripts scripts
 	batch   *batcher
 	log     *slog.Logger
+
+	logLimit *logging.Limiter // bounds log lines per message
 }
 
 var (
@@ -100,6 +108,9 @@ func newRedis(opts RedisOptions) (*Redis, error) {
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.logLimit = opts.LogLimit; r.logLimit == nil {
+		r.logLimit = logging.NewLimiter(logging.LimiterOptions{})
 	}
 	r.batch = newBatcher(r.client, r.scripts.take, takeLua)
 	return r, nil
@@ -287,19 +298,21 @@ func takeReply(reply []int64, err error, n int) (allowed bool, now int64, tats [
 }
 
 // refund gives back the request charged to each group. A failed refund is
-// logged and otherwise ignored: the decision stands, and the counter is one
-// request fuller until it refills.
+// logged (as RedisOptions.LogLimit allows) and otherwise ignored: the
+// decision stands, and the counter is one request fuller until it refills.
 func (r *Redis) refund(ctx context.Context, limits []Limit, groups []slotGroup) {
 	for _, g := range groups {
 		args := make([]any, len(g.idx))
 		for k, i := range g.idx {
 			args[k] = newGCRA(limits[i], time.Microsecond).interval
 		}
-		if err := r.scripts.refund.Run(ctx, r.client, g.keys, args...).Err(); err != nil {
-			r.log.WarnContext(ctx, "quota refund failed; a denied request stays charged", "keys", len(g.keys), "error", err)
+		if err := r.scripts.refund.Run(ctx, r.client, g.keys, args...).Err(); err != nil && r.logLimit.Allow(msgRefundFailed) {
+			r.log.WarnContext(ctx, msgRefundFailed, "keys", len(g.keys), "error", err)
 		}
 	}
 }
+
+const msgRefundFailed = "quota refund failed; a denied request stays charged"
 
 // uncharge turns the Status of a charged limit into the Status it has after
 // its refund.

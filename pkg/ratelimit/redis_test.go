@@ -3,13 +3,16 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/redistest"
+	"github.com/tollgate-dev/tollgate/internal/testlog"
 )
 
 // newRedisStore returns a Redis store with its own client, built by
@@ -246,5 +249,80 @@ func TestRedisWarmLoadsTheScriptsOnEveryServer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRedisFailedRefundsLogBoundedLines: with one master of a cluster
+// hung, every decision that was charged on another master and then timed
+// out on the hung one fails its refund (its context has ended). A flood of
+// them logs no more lines than LogLimit lets through; the rest are counted
+// as suppressed.
+func TestRedisFailedRefundsLogBoundedLines(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	c, err := NewClient(ClientOptions{ClusterAddrs: cluster.Addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	var logs testlog.Buffer
+	const burst = 3
+	limiter := logging.NewLimiter(logging.LimiterOptions{Burst: burst, Every: time.Hour})
+	r, err := NewRedis(RedisOptions{Client: c, Logger: slog.New(slog.NewJSONHandler(&logs, nil)), LogLimit: limiter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+
+	// The first limit on one master, the second on another, which hangs.
+	master := func(key string) string {
+		m, err := c.(*redis.ClusterClient).MasterForKey(context.Background(), r.redisKey(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Options().Addr
+	}
+	keys := keysInDistinctSlots(r, 16)
+	first, second := keys[0], ""
+	for _, k := range keys[1:] {
+		if master(k) != master(first) {
+			second = k
+			break
+		}
+	}
+	if second == "" {
+		t.Fatal("16 slots on one master")
+	}
+	limits := []Limit{{Key: first, Requests: 1000, Period: time.Hour}, {Key: second, Requests: 1000, Period: time.Hour}}
+	mustTake(t, r, limits...) // loads the scripts
+	var hung *redistest.Server
+	for _, s := range cluster.Servers {
+		if s.Addr == master(second) {
+			hung = s
+		}
+	}
+	hung.Pause()
+	t.Cleanup(hung.Resume) // before Close, which waits for the pipelines
+
+	// One after the other: concurrent decisions would queue for the
+	// pipelines that wait on the hung master, and time out before being
+	// charged anywhere.
+	const takes = 20
+	for range takes {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := r.Take(ctx, limits)
+		cancel()
+		if err == nil {
+			t.Fatal("a Take succeeded with a master hung")
+		}
+	}
+	lines := strings.Count(logs.String(), msgRefundFailed)
+	var suppressed int64
+	limiter.Suppressed(func(_ string, n int64) { suppressed += n })
+	failed := int64(lines) + suppressed
+	if failed < takes/2 {
+		t.Fatalf("%d refunds failed of %d decisions, want most: the test did not flood", failed, takes)
+	}
+	if lines != min(burst, int(failed)) {
+		t.Fatalf("%d refund-failure lines for %d failed refunds, want %d (the rest suppressed):\n%s", lines, failed, min(burst, int(failed)), logs.String())
 	}
 }

@@ -118,7 +118,7 @@ func (s *Server) reportSuppressedEvery(ctx context.Context, interval time.Durati
 }
 
 // reportSuppressed logs, per reason, how many deny lines were held back
-// since the last report.
+// since the last report, and per message how many quota store lines.
 func (s *Server) reportSuppressed() {
 	for _, l := range []struct {
 		mode    string
@@ -128,6 +128,9 @@ func (s *Server) reportSuppressed() {
 			s.log.Info("deny lines suppressed", "mode", l.mode, "reason", reason, "suppressed", n)
 		})
 	}
+	s.storeLog.Suppressed(func(msg string, n int64) {
+		s.log.Warn("quota store lines suppressed", "message", msg, "suppressed", n)
+	})
 }
 
 func (s *Server) httpAuthHandler() http.Handler {

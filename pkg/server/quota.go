@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/pkg/metrics"
 	"github.com/tollgate-dev/tollgate/pkg/ratelimit"
 )
@@ -19,7 +20,9 @@ const storeBudget = 75 * time.Millisecond
 
 // newQuotaStore builds the store named by opts.QuotaStore: memory, or Redis
 // behind a Resilient wrapper that falls back per opts.OnStoreError.
-func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaStore, error) {
+// logLimit bounds the lines the store logs per request (nil: the store's
+// default).
+func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger, logLimit *logging.Limiter) (quotaStore, error) {
 	switch opts.QuotaStore {
 	case "", "memory":
 		if err := ratelimit.RegisterUp(m.Registry); err != nil {
@@ -38,7 +41,7 @@ func newQuotaStore(opts Options, m *metrics.Metrics, log *slog.Logger) (quotaSto
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	primary, err := ratelimit.NewRedis(ratelimit.RedisOptions{Client: client, Logger: log})
+	primary, err := ratelimit.NewRedis(ratelimit.RedisOptions{Client: client, Logger: log, LogLimit: logLimit})
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("redis: %w", err)

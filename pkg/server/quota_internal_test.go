@@ -24,7 +24,7 @@ func TestStoreBudget(t *testing.T) {
 			// Nothing listens on port 1; the store never needs to connect.
 			store, err := newQuotaStore(Options{
 				QuotaStore: "redis", Redis: ratelimit.ClientOptions{Addr: "127.0.0.1:1"}, OnStoreError: "deny", StoreBudget: tt.budget,
-			}, metrics.New(), slog.New(slog.DiscardHandler))
+			}, metrics.New(), slog.New(slog.DiscardHandler), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -111,10 +111,11 @@ type Options struct {
 	Logger *slog.Logger
 	// DenyLog bounds the deny lines logged per reason (a burst, then one
 	// per interval; logging.LimiterOptions has the defaults), so that a
-	// flood of denials is not a flood of log lines.
+	// flood of denials is not a flood of log lines; and so the quota
+	// store's lines per request (a failed refund), per message.
 	DenyLog logging.LimiterOptions
-	// DenyLogReport is how often the number of deny lines held back is
-	// logged, per reason. Default 10s.
+	// DenyLogReport is how often the number of lines held back is logged,
+	// per reason or message. Default 10s.
 	DenyLogReport time.Duration
 	// OnReady, when set, is called once, on a goroutine of its own, when
 	// the server first becomes ready.
@@ -137,6 +138,8 @@ type Server struct {
 	quota    quotaStore
 	ready    atomic.Bool
 	health   *health.Server
+	// storeLog rate-limits the quota store's lines per request.
+	storeLog *logging.Limiter
 	// kube is the AuthPolicy controller; nil without Options.Kubernetes.
 	kube *controller.Controller
 	// filesLoaded is set once the policy files were first read.
@@ -185,13 +188,13 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth(),
-		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog),
+		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog), storeLog: logging.NewLimiter(opts.DenyLog),
 		admission: &admission{max: int64(opts.MaxInflightChecks)},
 		endDelay:  make(chan struct{}),
 	}
 	s.metrics.InFlight(func() float64 { return float64(s.admission.inflight.Load()) })
 
-	store, err := newQuotaStore(opts, s.metrics, s.log)
+	store, err := newQuotaStore(opts, s.metrics, s.log, s.storeLog)
 	if err != nil {
 		return nil, err
 	}
