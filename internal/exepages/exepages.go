@@ -17,6 +17,8 @@ package exepages
 type Released struct {
 	Bytes int64
 	// Skipped says why nothing was released, if so: a tracer (a debugger)
-	// is attached, or the platform has no such mappings to release.
+	// is attached, the executable is position-independent or dynamically
+	// linked (its read-only data was relocated at load), or the platform
+	// has no such mappings to release.
 	Skipped string
 }

@@ -14,9 +14,14 @@ import (
 // and read-only data) with madvise(MADV_DONTNEED): the pages leave the
 // process's RSS and stay in the page cache, and the next access to any of
 // them maps it again (a minor fault). Writable mappings are left alone: a
-// private page that was written would lose its contents. Nothing is
-// released while a tracer is attached, whose breakpoints are private
-// copies of code pages.
+// private page that was written would lose its contents. So is anything
+// that is not provably a clean copy of the file: Release acts only on a
+// statically linked ET_EXEC executable, and only on mappings inside its
+// read-only PT_LOAD segments (see readOnlySegments: a PIE or dynamically
+// linked executable's relocated read-only data would be lost); otherwise
+// it releases nothing and says why in Released.Skipped. Nothing is
+// released while a tracer is attached either, whose breakpoints are
+// private copies of code pages.
 //
 // Call it once start-up is over; it is safe at any time.
 func Release() (Released, error) {
@@ -31,12 +36,21 @@ func Release() (Released, error) {
 	if err != nil {
 		return Released{}, fmt.Errorf("exepages: %w", err)
 	}
+	// /proc/self/exe is the file this process runs, even if exe has been
+	// replaced since.
+	segs, skip, err := readOnlySegments("/proc/self/exe", uintptr(os.Getpagesize()))
+	if err != nil || skip != "" {
+		return Released{Skipped: skip}, err
+	}
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return Released{}, fmt.Errorf("exepages: %w", err)
 	}
 	var r Released
 	for _, m := range readOnlyMappings(maps, exe) {
+		if !m.within(segs) {
+			continue
+		}
 		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_DONTNEED); errno != 0 {
 			return r, fmt.Errorf("exepages: madvise %#x-%#x: %w", m.start, m.end, errno)
 		}

@@ -3,7 +3,11 @@ package exepages
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +60,9 @@ func TestRelease(t *testing.T) {
 	}
 	if traced(status) {
 		t.Skip("a tracer is attached: Release releases nothing")
+	}
+	if _, skip, err := readOnlySegments("/proc/self/exe", uintptr(os.Getpagesize())); err != nil || skip != "" {
+		t.Skipf("Release releases nothing from this test binary: %s%v", skip, err)
 	}
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
@@ -115,4 +122,70 @@ func residentKB(t *testing.T, path string) int64 {
 		}
 	}
 	return kb
+}
+
+// TestReleaseInBuilds builds testdata/release, which calls Release and then
+// runs code that reads much of the executable's read-only data, the ways
+// an executable may be built, and runs each: every one must exit 0, and
+// only the statically linked ET_EXEC one may release anything. Without
+// the ELF check, the PIE build crashes at its first allocation: Release
+// dropped its relocated .data.rel.ro.
+func TestReleaseInBuilds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds three executables")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	_, ccErr := exec.LookPath("gcc")
+	tests := []struct {
+		name     string
+		cgo      string
+		args     []string
+		skipped  string // "" when pages must be released
+		needsGCC bool
+	}{
+		{name: "static executable, as hack/build.sh builds it", cgo: "0"},
+		{name: "position-independent (-buildmode=pie)", cgo: "0", args: []string{"-buildmode=pie"}, skipped: "ET_DYN"},
+		{name: "dynamically linked (cgo, external linker)", cgo: "1", args: []string{"-ldflags=-linkmode=external"},
+			skipped: "PT_INTERP", needsGCC: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.needsGCC && ccErr != nil {
+				t.Skip("no gcc for the external linker")
+			}
+			bin := filepath.Join(t.TempDir(), "release")
+			build := exec.Command(goCmd, append(append([]string{"build", "-o", bin}, tt.args...), "./testdata/release")...)
+			build.Env = append(os.Environ(), "CGO_ENABLED="+tt.cgo)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build %v: %v\n%s", tt.args, err, out)
+			}
+			var stderr bytes.Buffer
+			run := exec.Command(bin)
+			run.Stderr = &stderr
+			out, err := run.Output()
+			if err != nil {
+				t.Fatalf("the program failed after Release: %v\n%s%s", err, out, firstLines(stderr.String(), 20))
+			}
+			var released int64
+			var skipped string
+			if _, err := fmt.Sscanf(string(out), "released=%d skipped=%q\n", &released, &skipped); err != nil {
+				t.Fatalf("output %q: %v", out, err)
+			}
+			t.Logf("released %d bytes, skipped %q", released, skipped)
+			switch {
+			case tt.skipped == "" && (released == 0 || skipped != ""):
+				t.Errorf("released %d bytes, skipped %q; want pages released", released, skipped)
+			case tt.skipped != "" && (released != 0 || !strings.Contains(skipped, tt.skipped)):
+				t.Errorf("released %d bytes, skipped %q; want nothing released, skipped naming %s", released, skipped, tt.skipped)
+			}
+		})
+	}
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	return strings.Join(lines[:min(n, len(lines))], "")
 }
