@@ -16,20 +16,34 @@ type Limit struct {
 	// after Take returns. A tier changes Requests and Period, never the Key,
 	// so every subscriber keeps their own counter.
 	Key string
-	// Requests is the burst size and the number of requests refilled per
-	// Period (>= 1).
+	// Requests is the number of requests refilled per Period (>= 1): one
+	// every Period / Requests.
 	Requests int64
-	// Period is the time in which a drained counter refills completely
-	// (>= 1s).
+	// Burst is the most requests allowed at once: a full counter allows
+	// Burst requests together. 0 means Requests. A drained counter is
+	// full again after Burst refills.
+	Burst int64
+	// Period is the time in which Requests refill (>= 1s).
 	Period time.Duration
+}
+
+// MaxBurst returns the burst of l: Burst, or Requests when Burst is 0.
+func (l *Limit) MaxBurst() int64 {
+	if l.Burst > 0 {
+		return l.Burst
+	}
+	return l.Requests
 }
 
 // Status is a limit's state after the decision.
 type Status struct {
-	Limit     int64
+	// Limit is the limit's Requests (X-RateLimit-Limit).
+	Limit int64
+	// Remaining is how many requests the counter allows at once now: what
+	// is left of the burst.
 	Remaining int64
-	// Reset is the time until the counter is full again (for
-	// X-RateLimit-Reset, in seconds, rounded up).
+	// Reset is the time until the counter is full again, the whole burst
+	// refilled (for X-RateLimit-Reset, in seconds, rounded up).
 	Reset time.Duration
 	// RetryAfter is, when this limit denies, the time until one request would
 	// be allowed; 0 otherwise.

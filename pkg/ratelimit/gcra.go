@@ -13,22 +13,27 @@ import "time"
 // boundary. A TAT in the past is the same as a fresh counter, so idle
 // counters can be dropped.
 //
-// A changed Requests or Period for an existing key (a tier change) is applied
-// to the stored TAT as is: the counter keeps its fill level measured in time
-// ("full again in 40s"), and TAT is clamped to now + window so that a lowered
-// limit never makes a client wait more than one new Period. Lowering the limit
-// can therefore deny at once, raising it allows at the new rate; neither
-// needs more state than the TAT.
+// The window is Burst intervals: a full counter (TAT <= now) allows Burst
+// requests at once, and then one per interval. With Burst = Requests (the
+// default) the window is the Period.
+//
+// A changed Requests, Burst or Period for an existing key (a tier change) is
+// applied to the stored TAT as is: the counter keeps its fill level measured
+// in time ("full again in 40s"), and TAT is clamped to now + window so that a
+// lowered limit never makes a client wait more than one new window. Lowering
+// the limit can therefore deny at once, raising it allows at the new rate;
+// neither needs more state than the TAT.
 type gcra struct {
 	interval int64 // emission interval: Period / Requests, >= 1
-	window   int64 // interval * Requests: the burst tolerance plus one interval
+	window   int64 // interval * Burst: the burst tolerance plus one interval
 }
 
 func newGCRA(l Limit, unit time.Duration) gcra {
 	interval := max(int64(l.Period/unit)/l.Requests, 1)
-	// window is a whole number of intervals so that exactly Requests fit in
-	// a burst even when Period / Requests is rounded down.
-	return gcra{interval: interval, window: interval * l.Requests}
+	// window is a whole number of intervals so that exactly Burst fit in a
+	// burst even when Period / Requests is rounded down. validate bounds
+	// it (maxWindow), so it does not overflow.
+	return gcra{interval: interval, window: interval * l.MaxBurst()}
 }
 
 // clamp returns the TAT of a counter at now, given the stored TAT (0 or any

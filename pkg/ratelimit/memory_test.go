@@ -54,6 +54,8 @@ func TestMemoryGCRA(t *testing.T) {
 	three := Limit{Key: "k", Requests: 3, Period: 3 * time.Second}
 	ten := Limit{Key: "k", Requests: 10, Period: 10 * time.Second}
 	big := Limit{Key: "b", Requests: 5, Period: 5 * time.Second}
+	smallBurst := Limit{Key: "s", Requests: 10, Burst: 3, Period: 10 * time.Second}
+	bigBurst := Limit{Key: "B", Requests: 1, Burst: 3, Period: time.Second}
 	tests := map[string][]step{
 		"a burst of Requests is allowed and the next request is denied": steps(
 			burst(three, 3, 2, time.Second),
@@ -104,6 +106,32 @@ func TestMemoryGCRA(t *testing.T) {
 			burst(ten, 5, 9, time.Second),
 			[]step{{limits: []Limit{{Key: "k", Requests: 100, Period: 10 * time.Second}}, want: allow(status(100, 49, 5100*time.Millisecond))}},
 		),
+		"a burst smaller than Requests allows Burst at once, then one per interval": steps(
+			burst(smallBurst, 3, 2, time.Second),
+			[]step{
+				{limits: []Limit{smallBurst}, want: deny(denied(10, 3*time.Second, time.Second))},
+				{advance: time.Second, limits: []Limit{smallBurst}, want: allow(status(10, 0, 3*time.Second))},
+				{advance: 3 * time.Second, limits: []Limit{smallBurst}, want: allow(status(10, 2, time.Second))},
+			},
+		),
+		"a burst larger than Requests allows Burst at once, then Requests per Period": steps(
+			burst(bigBurst, 3, 2, time.Second),
+			[]step{
+				{limits: []Limit{bigBurst}, want: deny(denied(1, 3*time.Second, time.Second))},
+				{advance: time.Second, limits: []Limit{bigBurst}, want: allow(status(1, 0, 3*time.Second))},
+			},
+		),
+		"a smaller burst for a key (a tier change) keeps its counter": steps(
+			burst(ten, 5, 9, time.Second),
+			[]step{
+				// The counter is full again in 5s; with burst 3 it holds 3s,
+				// clamped, and one more request needs one more interval.
+				{limits: []Limit{{Key: "k", Requests: 10, Burst: 3, Period: 10 * time.Second}}, want: deny(denied(10, 3*time.Second, time.Second))},
+				// Back to the limit without a burst: the denial charged
+				// nothing, and the counter is where the 5 requests left it.
+				{limits: []Limit{ten}, want: allow(status(10, 4, 6*time.Second))},
+			},
+		),
 		"a counter idle for a Period is full again": steps(
 			burst(three, 3, 2, time.Second),
 			[]step{{advance: 3 * time.Second, limits: []Limit{three}, want: allow(status(3, 2, time.Second))}},
@@ -130,10 +158,13 @@ func TestMemoryGCRA(t *testing.T) {
 
 func TestTakeRejectsInvalidLimits(t *testing.T) {
 	tests := map[string]Limit{
-		"zero requests":                {Key: "k", Requests: 0, Period: time.Second},
-		"a period under a second":      {Key: "k", Requests: 1, Period: 999 * time.Millisecond},
-		"more than one request per µs": {Key: "k", Requests: 2_000_000, Period: time.Second},
-		"negative requests":            {Key: "k", Requests: -1, Period: time.Minute},
+		"zero requests":                              {Key: "k", Requests: 0, Period: time.Second},
+		"a period under a second":                    {Key: "k", Requests: 1, Period: 999 * time.Millisecond},
+		"more than one request per µs":               {Key: "k", Requests: 2_000_000, Period: time.Second},
+		"negative requests":                          {Key: "k", Requests: -1, Period: time.Minute},
+		"negative burst":                             {Key: "k", Requests: 1, Burst: -1, Period: time.Minute},
+		"a burst that refills in more than 744,000h": {Key: "k", Requests: 1, Burst: 1001, Period: 744 * time.Hour},
+		"a burst whose window would overflow":        {Key: "k", Requests: 1, Burst: 1 << 62, Period: time.Hour},
 	}
 	m := NewMemory(MemoryOptions{SweepInterval: -1})
 	for name, l := range tests {

@@ -35,6 +35,14 @@ type Store = quota.Store
 // script works in microseconds.
 const minInterval = time.Microsecond
 
+// maxWindow bounds the time in which a drained counter refills its whole
+// burst (Burst × Period / Requests). The compiler's bounds (period at most
+// 744h, burst at most 1000 × requests) keep every policy's limits within
+// it. It keeps the stores' arithmetic exact: the window in nanoseconds
+// fits an int64, and the Redis script's now + window, in microseconds
+// since 1970, stays below 2^53, where Lua's numbers are exact integers.
+const maxWindow = 744_000 * time.Hour
+
 // validate checks the limits of one Take.
 func validate(limits []Limit) error {
 	for i, l := range limits {
@@ -45,6 +53,10 @@ func validate(limits []Limit) error {
 			return fmt.Errorf("limit %d (%q): period %s < 1s: %w", i, l.Key, l.Period, ErrInvalidLimit)
 		case l.Period/time.Duration(l.Requests) < minInterval:
 			return fmt.Errorf("limit %d (%q): more than one request per %s: %w", i, l.Key, minInterval, ErrInvalidLimit)
+		case l.Burst < 0:
+			return fmt.Errorf("limit %d (%q): burst %d < 0: %w", i, l.Key, l.Burst, ErrInvalidLimit)
+		case l.MaxBurst() > int64(maxWindow/(l.Period/time.Duration(l.Requests))):
+			return fmt.Errorf("limit %d (%q): burst %d refills in more than %s: %w", i, l.Key, l.MaxBurst(), maxWindow, ErrInvalidLimit)
 		}
 	}
 	return nil

@@ -318,7 +318,7 @@ const msgRefundFailed = "quota refund failed; a denied request stays charged"
 // its refund.
 func uncharge(s Status, l Limit) Status {
 	interval := time.Duration(newGCRA(l, time.Microsecond).interval) * time.Microsecond
-	s.Remaining = min(s.Remaining+1, l.Requests)
+	s.Remaining = min(s.Remaining+1, l.MaxBurst())
 	s.Reset = max(s.Reset-interval, 0)
 	return s
 }

@@ -113,6 +113,68 @@ func TestRedis(t *testing.T) {
 					t.Fatalf("retry after %s, want about 20m", s.RetryAfter)
 				}
 			})
+			t.Run("a burst smaller than requests allows burst at once, then one per interval", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				l := Limit{Key: "small-burst", Requests: 100, Burst: 3, Period: time.Hour} // one every 36s
+				for want := int64(2); want >= 0; want-- {
+					res := mustTake(t, r, l)
+					s := res.Statuses[0]
+					if !res.Allowed || s.Remaining != want || s.Limit != 100 {
+						t.Fatalf("take: got %+v, want allowed with %d remaining of the burst, limit 100", res, want)
+					}
+					if wantReset := time.Duration(3-want) * 36 * time.Second; s.Reset > wantReset || s.Reset < wantReset-5*time.Second {
+						t.Fatalf("reset %s, want about %s", s.Reset, wantReset)
+					}
+				}
+				res := mustTake(t, r, l)
+				if s := res.Statuses[0]; res.Allowed || s.RetryAfter > 36*time.Second || s.RetryAfter < 31*time.Second {
+					t.Fatalf("4th take: got %+v, want denied, retry after about 36s", res)
+				}
+			})
+			t.Run("a smaller burst for a key (a tier change) keeps its counter", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				l := Limit{Key: "tier-burst", Requests: 10, Period: time.Hour} // one every 6m
+				for range 5 {
+					mustTake(t, r, l) // full again in 30m
+				}
+				small := l
+				small.Burst = 3 // window 18m: the counter is clamped to it, and denies
+				if res := mustTake(t, r, small); res.Allowed || res.Statuses[0].RetryAfter > 6*time.Minute || res.Statuses[0].RetryAfter < 5*time.Minute {
+					t.Fatalf("burst 3 after 5 requests: got %+v, want denied, retry after about 6m", res)
+				}
+				if got := mustTake(t, r, l).Statuses[0].Remaining; got != 4 {
+					t.Fatalf("remaining %d after the denial, want 4 (same counter, nothing charged)", got)
+				}
+			})
+			t.Run("the longest window counts exactly", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				// The window is maxWindow: a drained counter's TAT is 85 years
+				// ahead, about 4.4e15 µs since 1970, where Lua's numbers must
+				// still be exact integers.
+				l := Limit{Key: "longest", Requests: 1, Burst: 1000, Period: 744 * time.Hour}
+				tat := func() int64 {
+					v, err := r.client.Get(context.Background(), r.redisKey(l.Key)).Int64()
+					if err != nil {
+						t.Fatal(err)
+					}
+					return v
+				}
+				var first int64
+				for want := int64(999); want >= 0; want-- {
+					if res := mustTake(t, r, l); !res.Allowed || res.Statuses[0].Remaining != want {
+						t.Fatalf("got %+v, want allowed with %d remaining", res, want)
+					}
+					if want == 999 {
+						first = tat()
+					}
+				}
+				if got, want := tat()-first, 999*(744*time.Hour).Microseconds(); got != want {
+					t.Fatalf("TAT moved by %d µs over 999 requests, want exactly %d", got, want)
+				}
+				if res := mustTake(t, r, l); res.Allowed {
+					t.Fatalf("request 1001: %+v, want denied", res)
+				}
+			})
 			t.Run("a denial consumes nothing from any limit", func(t *testing.T) {
 				r := newRedisStore(t, opts)
 				keys := keysInDistinctSlots(r, 2)
