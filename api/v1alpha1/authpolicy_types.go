@@ -267,8 +267,11 @@ type ClaimValues struct {
 	Values []string `json:"values"`
 }
 
-// Limit allows at most Requests requests in any burst, refilled smoothly
-// over Period, counted per key By.
+// Limit allows at most Burst (default Requests) requests at once, refilled
+// smoothly at Requests per Period, counted per key By. A fresh key may
+// therefore see up to Burst + Requests requests in its first Period.
+// +kubebuilder:validation:XValidation:rule="!has(self.burst) || self.burst <= self.requests * 1000",message="burst must be at most 1000 times requests",fieldPath=".burst"
+// +kubebuilder:validation:XValidation:rule="!has(self.burst) || !has(self.tiers) || self.tiers.values.all(k, has(self.tiers.values[k].burst) || self.burst <= self.tiers.values[k].requests * 1000)",message="a tier without a burst of its own takes the limit's burst, which must be at most 1000 times the tier's requests",fieldPath=".tiers"
 type Limit struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
@@ -284,6 +287,14 @@ type Limit struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('744h')",message="period must be between 1s and 744h"
 	Period string `json:"period"`
+
+	// Burst is the most requests allowed at once: a full counter allows
+	// Burst requests together, then refills at Requests per Period. Unset
+	// means Requests. At most 1000 times Requests.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000
+	Burst *int64 `json:"burst,omitempty"`
 
 	// By is the counter key: user, ip, user+ip, claim:<name> or header:<name>.
 	// +kubebuilder:validation:MaxLength=263
@@ -305,11 +316,18 @@ type Tiers struct {
 	Values map[string]Tier `json:"values"`
 }
 
-// Tier overrides a limit's requests and, optionally, its period.
+// Tier overrides a limit's requests and, optionally, its burst and period.
+// +kubebuilder:validation:XValidation:rule="!has(self.burst) || self.burst <= self.requests * 1000",message="burst must be at most 1000 times requests",fieldPath=".burst"
 type Tier struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000000
 	Requests int64 `json:"requests"`
+	// Burst of this tier. Unset means the limit's burst when the limit
+	// sets one, else this tier's Requests.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000
+	Burst *int64 `json:"burst,omitempty"`
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`

@@ -643,6 +643,58 @@ spec:
     tokenFrom: [{cookie: session, prefix: "Bearer "}]
   rules: [{name: r}]
 `, want: []wantErr{{"spec.jwt.tokenFrom[0].prefix", "prefix is only allowed with header"}}},
+		"a burst on a limit and on a tier is accepted": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  jwt: {issuer: https://auth.example.com, discovery: true}
+  limits: [{name: l, requests: 100, period: 15m, burst: 10, by: ip}]
+  rules:
+    - name: r
+      limits:
+        - {name: u, requests: 1, period: 1s, burst: 1000, by: user, tiers: {claim: plan, values: {gold: {requests: 50, burst: 5}, free: {requests: 1}}}}
+`},
+		"burst 0 is rejected": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  jwt: {issuer: https://auth.example.com, discovery: true}
+  limits: [{name: l, requests: 1, period: 1m, burst: 0, by: ip}]
+  rules: [{name: r}]
+`, want: []wantErr{{"spec.limits[0].burst", "should be greater than or equal to 1"}}},
+		"a burst over 1000 times requests is rejected": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  jwt: {issuer: https://auth.example.com, discovery: true}
+  limits: [{name: l, requests: 10, period: 1m, burst: 10001, by: ip}]
+  rules: [{name: r}]
+`, want: []wantErr{{"spec.limits[0].burst", "burst must be at most 1000 times requests"}}},
+		"a tier with burst 0 is rejected": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  jwt: {issuer: https://auth.example.com, discovery: true}
+  rules:
+    - name: r
+      limits:
+        - {name: l, requests: 1, period: 1m, by: user, tiers: {claim: plan, values: {free: {requests: 1, burst: 0}}}}
+`, want: []wantErr{{"spec.rules[0].limits[0].tiers.values.free.burst", "should be greater than or equal to 1"}}},
+		"a tier taking the limit's burst, over 1000 times its requests, is rejected": {doc: `
+apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  jwt: {issuer: https://auth.example.com, discovery: true}
+  rules:
+    - name: r
+      limits:
+        - {name: l, requests: 100, period: 1m, burst: 2000, by: user, tiers: {claim: plan, values: {free: {requests: 1}}}}
+`, want: []wantErr{{"spec.rules[0].limits[0].tiers", "a tier without a burst of its own takes the limit's burst"}}},
 		"a tier with requests 0 is rejected": {doc: `
 apiVersion: tollgate.dev/v1alpha1
 kind: AuthPolicy

@@ -40,6 +40,15 @@ spec:
       methods: [GET]
       path: /api/health
       anonymous: true
+    - name: search
+      methods: [GET]
+      path: /api/search
+      limits:
+        - name: per-user
+          requests: 100
+          period: 15m
+          burst: 10
+          by: user
     - name: own-tasks
       methods: [GET, POST]
       path: /api/users/{userId}/tasks/**
@@ -210,6 +219,14 @@ func TestCheckDecisions(t *testing.T) {
 			args:     f.args("--path", "/preview/page", "--default-action", "allow"),
 			code:     0,
 			contains: []string{"ALLOW 200", "default_allow", "dry run: shop/preview rule everything: would deny 401"},
+		},
+		"the quota is explained plainly, and its headers shown": {
+			args: f.args("--path", "/api/search", "--token", f.alice),
+			code: 0,
+			contains: []string{"ALLOW 200", "rule: search",
+				"quota ok per-user (by user): 100 requests per 15m, burst 10: at most 10 at once, then one every 9s, so up to 110 in the first 15m; charged, 9 left, full again in 9s",
+				"x-ratelimit-limit: 100", "x-ratelimit-remaining: 9", "x-ratelimit-reset: 9",
+				`ratelimit-policy: "per-user";q=100;w=900`, `ratelimit: "per-user";r=9;t=9`},
 		},
 		"an encoded slash is a bad request": {
 			args:     f.args("--path", "/api/users/alice%2Fbob/tasks/1", "--token", f.alice),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -142,6 +143,62 @@ spec:
 		if !strings.HasPrefix(lines[i], w) {
 			t.Errorf("line %d = %q, want it to start with %q", i+1, lines[i], w)
 		}
+	}
+}
+
+// TestValidateBurst: burst, on a limit and on a tier, is a known field
+// with its bounds, and a misspelt one is named with the field meant.
+func TestValidateBurst(t *testing.T) {
+	const doc = `apiVersion: tollgate.dev/v1alpha1
+kind: AuthPolicy
+metadata:
+  name: api
+  namespace: shop
+spec:
+  jwt:
+    issuer: https://auth.example.com
+    jwksURI: https://auth.example.com/jwks
+  rules:
+    - name: tasks
+      path: /api/tasks
+      limits:
+        - name: per-user
+          requests: 100
+          period: 15m
+          by: user
+          %s
+          tiers:
+            claim: plan
+            values:
+              premium: {requests: 1000, %s}
+`
+	tests := map[string]struct {
+		limit, tier string
+		code        int
+		want        string // a line of stderr starts with file + want
+	}{
+		"a burst on a limit and a tier is valid": {limit: "burst: 10", tier: "burst: 50", code: 0},
+		"a tier without burst takes the limit's": {limit: "burst: 10", tier: "period: 1h", code: 0},
+		"a misspelt burst is named with the meant one": {limit: "burts: 10", tier: "period: 1h", code: 1,
+			want: `:18: shop/api: spec.rules[0].limits[0].burts: unknown field "burts" (did you mean "burst"?)`},
+		"burst 0 is refused": {limit: "burst: 0", tier: "period: 1h", code: 1,
+			want: `:18: shop/api: spec.rules[0].limits[0].burst: Invalid value: 0: burst must be between 1 and 1000000000`},
+		"a burst that is no number is refused": {limit: "burst: ten", tier: "period: 1h", code: 1,
+			want: `:18: shop/api: spec.rules[0].limits[0].burst: must be a whole number, not the string "ten"`},
+		"a tier's burst over 1000 times its requests is refused": {limit: "burst: 10", tier: "burst: 1000001", code: 1,
+			want: `:22: shop/api: spec.rules[0].limits[0].tiers.values[premium].burst: Invalid value: 1000001: burst must be at most 1000 times requests (1000)`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			file := writeFile(t, t.TempDir(), "p.yaml", fmt.Sprintf(doc, tc.limit, tc.tier))
+			code, _, stderr := runCommand(t, "validate", file)
+			if code != tc.code {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			if tc.want != "" && !slices.ContainsFunc(strings.Split(stderr, "\n"), func(l string) bool { return strings.HasPrefix(l, file+tc.want) }) {
+				t.Errorf("stderr has no line starting with %q:\n%s", file+tc.want, stderr)
+			}
+		})
 	}
 }
 

@@ -91,8 +91,9 @@ type Decision struct {
 	Code string
 	// Reason is a low-cardinality machine reason, for logs and metrics.
 	Reason string
-	// Message is the deny body's fixed, human-readable text. It never holds
-	// request data.
+	// Message is the deny body's human-readable text: fixed per reason,
+	// except that a 429 names its limit, the limit's rate and when the next
+	// request is allowed. It never holds request data.
 	Message string
 
 	// Policy ("namespace/name") and Rule that governed the request; empty

@@ -68,6 +68,12 @@ type evaluation struct {
 	identity *token.Identity
 	// limit is the limit that denied the request 429; nil otherwise.
 	limit *policy.Limit
+	// message replaces the denial's message (and body) when set: a 429
+	// names its limit and when it refills.
+	message string
+	// dry is set for a dryRun policy's evaluation, whose denial is never
+	// answered.
+	dry bool
 	// overrides is set when a method override names a method other than
 	// the request's own.
 	overrides bool
@@ -110,6 +116,9 @@ func (e *Engine) DecideInto(ctx context.Context, req *Request, d *Decision) {
 	}
 	if deny != nil {
 		d.setDenial(deny)
+		if ev.message != "" {
+			d.Message, d.body = ev.message, denyBody(d.Code, ev.message)
+		}
 	}
 	if dryRun != nil {
 		d.DryRun = e.dryRun(ctx, &ev, dryRun)
@@ -300,7 +309,7 @@ func (e *Engine) checkOverride(ctx context.Context, ev *evaluation, method strin
 // returns its would-be decision. It charges dry's own limits, never the
 // enforcing policy's.
 func (e *Engine) dryRun(ctx context.Context, ev *evaluation, dry *entry) DryRunDecision {
-	dv := evaluation{req: ev.req, snap: ev.snap, path: ev.path, entry: dry, overrides: ev.overrides}
+	dv := evaluation{req: ev.req, snap: ev.snap, path: ev.path, entry: dry, overrides: ev.overrides, dry: true}
 	var d Decision
 	out := DryRunDecision{Policy: dry.policy.Key(), Status: statusOK, Reason: ReasonAllowed}
 	if deny := e.decide(ctx, &dv, &d); deny != nil {

@@ -11,12 +11,24 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/quota"
 )
 
-// Rate-limit response headers.
+// Rate-limit response headers. The X-RateLimit-* trio is the de facto
+// convention; RateLimit-Policy and RateLimit are the fields of
+// draft-ietf-httpapi-ratelimit-headers-11 (sections 3 and 4), each one
+// structured-field List member for the tightest limit:
+//
+//	RateLimit-Policy: "per-user";q=100;w=900
+//	RateLimit: "per-user";r=99;t=9
+//
+// q is the limit's requests and w its period in seconds; r is what is
+// left of the burst and t the seconds until the counter is full again
+// (as X-RateLimit-Reset).
 const (
-	HeaderLimit      = "x-ratelimit-limit"
-	HeaderRemaining  = "x-ratelimit-remaining"
-	HeaderReset      = "x-ratelimit-reset"
-	HeaderRetryAfter = "retry-after"
+	HeaderLimit           = "x-ratelimit-limit"
+	HeaderRemaining       = "x-ratelimit-remaining"
+	HeaderReset           = "x-ratelimit-reset"
+	HeaderRetryAfter      = "retry-after"
+	HeaderRateLimitPolicy = "ratelimit-policy"
+	HeaderRateLimit       = "ratelimit"
 )
 
 // storeDegradedHeaders go with a denial when the quota store cannot answer.
@@ -29,13 +41,15 @@ var storeDegradedHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
 type quotaScratch struct {
 	limits []quota.Limit
 	src    []*policy.Limit // the compiled limit of each of limits
+	rates  []*policy.Rate  // the rate (tier) that applies to each of limits
 	ends   []int           // end of each limit's key in keys
 	keys   []byte
 }
 
 // scratchPool recycles quotaScratch values across decisions.
 var scratchPool = sync.Pool{New: func() any {
-	return &quotaScratch{limits: make([]quota.Limit, 0, 8), src: make([]*policy.Limit, 0, 8), ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
+	return &quotaScratch{limits: make([]quota.Limit, 0, 8), src: make([]*policy.Limit, 0, 8), rates: make([]*policy.Rate, 0, 8),
+		ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
 }}
 
 // charge counts the request against every limit of the policy and rule and
@@ -49,7 +63,8 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 	defer func() {
 		clear(s.limits)
 		clear(s.src)
-		s.limits, s.src, s.ends, s.keys = s.limits[:0], s.src[:0], s.ends[:0], s.keys[:0]
+		clear(s.rates)
+		s.limits, s.src, s.rates, s.ends, s.keys = s.limits[:0], s.src[:0], s.rates[:0], s.ends[:0], s.keys[:0]
 		scratchPool.Put(s)
 	}()
 	in := keyInputs{headers: ev.req.Headers}
@@ -69,9 +84,10 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 		if l.Tiers != nil && ev.identity != nil {
 			tier, hasTier = ev.identity.ClaimString(l.Tiers.Claim)
 		}
-		n, period := l.For(tier, hasTier)
-		s.limits = append(s.limits, quota.Limit{Requests: n, Period: period})
+		r := l.For(tier, hasTier)
+		s.limits = append(s.limits, quota.Limit{Requests: r.Requests, Burst: r.Burst, Period: r.Period})
 		s.src = append(s.src, l)
+		s.rates = append(s.rates, r)
 		s.ends = append(s.ends, len(s.keys))
 	}
 	p := ev.entry.policy
@@ -95,22 +111,58 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 		ev.step("quota", "deny", "quota store unavailable")
 		return storeDegradedHeaders, &deniedStoreDegraded
 	}
-	var headers []Header
-	if len(res.Statuses) > 0 { // none when allowed by OnErrorAllow
-		t := tightest(res)
-		headers = rateLimitHeaders(res, t)
-		if !res.Allowed {
-			ev.limit = s.src[t]
-		}
-	}
-	if !res.Allowed {
-		ev.step("quota", "deny", "limit exceeded: ", ev.limit.Name)
-		return headers, &deniedRateLimited
-	}
 	if ev.req.Explain {
-		ev.step("quota", "ok", strconv.Itoa(len(limits)), " limit(s) charged")
+		explainQuota(ev, s.src, s.rates, res)
 	}
-	return headers, nil
+	if len(res.Statuses) == 0 { // allowed by OnErrorAllow
+		return nil, nil
+	}
+	t := tightest(res)
+	headers := rateLimitHeaders(res, t, s.rates[t])
+	if res.Allowed {
+		return headers, nil
+	}
+	ev.limit = s.src[t]
+	if !ev.dry {
+		ev.message = rateLimitMessage(s.rates[t], res.Statuses[t])
+	}
+	return headers, &deniedRateLimited
+}
+
+// rateLimitMessage is the 429 body's message for the limit that denied
+// with rate r: it names the limit, its rate and when one request refills,
+// e.g. rate limit "per-user" exceeded: 100 requests per 15m, burst 100;
+// next request allowed in 9s.
+func rateLimitMessage(r *policy.Rate, s quota.Status) string {
+	return "rate limit " + r.NameText + " exceeded: " + r.Summary + "; next request allowed in " +
+		policy.FormatDuration(time.Duration(retryAfterSeconds(s))*time.Second)
+}
+
+// explainQuota records, for tollgate check, what each limit allows and
+// where its counter stands.
+func explainQuota(ev *evaluation, src []*policy.Limit, rates []*policy.Rate, res quota.Result) {
+	for i, l := range src {
+		r := rates[i]
+		by := l.By.String()
+		if l.ByName != "" {
+			by += ":" + l.ByName
+		}
+		detail := l.Name + " (by " + by + "): " + r.Summary + ": " + r.Explain()
+		outcome := "ok"
+		switch {
+		case i >= len(res.Statuses): // allowed by OnErrorAllow
+			detail += "; not counted: the quota store is unavailable"
+		case !res.Statuses[i].Allowed:
+			outcome = "deny"
+			detail += "; 0 left, next request allowed in " + policy.FormatDuration(time.Duration(retryAfterSeconds(res.Statuses[i]))*time.Second)
+		case !res.Allowed:
+			detail += "; not charged (another limit denies), " + strconv.FormatInt(res.Statuses[i].Remaining, 10) + " left"
+		default:
+			detail += "; charged, " + strconv.FormatInt(res.Statuses[i].Remaining, 10) + " left, full again in " +
+				policy.FormatDuration(time.Duration(ceilSeconds(res.Statuses[i].Reset))*time.Second)
+		}
+		ev.step("quota", outcome, detail)
+	}
 }
 
 // claimSource looks up a verified token's claims (*token.Identity).
@@ -207,27 +259,36 @@ func tightest(res quota.Result) int {
 	return best
 }
 
-// rateLimitHeaders describes the limit of res at index best (tightest).
-func rateLimitHeaders(res quota.Result, best int) []Header {
+// rateLimitHeaders describes the limit of res at index best (tightest),
+// whose rate is r.
+func rateLimitHeaders(res quota.Result, best int, r *policy.Rate) []Header {
 	s := res.Statuses[best]
-	n := 3
+	n := 5
 	if !res.Allowed {
-		n = 4
+		n = 6
 	}
+	remaining := strconv.FormatInt(s.Remaining, 10)
+	reset := strconv.FormatInt(ceilSeconds(s.Reset), 10)
 	h := make([]Header, 0, n)
 	h = append(h,
-		Header{Name: HeaderLimit, Value: strconv.FormatInt(s.Limit, 10)},
-		Header{Name: HeaderRemaining, Value: strconv.FormatInt(s.Remaining, 10)},
-		Header{Name: HeaderReset, Value: strconv.FormatInt(ceilSeconds(s.Reset), 10)},
+		Header{Name: HeaderLimit, Value: r.LimitText},
+		Header{Name: HeaderRemaining, Value: remaining},
+		Header{Name: HeaderReset, Value: reset},
 	)
 	if !res.Allowed {
-		retry := ceilSeconds(s.RetryAfter)
-		if retry < 1 {
-			retry = 1
-		}
-		h = append(h, Header{Name: HeaderRetryAfter, Value: strconv.FormatInt(retry, 10)})
+		h = append(h, Header{Name: HeaderRetryAfter, Value: strconv.FormatInt(retryAfterSeconds(s), 10)})
 	}
+	h = append(h,
+		Header{Name: HeaderRateLimitPolicy, Value: r.PolicyText},
+		Header{Name: HeaderRateLimit, Value: r.NameText + ";r=" + remaining + ";t=" + reset},
+	)
 	return h
+}
+
+// retryAfterSeconds is the Retry-After of a denying status: its wait in
+// seconds, rounded up, at least 1.
+func retryAfterSeconds(s quota.Status) int64 {
+	return max(ceilSeconds(s.RetryAfter), 1)
 }
 
 func ceilSeconds(d time.Duration) int64 {

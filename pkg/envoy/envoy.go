@@ -102,8 +102,10 @@ func headerMap(hm *corev3.HeaderMap) map[string]string {
 }
 
 // inlineOptions is the number of header options of an OK answer that fit
-// its exchange; more are allocated.
-const inlineOptions = 6
+// its exchange; more are allocated. An allowed request usually has a few
+// forwarded claims and five rate-limit headers (decision.HeaderLimit ...
+// decision.HeaderRateLimit).
+const inlineOptions = 8
 
 // An exchange holds what one Check builds: the decision core's Request and
 // Decision (whose header slices point into it) and every message of an OK
@@ -176,8 +178,9 @@ type denial struct {
 }
 
 // inlineDenyOptions is the number of header options of a deny answer that
-// fit its denial: a challenge or rate-limit headers, and content-type.
-const inlineDenyOptions = 5
+// fit its denial: a challenge or the six rate-limit headers of a 429, and
+// content-type.
+const inlineDenyOptions = 7
 
 // contentType is the deny body's content type, as a header.
 var contentType = decision.Header{Name: "content-type", Value: "application/json"}

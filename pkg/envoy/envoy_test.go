@@ -90,7 +90,7 @@ func TestResponseHeaderOptions(t *testing.T) {
 		}
 		return hs
 	}
-	for _, n := range [][2]int{{0, 0}, {2, 3}, {3, 3}, {4, 3}, {9, 1}} {
+	for _, n := range [][2]int{{0, 0}, {2, 3}, {3, 5}, {4, 5}, {9, 1}} {
 		t.Run(fmt.Sprintf("%d upstream and %d response headers", n[0], n[1]), func(t *testing.T) {
 			up, down := headers("x-up", n[0]), headers("x-down", n[1])
 			ok := envoy.Response(&decision.Decision{Allowed: true, Status: 200, UpstreamHeaders: up, ResponseHeaders: down}).GetOkResponse()
@@ -98,7 +98,7 @@ func TestResponseHeaderOptions(t *testing.T) {
 			checkOptions(t, ok.GetResponseHeadersToAdd(), down)
 		})
 	}
-	for _, n := range []int{0, 1, 4, 5, 7} {
+	for _, n := range []int{0, 1, 4, 6, 7, 9} {
 		t.Run(fmt.Sprintf("a denial with %d response headers", n), func(t *testing.T) {
 			down := headers("x-down", n)
 			denied := envoy.Response(&decision.Decision{Status: 429, Code: decision.CodeRateLimited, Message: "m", ResponseHeaders: down}).GetDeniedResponse()

@@ -5,11 +5,7 @@
 // reads api/v1alpha1, is pkg/policy/compiler.
 package policy
 
-import (
-	"time"
-
-	"github.com/tollgate-dev/tollgate/pkg/token"
-)
+import "github.com/tollgate-dev/tollgate/pkg/token"
 
 // A Policy is a compiled AuthPolicy. It is immutable once returned by
 // the compiler (pkg/policy/compiler) and safe for concurrent use.
@@ -180,10 +176,10 @@ func (k KeyKind) String() string {
 
 // A Limit is a compiled quota.
 type Limit struct {
-	Name     string
-	Requests int64
-	Period   time.Duration
-	By       KeyKind
+	Name string
+	// Rate applies unless a tier replaces it.
+	Rate
+	By KeyKind
 	// ByName is the claim (ByClaim) or lower-case header (ByHeader).
 	ByName string
 	// Tiers is nil when the limit has none.
@@ -196,22 +192,19 @@ type Limit struct {
 
 // Tiers selects a limit by the value of a claim.
 type Tiers struct {
-	Claim  string
-	Values map[string]Tier
+	Claim string
+	// Values holds each tier's Rate, complete: the compiler fills in what
+	// the tier leaves to the limit.
+	Values map[string]*Rate
 }
 
-// A Tier overrides a limit's requests and period.
-type Tier struct {
-	Requests int64
-	Period   time.Duration
-}
-
-// For returns the requests and period that apply for a tier claim value.
-func (l *Limit) For(tierValue string, ok bool) (int64, time.Duration) {
+// For returns the rate that applies for a tier claim value (ok false
+// when the token has no such claim).
+func (l *Limit) For(tierValue string, ok bool) *Rate {
 	if ok && l.Tiers != nil {
-		if t, found := l.Tiers.Values[tierValue]; found {
-			return t.Requests, t.Period
+		if r, found := l.Tiers.Values[tierValue]; found {
+			return r
 		}
 	}
-	return l.Requests, l.Period
+	return &l.Rate
 }

@@ -133,7 +133,7 @@ func BenchmarkGRPCCheckAllocs(b *testing.B) {
 	h := start(b, map[string]string{"tasks.yaml": allocPolicy})
 	req := checkRequest("/api/users/alice/tasks/42", h.token("alice", map[string]any{"plan": "premium"}), nil, nil)
 	resp := h.check(req)
-	if len(resp.GetOkResponse().GetHeaders()) != 2 || len(resp.GetOkResponse().GetResponseHeadersToAdd()) != 3 {
+	if len(resp.GetOkResponse().GetHeaders()) != 2 || len(resp.GetOkResponse().GetResponseHeadersToAdd()) != 5 {
 		b.Fatalf("Check: %v", resp)
 	}
 	bare := pairedClient(b, startBareWith(b, resp))

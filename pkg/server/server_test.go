@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -394,14 +395,18 @@ func wantBody(t *testing.T, o outcome, code string) {
 func TestRateLimitOverGRPCAndHTTP(t *testing.T) {
 	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 3)})
 	alice := h.token("alice", nil)
-	// gRPC and HTTP share the engine and its counters: 3 allowed in all.
+	// gRPC and HTTP share the engine and its counters: 3 allowed in all,
+	// one every 20 minutes.
 	first := grpcOutcome(h.check(checkRequest("/api/users/alice/tasks", alice, nil, nil)))
 	if first.status != 200 || first.clientRL["x-ratelimit-limit"] != "3" || first.clientRL["x-ratelimit-remaining"] != "2" {
 		t.Fatalf("first: %+v", first)
 	}
-	if o := h.httpOutcome("/api/users/alice/tasks", alice, nil); o.status != 200 || o.headers["x-ratelimit-remaining"] != "1" {
-		t.Fatalf("second: %+v", o)
+	wantRateLimit(t, "grpc allow", first.clientRL, 2, 1200)
+	second := h.httpOutcome("/api/users/alice/tasks", alice, nil)
+	if second.status != 200 || second.headers["x-ratelimit-remaining"] != "1" {
+		t.Fatalf("second: %+v", second)
 	}
+	wantRateLimit(t, "http allow", second.headers, 1, 2400)
 	if o := grpcOutcome(h.check(checkRequest("/api/users/alice/tasks", alice, nil, nil))); o.status != 200 {
 		t.Fatalf("third: %+v", o)
 	}
@@ -410,9 +415,41 @@ func TestRateLimitOverGRPCAndHTTP(t *testing.T) {
 		t.Fatalf("grpc 4th: %+v", g)
 	}
 	wantBody(t, g, "rate_limited")
+	wantRateLimit(t, "grpc 429", g.headers, 0, 3600)
+	wantLimitMessage(t, g)
 	o := h.httpOutcome("/api/users/alice/tasks", alice, nil)
 	if o.status != 429 || o.headers["retry-after"] == "" || o.headers["x-ratelimit-limit"] != "3" {
 		t.Fatalf("http 5th: %+v", o)
+	}
+	wantRateLimit(t, "http 429", o.headers, 0, 3600)
+	wantLimitMessage(t, o)
+}
+
+// wantRateLimit checks the IETF rate-limit headers of policyYAML's
+// per-user limit (3 per hour): r requests left, full again in t seconds,
+// give or take the test's own duration.
+func wantRateLimit(t *testing.T, what string, headers map[string]string, r, full int) {
+	t.Helper()
+	if got, want := headers["ratelimit-policy"], `"per-user";q=3;w=3600`; got != want {
+		t.Errorf("%s: RateLimit-Policy %q, want %q", what, got, want)
+	}
+	var gotR, gotT int
+	if _, err := fmt.Sscanf(headers["ratelimit"], `"per-user";r=%d;t=%d`, &gotR, &gotT); err != nil || gotR != r || gotT > full || gotT < full-10 {
+		t.Errorf("%s: RateLimit %q, want \"per-user\";r=%d;t=%d (%v)", what, headers["ratelimit"], r, full, err)
+	}
+}
+
+// wantLimitMessage checks that a 429's message names the limit, its rate
+// and when the next request is allowed.
+func wantLimitMessage(t *testing.T, o outcome) {
+	t.Helper()
+	var body struct{ Error, Message string }
+	if err := json.Unmarshal([]byte(o.body), &body); err != nil {
+		t.Fatalf("body %q: %v", o.body, err)
+	}
+	if want := `rate limit "per-user" exceeded: 3 requests per 1h, burst 3; next request allowed in `; !strings.HasPrefix(body.Message, want) ||
+		!slices.Contains([]string{"20m", "19m59s", "19m58s"}, strings.TrimPrefix(body.Message, want)) {
+		t.Errorf("message %q, want %q and about 20m", body.Message, want)
 	}
 }
 

@@ -16,9 +16,13 @@ import (
 
 // Bounds applied by Compile (the jwt settings' bounds are pkg/token's).
 const (
-	MinPeriod      = time.Second
-	MaxPeriod      = 744 * time.Hour
-	MaxRequests    = 1_000_000_000
+	MinPeriod   = time.Second
+	MaxPeriod   = 744 * time.Hour
+	MaxRequests = 1_000_000_000
+	// MaxBurstRatio bounds a burst by its requests: a full burst refills
+	// within MaxBurstRatio periods, at most 744,000 h, which the quota
+	// stores count exactly (pkg/ratelimit's maxWindow).
+	MaxBurstRatio  = 1000
 	betterAuthJWKS = "/api/auth/jwks"
 )
 

@@ -50,6 +50,24 @@ func TestCompileRejects(t *testing.T) {
 			pt.New(pt.WithRule(anonymousHealth()), pt.WithLimit(v1alpha1.Limit{Name: "l", Requests: 1, Period: "500ms", By: "ip"})),
 			[]string{"spec.limits[0].period"},
 		},
+		"burst 0": {
+			pt.New(pt.WithRule(anonymousHealth()), pt.WithLimit(v1alpha1.Limit{Name: "l", Requests: 1, Period: "1m", By: "ip", Burst: ptr(0)})),
+			[]string{"spec.limits[0].burst"},
+		},
+		"burst over 1000 times requests": {
+			pt.New(pt.WithRule(anonymousHealth()), pt.WithLimit(v1alpha1.Limit{Name: "l", Requests: 10, Period: "1m", By: "ip", Burst: ptr(10_001)})),
+			[]string{"spec.limits[0].burst"},
+		},
+		"a tier's burst over 1000 times its requests": {
+			pt.New(pt.WithRule(pt.OwnTasksRule()), pt.WithLimit(v1alpha1.Limit{Name: "l", Requests: 10, Period: "1m", By: "user",
+				Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"free": {Requests: 1, Burst: ptr(1001)}}}})),
+			[]string{"spec.limits[0].tiers.values[free].burst"},
+		},
+		"a tier taking the limit's burst, over 1000 times its requests": {
+			pt.New(pt.WithRule(pt.OwnTasksRule()), pt.WithLimit(v1alpha1.Limit{Name: "l", Requests: 100, Burst: ptr(2000), Period: "1m", By: "user",
+				Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"free": {Requests: 1}}}})),
+			[]string{"spec.limits[0].tiers.values[free].requests"},
+		},
 		"negative requests in a tier": {
 			pt.New(pt.WithRule(pt.OwnTasksRule()), pt.WithLimit(v1alpha1.Limit{Name: "l", Requests: 1, Period: "1m", By: "user",
 				Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"premium": {Requests: -1}}}})),
@@ -235,10 +253,70 @@ func TestCompileLimits(t *testing.T) {
 	if l.CounterPrefix != "14:shop/tasks-api9:own-tasks8:per-user4:user" {
 		t.Errorf("rule limit counter prefix = %q", l.CounterPrefix)
 	}
-	if n, d := l.For("premium", true); n != 1000 || d != 15*time.Minute {
-		t.Errorf("premium tier = %d per %v", n, d)
+	if r := l.For("premium", true); r.Requests != 1000 || r.Period != 15*time.Minute {
+		t.Errorf("premium tier = %d per %v", r.Requests, r.Period)
 	}
-	if n, d := l.For("free", true); n != 100 || d != 15*time.Minute {
-		t.Errorf("unknown tier = %d per %v, want the base limit", n, d)
+	if r := l.For("free", true); r.Requests != 100 || r.Period != 15*time.Minute {
+		t.Errorf("unknown tier = %d per %v, want the base limit", r.Requests, r.Period)
+	}
+}
+
+func ptr(n int64) *int64 { return &n }
+
+// TestCompileBurst: a limit's burst is its own or its requests; a tier's
+// is its own, else the limit's when the limit sets one, else the tier's
+// requests.
+func TestCompileBurst(t *testing.T) {
+	tests := map[string]struct {
+		limit v1alpha1.Limit
+		tier  string // "" for the limit's own rate
+		want  policy.Rate
+	}{
+		"an unset burst is requests": {
+			limit: v1alpha1.Limit{Requests: 100, Period: "15m"},
+			want:  policy.Rate{Requests: 100, Burst: 100, Period: 15 * time.Minute},
+		},
+		"a burst smaller than requests": {
+			limit: v1alpha1.Limit{Requests: 100, Burst: ptr(10), Period: "15m"},
+			want:  policy.Rate{Requests: 100, Burst: 10, Period: 15 * time.Minute},
+		},
+		"a burst larger than requests": {
+			limit: v1alpha1.Limit{Requests: 1, Burst: ptr(1000), Period: "1s"},
+			want:  policy.Rate{Requests: 1, Burst: 1000, Period: time.Second},
+		},
+		"a tier without burst under a limit without burst takes the tier's requests": {
+			limit: v1alpha1.Limit{Requests: 100, Period: "15m", Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"premium": {Requests: 1000}}}},
+			tier:  "premium",
+			want:  policy.Rate{Requests: 1000, Burst: 1000, Period: 15 * time.Minute},
+		},
+		"a tier without burst takes the limit's burst": {
+			limit: v1alpha1.Limit{Requests: 100, Burst: ptr(10), Period: "15m", Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"premium": {Requests: 1000}}}},
+			tier:  "premium",
+			want:  policy.Rate{Requests: 1000, Burst: 10, Period: 15 * time.Minute},
+		},
+		"a tier's own burst wins over the limit's": {
+			limit: v1alpha1.Limit{Requests: 100, Burst: ptr(10), Period: "15m", Tiers: &v1alpha1.Tiers{Claim: "plan", Values: map[string]v1alpha1.Tier{"premium": {Requests: 1000, Burst: ptr(50), Period: "1h"}}}},
+			tier:  "premium",
+			want:  policy.Rate{Requests: 1000, Burst: 50, Period: time.Hour},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			rule := pt.OwnTasksRule()
+			tc.limit.Name, tc.limit.By = "per-user", "user"
+			rule.Limits = []v1alpha1.Limit{tc.limit}
+			p, err := compiler.Compile(pt.New(pt.WithRule(rule)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := p.Rules[0].Limits[0].For(tc.tier, tc.tier != "")
+			if got.Requests != tc.want.Requests || got.Burst != tc.want.Burst || got.Period != tc.want.Period {
+				t.Errorf("rate = %d per %v, burst %d; want %d per %v, burst %d",
+					got.Requests, got.Period, got.Burst, tc.want.Requests, tc.want.Period, tc.want.Burst)
+			}
+			if want := policy.NewRate("per-user", tc.want.Requests, tc.want.Burst, tc.want.Period); *got != want {
+				t.Errorf("rate texts = %+v, want %+v", *got, want)
+			}
+		})
 	}
 }

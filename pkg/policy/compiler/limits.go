@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -25,9 +26,15 @@ func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule s
 			c.add(field.Duplicate(lp.Child("name"), l.Name))
 		}
 		local[l.Name] = true
-		cl := policy.Limit{Name: l.Name, Requests: l.Requests}
+		cl := policy.Limit{Name: l.Name}
 		c.requests(lp.Child("requests"), l.Requests)
-		cl.Period = c.period(lp.Child("period"), l.Period)
+		period := c.period(lp.Child("period"), l.Period)
+		burst := l.Requests
+		if l.Burst != nil {
+			burst = *l.Burst
+			c.burst(lp.Child("burst"), burst, l.Requests)
+		}
+		cl.Rate = policy.NewRate(l.Name, l.Requests, burst, period)
 		cl.By, cl.ByName = c.by(lp.Child("by"), l.By)
 		cl.CounterPrefix = policy.CounterPrefix(policyKey, rule, l.Name, cl.By, cl.ByName)
 		if anonymous && cl.By.NeedsIdentity() {
@@ -44,15 +51,30 @@ func (c *compiler) limits(in []v1alpha1.Limit, fp *field.Path, policyKey, rule s
 			if len(l.Tiers.Values) == 0 {
 				c.add(field.Required(tp.Child("values"), "at least one tier is required"))
 			}
-			cl.Tiers = &policy.Tiers{Claim: l.Tiers.Claim, Values: make(map[string]policy.Tier, len(l.Tiers.Values))}
+			cl.Tiers = &policy.Tiers{Claim: l.Tiers.Claim, Values: make(map[string]*policy.Rate, len(l.Tiers.Values))}
 			for value, t := range l.Tiers.Values {
 				vp := tp.Child("values").Key(value)
 				c.requests(vp.Child("requests"), t.Requests)
-				tier := policy.Tier{Requests: t.Requests, Period: cl.Period}
+				tierPeriod := period
 				if t.Period != "" {
-					tier.Period = c.period(vp.Child("period"), t.Period)
+					tierPeriod = c.period(vp.Child("period"), t.Period)
 				}
-				cl.Tiers.Values[value] = tier
+				// A tier's burst: its own, else the limit's when the limit
+				// sets one, else the tier's requests.
+				tierBurst := t.Requests
+				switch {
+				case t.Burst != nil:
+					tierBurst = *t.Burst
+					c.burst(vp.Child("burst"), tierBurst, t.Requests)
+				case l.Burst != nil:
+					tierBurst = *l.Burst
+					if t.Requests >= 1 && !burstFits(tierBurst, t.Requests) {
+						c.add(field.Invalid(vp.Child("requests"), t.Requests, fmt.Sprintf(
+							"this tier takes the limit's burst %d, which must be at most %d times its requests: set the tier's burst", tierBurst, MaxBurstRatio)))
+					}
+				}
+				r := policy.NewRate(l.Name, t.Requests, tierBurst, tierPeriod)
+				cl.Tiers.Values[value] = &r
 			}
 		}
 		out = append(out, cl)
@@ -65,6 +87,19 @@ func (c *compiler) requests(fp *field.Path, n int64) {
 		c.add(field.Invalid(fp, n, "requests must be between 1 and 1000000000"))
 	}
 }
+
+// burst checks a limit's or a tier's burst against its requests.
+func (c *compiler) burst(fp *field.Path, burst, requests int64) {
+	switch {
+	case burst < 1 || burst > MaxRequests:
+		c.add(field.Invalid(fp, burst, "burst must be between 1 and 1000000000"))
+	case requests >= 1 && !burstFits(burst, requests):
+		c.add(field.Invalid(fp, burst, fmt.Sprintf("burst must be at most %d times requests (%d)", MaxBurstRatio, requests)))
+	}
+}
+
+// burstFits reports whether burst is at most MaxBurstRatio times requests.
+func burstFits(burst, requests int64) bool { return burst <= MaxBurstRatio*requests }
 
 func (c *compiler) period(fp *field.Path, s string) time.Duration {
 	d, ok := c.duration(fp, s)
