@@ -29,58 +29,78 @@ func readDoc(t *testing.T, name string) string {
 	return string(b)
 }
 
-// TestQuotaWorkedExample replays docs/quota.md's example on the memory
+// TestQuotaWorkedExample replays docs/quota.md's examples on the memory
 // store: requests: 100, period: 15m allows 100 at once, then one every 9 s,
-// 200 by the end of the first 15 minutes.
+// 200 by the end of the first 15 minutes; with burst: 10, 10 at once and
+// 110 by then.
 func TestQuotaWorkedExample(t *testing.T) {
-	clock := testclock.New(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-	store := ratelimit.NewMemory(ratelimit.MemoryOptions{Now: clock.Now, SweepInterval: -1})
-	defer store.Close()
-	limit := []ratelimit.Limit{{Key: "shop/tasks-api:per-user:u:alice", Requests: 100, Period: 15 * time.Minute}}
-	take := func() ratelimit.Status {
-		t.Helper()
-		res, err := store.Take(context.Background(), limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Statuses[0]
+	tests := map[string]struct {
+		burst int64 // 0: unset
+		// at once is the burst; firstReset and lastReset the Reset of its
+		// first and last request; total what the first 15 minutes allow;
+		// idle how long a drained counter takes to be full again.
+		atOnce                int
+		firstReset, lastReset time.Duration
+		total                 int
+		idle                  time.Duration
+	}{
+		"requests: 100, period: 15m":            {atOnce: 100, firstReset: 9 * time.Second, lastReset: 15 * time.Minute, total: 200, idle: 15 * time.Minute},
+		"requests: 100, period: 15m, burst: 10": {burst: 10, atOnce: 10, firstReset: 9 * time.Second, lastReset: 90 * time.Second, total: 110, idle: 90 * time.Second},
 	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+			clock := testclock.New(start)
+			store := ratelimit.NewMemory(ratelimit.MemoryOptions{Now: clock.Now, SweepInterval: -1})
+			defer store.Close()
+			limit := []ratelimit.Limit{{Key: "shop/tasks-api:per-user:u:alice", Requests: 100, Burst: tc.burst, Period: 15 * time.Minute}}
+			take := func() ratelimit.Status {
+				t.Helper()
+				res, err := store.Take(context.Background(), limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.Statuses[0]
+			}
 
-	first := take()
-	if !first.Allowed || first.Limit != 100 || first.Remaining != 99 || first.Reset != 9*time.Second {
-		t.Errorf("first request: %+v, want allowed, limit 100, remaining 99, reset 9s", first)
-	}
-	allowed := 1
-	for range 99 {
-		if take().Allowed {
-			allowed++
-		}
-	}
-	if allowed != 100 {
-		t.Fatalf("%d of the first 100 requests allowed, want all", allowed)
-	}
-	if s := take(); s.Allowed || s.RetryAfter != 9*time.Second {
-		t.Errorf("101st request at once: %+v, want denied, retry after 9s", s)
-	}
-	clock.Advance(4500 * time.Millisecond)
-	if s := take(); s.Allowed || s.RetryAfter != 4500*time.Millisecond {
-		t.Errorf("at 4.5 s: %+v, want denied, retry after 4.5s", s)
-	}
-	// One request every second until 15:00: one in nine is allowed.
-	for clock.Advance(500 * time.Millisecond); ; clock.Advance(time.Second) {
-		if take().Allowed {
-			allowed++
-		}
-		if clock.Now().Sub(time.Date(2026, 1, 1, 12, 15, 0, 0, time.UTC)) >= 0 {
-			break
-		}
-	}
-	if allowed != 200 {
-		t.Errorf("%d allowed in the first 15 minutes, want 200 (100 at once + 100 refilled)", allowed)
-	}
-	clock.Advance(15 * time.Minute)
-	if s := take(); !s.Allowed || s.Remaining != 99 {
-		t.Errorf("after 15 idle minutes: %+v, want a full counter again", s)
+			first := take()
+			if !first.Allowed || first.Limit != 100 || first.Remaining != int64(tc.atOnce-1) || first.Reset != tc.firstReset {
+				t.Errorf("first request: %+v, want allowed, limit 100, remaining %d, reset %s", first, tc.atOnce-1, tc.firstReset)
+			}
+			allowed := 1
+			var last ratelimit.Status
+			for range tc.atOnce - 1 {
+				if last = take(); last.Allowed {
+					allowed++
+				}
+			}
+			if allowed != tc.atOnce || last.Remaining != 0 || last.Reset != tc.lastReset {
+				t.Fatalf("%d of the first %d requests allowed, the last %+v; want all, 0 remaining, reset %s", allowed, tc.atOnce, last, tc.lastReset)
+			}
+			if s := take(); s.Allowed || s.RetryAfter != 9*time.Second {
+				t.Errorf("request %d at once: %+v, want denied, retry after 9s", tc.atOnce+1, s)
+			}
+			clock.Advance(4500 * time.Millisecond)
+			if s := take(); s.Allowed || s.RetryAfter != 4500*time.Millisecond {
+				t.Errorf("at 4.5 s: %+v, want denied, retry after 4.5s", s)
+			}
+			// One request every second until 15:00: one in nine is allowed.
+			for clock.Advance(500 * time.Millisecond); ; clock.Advance(time.Second) {
+				if take().Allowed {
+					allowed++
+				}
+				if clock.Now().Sub(start.Add(15*time.Minute)) >= 0 {
+					break
+				}
+			}
+			if allowed != tc.total {
+				t.Errorf("%d allowed in the first 15 minutes, want %d (%d at once + 100 refilled)", allowed, tc.total, tc.atOnce)
+			}
+			clock.Advance(tc.idle)
+			if s := take(); !s.Allowed || s.Remaining != int64(tc.atOnce-1) {
+				t.Errorf("after %s idle: %+v, want a full counter again", tc.idle, s)
+			}
+		})
 	}
 }
 

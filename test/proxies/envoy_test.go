@@ -130,8 +130,8 @@ func TestEnvoyBootstraps(t *testing.T) {
 					names []string
 				}{
 					{resp.GetAllowedUpstreamHeaders(), "allowed_upstream_headers", []string{"x-user-id", "x-user-email"}},
-					{resp.GetAllowedClientHeaders(), "allowed_client_headers", []string{"content-type", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}},
-					{resp.GetAllowedClientHeadersOnSuccess(), "allowed_client_headers_on_success", []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}},
+					{resp.GetAllowedClientHeaders(), "allowed_client_headers", []string{"content-type", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy"}},
+					{resp.GetAllowedClientHeadersOnSuccess(), "allowed_client_headers_on_success", []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy"}},
 				} {
 					for _, name := range c.names {
 						if !anyMatch(t, c.list, name) {

@@ -257,6 +257,7 @@ func runForwardAuthCases(t *testing.T, e *forwardAuthEnv) {
 			if r.header.Get("X-RateLimit-Limit") != "3" || r.header.Get("X-RateLimit-Remaining") != "2" || r.header.Get("X-RateLimit-Reset") == "" {
 				t.Errorf("X-RateLimit-* %q %q %q, want 3, 2 and a reset", r.header.Get("X-RateLimit-Limit"), r.header.Get("X-RateLimit-Remaining"), r.header.Get("X-RateLimit-Reset"))
 			}
+			wantIETFRateLimit(t, r, 2)
 		}
 	})
 
@@ -337,6 +338,7 @@ func runForwardAuthCases(t *testing.T, e *forwardAuthEnv) {
 		if r.header.Get("X-RateLimit-Limit") != "3" || r.header.Get("X-RateLimit-Remaining") != "0" || r.header.Get("X-RateLimit-Reset") == "" {
 			t.Errorf("X-RateLimit-* %q %q %q, want 3, 0 and a reset", r.header.Get("X-RateLimit-Limit"), r.header.Get("X-RateLimit-Remaining"), r.header.Get("X-RateLimit-Reset"))
 		}
+		wantIETFRateLimit(t, r, 0)
 		if n := len(e.upstream.requests(id)); n != 3 {
 			t.Errorf("the upstream received %d requests, want the 3 allowed", n)
 		}
@@ -418,5 +420,17 @@ func runForwardAuthCases(t *testing.T, e *forwardAuthEnv) {
 			denyBody(t, r, "bad_request")
 			e.notUpstream(t, id)
 		})
+	}
+}
+
+// wantIETFRateLimit checks the RateLimit-Policy and RateLimit headers of
+// the per-user limit (3 per hour) with r requests left.
+func wantIETFRateLimit(t *testing.T, r response, left int) {
+	t.Helper()
+	if got, want := r.header.Get("RateLimit-Policy"), `"per-user";q=3;w=3600`; got != want {
+		t.Errorf("RateLimit-Policy %q, want %q", got, want)
+	}
+	if got, want := r.header.Get("RateLimit"), fmt.Sprintf(`"per-user";r=%d;t=`, left); !strings.HasPrefix(got, want) {
+		t.Errorf("RateLimit %q, want it to start with %q", got, want)
 	}
 }
