@@ -85,7 +85,7 @@ func TestLoadReportsEveryDecodeMistake(t *testing.T) {
     - {name: per-ip, requests: 10, period: 1m, by: ip, colour: red}
   rules: [{name: all, anonymous: true}]
 `,
-			want: []want{{"spec.limits[0].colour", 8, `unknown field "colour" (fields here: by, name, period, requests, tiers)`}},
+			want: []want{{"spec.limits[0].colour", 8, `unknown field "colour" (fields here: burst, by, name, period, requests, tiers)`}},
 		},
 		"a duplicate field": {
 			spec: `  pathPrefix: /a
