@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 )
 
 func TestReadOnlyMappings(t *testing.T) {
@@ -134,10 +134,6 @@ func TestReleaseInBuilds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three executables")
 	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	_, ccErr := exec.LookPath("gcc")
 	tests := []struct {
 		name     string
@@ -156,12 +152,9 @@ func TestReleaseInBuilds(t *testing.T) {
 			if tt.needsGCC && ccErr != nil {
 				t.Skip("no gcc for the external linker")
 			}
-			bin := filepath.Join(t.TempDir(), "release")
-			build := exec.Command(goCmd, append(append([]string{"build", "-o", bin}, tt.args...), "./testdata/release")...)
-			build.Env = append(os.Environ(), "CGO_ENABLED="+tt.cgo)
-			if out, err := build.CombinedOutput(); err != nil {
-				t.Fatalf("go build %v: %v\n%s", tt.args, err, out)
-			}
+			build := &progtest.Build{Package: "./testdata/release", Flags: tt.args, Env: []string{"CGO_ENABLED=" + tt.cgo}}
+			t.Cleanup(build.Remove)
+			bin := build.Path(t)
 			var stderr bytes.Buffer
 			run := exec.Command(bin)
 			run.Stderr = &stderr

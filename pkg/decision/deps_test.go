@@ -2,11 +2,11 @@ package decision_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 )
 
 // TestCoreImportsNoIO: the decision core and the packages it shares with
@@ -15,10 +15,7 @@ import (
 // HTTP, Kubernetes or gRPC package, and of tollgate only each other. fmt
 // imports os for Printf (os.Stdout); that one is unavoidable and allowed.
 func TestCoreImportsNoIO(t *testing.T) {
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goCmd := progtest.Go()
 	const module = "github.com/tollgate-dev/tollgate/"
 	core := map[string]bool{
 		module + "pkg/decision": true,

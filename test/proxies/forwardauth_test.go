@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
 )
 
@@ -95,7 +96,7 @@ func forwardAuthProxies() map[string]forwardAuthProxy {
 func TestForwardAuthProxies(t *testing.T) {
 	for name, p := range forwardAuthProxies() {
 		t.Run(name, func(t *testing.T) {
-			bin := needBinary(t, p.bin, p.pkg)
+			bin := progtest.Need(t, p.bin, p.pkg)
 			e := newForwardAuthEnv(t, p.mode, p.caps, func(t *testing.T, tollgateHTTP, upstreamAddr string) string {
 				return p.start(t, bin, tollgateHTTP, upstreamAddr)
 			})
@@ -110,7 +111,7 @@ func TestForwardAuthProxies(t *testing.T) {
 func TestForwardAuthProxiesTollgateDown(t *testing.T) {
 	for name, p := range forwardAuthProxies() {
 		t.Run(name, func(t *testing.T) {
-			bin := needBinary(t, p.bin, p.pkg)
+			bin := progtest.Need(t, p.bin, p.pkg)
 			up := startUpstream(t)
 			closed := "127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens there
 			e := &forwardAuthEnv{base: p.start(t, bin, closed, up.Addr), upstream: up}

@@ -9,69 +9,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 	"github.com/tollgate-dev/tollgate/internal/testlog"
 )
 
 // startTimeout bounds how long tollgate or a proxy may take to come up.
 const startTimeout = 30 * time.Second
 
-// binDir holds the tollgate binary built for this test binary; set once by
-// TestMain before any test runs.
-var binDir string
+// tollgateBin is cmd/tollgate built from this tree, once per test binary.
+var tollgateBin = &progtest.Build{Package: progtest.TollgatePackage}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tollgate-proxies-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	tollgateBin.Remove()
 	os.Exit(code)
-}
-
-// buildTollgate builds cmd/tollgate from this tree, once per test binary,
-// the first time a test needs it.
-var buildTollgate = sync.OnceValues(func() (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(binDir, "tollgate")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tollgate-dev/tollgate/cmd/tollgate")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/tollgate: %w\n%s", err, out)
-	}
-	return bin, nil
-})
-
-// needBinary returns the path of an external program the test runs. When
-// it is missing the test is skipped, or fails when the CI environment
-// variable is set: hack/test.sh installs it, so CI never skips silently.
-func needBinary(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		// Root's PATH has /usr/sbin; a user's may not.
-		if _, serr := os.Stat("/usr/sbin/" + name); serr == nil {
-			return "/usr/sbin/" + name
-		}
-		msg := fmt.Sprintf("%s not found (apt-get install -y %s, as hack/test.sh does): %v", name, pkg, err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
 }
 
 // freePort returns a loopback port that was free a moment ago. Callers
@@ -167,10 +124,7 @@ type tollgate struct {
 // answers 200.
 func startTollgate(t *testing.T, mode, policyYAML string) *tollgate {
 	t.Helper()
-	bin, err := buildTollgate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := tollgateBin.Path(t)
 	dir := t.TempDir()
 	policies := filepath.Join(dir, "policies")
 	if err := os.Mkdir(policies, 0o755); err != nil {

@@ -1,49 +1,26 @@
 package scripts_test
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 )
 
 // repoRoot is the repository, relative to this package.
 const repoRoot = "../.."
 
-// binDir holds the tollgate binary built for this test binary.
-var binDir string
+// tollgateBin is cmd/tollgate built from this tree, once per test binary.
+var tollgateBin = &progtest.Build{Package: progtest.TollgatePackage}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tollgate-scripts-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	tollgateBin.Remove()
 	os.Exit(code)
 }
-
-// buildTollgate builds cmd/tollgate from this tree, once per test binary.
-var buildTollgate = sync.OnceValues(func() (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(binDir, "tollgate")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tollgate-dev/tollgate/cmd/tollgate")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/tollgate: %w\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // copyFiles copies repository files (paths relative to the root) into dir,
 // keeping their paths and modes.
@@ -90,18 +67,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// needBinary returns the path of a program the test runs; when it is
-// missing the test is skipped, or fails in CI.
-func needBinary(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return p
 }

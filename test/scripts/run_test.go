@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 	"github.com/tollgate-dev/tollgate/internal/testlog"
 )
 
@@ -23,11 +24,8 @@ const runDeadline = 30 * time.Second
 // that moves every port of it to a free loopback port.
 func makeRunTree(t *testing.T) (dir string, env []string, addrs map[string]string) {
 	t.Helper()
-	needBinary(t, "make")
-	bin, err := buildTollgate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	progtest.Need(t, "make", "make")
+	bin := tollgateBin.Path(t)
 	dir = t.TempDir()
 	copyFiles(t, dir, "Makefile", "hack/run.sh")
 	samples, err := filepath.Glob(filepath.Join(repoRoot, "config/samples/*"))

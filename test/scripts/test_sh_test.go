@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/progtest"
 )
 
 // TestTestScriptLeavesServicesAlone runs hack/test.sh with a stand-in for
@@ -13,7 +15,7 @@ import (
 // that it runs lint and the tests without touching a service of the
 // machine: the tests start their own redis-server on free ports.
 func TestTestScriptLeavesServicesAlone(t *testing.T) {
-	needBinary(t, "bash")
+	progtest.Need(t, "bash", "bash")
 	tests := map[string]struct {
 		// installed are the stand-ins present before the script runs.
 		installed []string
