@@ -39,14 +39,7 @@ func (m *Map[K, V]) Get(k K, create func(K) V) V {
 	if v, ok := m.Load(k); ok {
 		return v
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if v, ok := m.Load(k); ok {
-		return v
-	}
-	v := create(k)
-	m.storeLocked(k, v)
-	return v
+	return m.add(k, func(k K) (V, bool) { return create(k), true })
 }
 
 // GetIf is Get for values that may not be wanted in the map: when k is
@@ -59,6 +52,13 @@ func (m *Map[K, V]) GetIf(k K, create func(K) (v V, add bool)) V {
 	if v, ok := m.Load(k); ok {
 		return v
 	}
+	return m.add(k, create)
+}
+
+// add is Get's and GetIf's way for a key not found: under the writer
+// lock, it looks again, then creates the value and adds it if create says
+// so, copying the map.
+func (m *Map[K, V]) add(k K, create func(K) (V, bool)) V {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if v, ok := m.Load(k); ok {
@@ -66,20 +66,16 @@ func (m *Map[K, V]) GetIf(k K, create func(K) (v V, add bool)) V {
 	}
 	v, add := create(k)
 	if add {
-		m.storeLocked(k, v)
+		var old map[K]V
+		if p := m.m.Load(); p != nil {
+			old = *p
+		}
+		next := make(map[K]V, len(old)+1)
+		maps.Copy(next, old)
+		next[k] = v
+		m.m.Store(&next)
 	}
 	return v
-}
-
-func (m *Map[K, V]) storeLocked(k K, v V) {
-	var old map[K]V
-	if p := m.m.Load(); p != nil {
-		old = *p
-	}
-	next := make(map[K]V, len(old)+1)
-	maps.Copy(next, old)
-	next[k] = v
-	m.m.Store(&next)
 }
 
 // Edit changes the map in one step: fn gets a copy of it, with the writer
