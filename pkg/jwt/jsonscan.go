@@ -183,18 +183,8 @@ func (s *scanner) object(depth int) error {
 				return err
 			}
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return errJSONSyntax
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return errJSONSyntax
+		if end, err := s.separator('}'); end || err != nil {
+			return err
 		}
 	}
 }
@@ -214,20 +204,28 @@ func (s *scanner) array(depth int) error {
 		if err := s.value(depth); err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.data) {
-			return errJSONSyntax
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return nil
-		default:
-			return errJSONSyntax
+		if end, err := s.separator(']'); end || err != nil {
+			return err
 		}
 	}
+}
+
+// separator reads what follows a member or an element: ',' when more
+// follow, or closing, the end of the object or array (end is true).
+func (s *scanner) separator(closing byte) (end bool, err error) {
+	s.space()
+	if s.i >= len(s.data) {
+		return false, errJSONSyntax
+	}
+	switch s.data[s.i] {
+	case ',':
+		s.i++
+		return false, nil
+	case closing:
+		s.i++
+		return true, nil
+	}
+	return false, errJSONSyntax
 }
 
 // str scans a string starting at its opening quote and reports whether it
