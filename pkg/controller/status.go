@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -39,6 +40,13 @@ type statusReconciler struct {
 	recorder events.EventRecorder
 	now      func() time.Time
 	writes   *prometheus.CounterVec
+
+	// written holds, per policy, the resourceVersion a status patch was
+	// made from, until the cache shows a newer version: a reconcile that
+	// reads the cache before the patch's own event reaches it (the policy
+	// is queued by its watch and by the set's notifier alike) would
+	// otherwise write the same status again.
+	written sync.Map // types.NamespacedName -> string
 }
 
 var _ reconcile.Reconciler = (*statusReconciler)(nil)
@@ -55,7 +63,16 @@ func (r *statusReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	}
 	var ap v1alpha1.AuthPolicy
 	if err := r.cache.Get(ctx, req.NamespacedName, &ap); err != nil {
+		r.written.Delete(req.NamespacedName)
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if from, ok := r.written.Load(req.NamespacedName); ok {
+		if from == ap.ResourceVersion {
+			// The cache has not seen this replica's last write yet; the
+			// write's own event requeues the policy when it has.
+			return reconcile.Result{}, nil
+		}
+		r.written.Delete(req.NamespacedName)
 	}
 	st, ok := r.set.Status(ap.Namespace, ap.Name)
 	if !ok || st.ObservedGeneration != ap.Generation {
@@ -77,6 +94,7 @@ func (r *statusReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		return reconcile.Result{}, fmt.Errorf("patch status of AuthPolicy %s: %w", req.NamespacedName, err)
 	}
 	r.writes.WithLabelValues("success").Inc()
+	r.written.Store(req.NamespacedName, orig.ResourceVersion)
 	if before == nil || before.Status != cond.Status || before.Reason != cond.Reason {
 		typ := corev1.EventTypeNormal
 		if cond.Status != metav1.ConditionTrue {

@@ -326,10 +326,19 @@ func TestQuotaStoreHealthWithoutTraffic(t *testing.T) {
 		}
 		return code, body, up
 	}
-	code, body, up := state()
-	if code != 200 || !strings.Contains(body, `"quotaStore":"down"`) || !strings.Contains(body, "connection refused") || up != "0" {
-		t.Fatalf("Redis never reached: /readyz %d %s, tollgate_quota_store_up %q; want ready, the store down with its error, 0", code, body, up)
-	}
+	// The store is down from the start; its error is known once the first
+	// background ping has failed, which may be after the first /readyz.
+	var (
+		code     int
+		body, up string
+	)
+	h.waitFor("Redis never reached: ready, the store down with its error, tollgate_quota_store_up 0", func() bool {
+		code, body, up = state()
+		if code != 200 || !strings.Contains(body, `"quotaStore":"down"`) || up != "0" {
+			t.Fatalf("Redis never reached: /readyz %d %s, tollgate_quota_store_up %q; want ready, the store down, 0", code, body, up)
+		}
+		return strings.Contains(body, "connection refused")
+	})
 	for _, step := range []struct {
 		do        func()
 		store, up string
