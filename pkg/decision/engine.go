@@ -12,9 +12,10 @@ import (
 	"github.com/tollgate-dev/tollgate/pkg/token"
 )
 
-// A QuotaStore charges the limits of one decision, all or nothing.
+// A QuotaStore charges the limits of one decision, all or nothing
+// (quota.Store: the limits' keys and statuses are borrowed for the Take).
 type QuotaStore interface {
-	Take(ctx context.Context, limits []quota.Limit) (quota.Result, error)
+	Take(ctx context.Context, limits []quota.Limit, statuses []quota.Status) (quota.Result, error)
 }
 
 // Options configures an Engine.

@@ -34,22 +34,24 @@ const (
 // storeDegradedHeaders go with a denial when the quota store cannot answer.
 var storeDegradedHeaders = []Header{{Name: HeaderRetryAfter, Value: "1"}}
 
-// quotaScratch holds the limits of one decision and their keys while the
-// store counts them. Every key of a decision is built into one buffer and
-// becomes one string, which the limits' keys slice: one allocation per
-// decision however many limits apply.
+// quotaScratch holds the limits of one decision, their keys and their
+// Statuses while the store counts them. Every key of a decision is built
+// into one buffer, which the limits' keys slice; the store borrows them
+// and the Statuses buffer for the Take only (quota.Store), so that a
+// decision charges its limits without allocating.
 type quotaScratch struct {
-	limits []quota.Limit
-	src    []*policy.Limit // the compiled limit of each of limits
-	rates  []*policy.Rate  // the rate (tier) that applies to each of limits
-	ends   []int           // end of each limit's key in keys
-	keys   []byte
+	limits   []quota.Limit
+	src      []*policy.Limit // the compiled limit of each of limits
+	rates    []*policy.Rate  // the rate (tier) that applies to each of limits
+	ends     []int           // end of each limit's key in keys
+	keys     []byte
+	statuses []quota.Status
 }
 
 // scratchPool recycles quotaScratch values across decisions.
 var scratchPool = sync.Pool{New: func() any {
 	return &quotaScratch{limits: make([]quota.Limit, 0, 8), src: make([]*policy.Limit, 0, 8), rates: make([]*policy.Rate, 0, 8),
-		ends: make([]int, 0, 8), keys: make([]byte, 0, 512)}
+		ends: make([]int, 0, 8), keys: make([]byte, 0, 512), statuses: make([]quota.Status, 0, 8)}
 }}
 
 // charge counts the request against every limit of the policy and rule and
@@ -102,11 +104,12 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 		ev.step("quota", "skip", "no limits apply")
 		return nil, nil
 	}
-	keys, begin := string(s.keys), 0
+	// The keys slice s.keys now that it no longer grows.
+	begin := 0
 	for i, end := range s.ends {
-		limits[i].Key, begin = keys[begin:end], end
+		limits[i].Key, begin = s.keys[begin:end:end], end
 	}
-	res, err := e.opts.Quota.Take(ctx, limits)
+	res, err := e.opts.Quota.Take(ctx, limits, s.statuses)
 	if err != nil || (!res.Allowed && len(res.Statuses) == 0) {
 		ev.step("quota", "deny", "quota store unavailable")
 		return storeDegradedHeaders, &deniedStoreDegraded

@@ -12,10 +12,12 @@ import (
 type Limit struct {
 	// Key is the unique counter identity built by the caller (see
 	// policy.CounterPrefix). It may contain any bytes and be of any length;
-	// stores escape or hash it as they need, and keep no reference to it
-	// after Take returns. A tier changes Requests and Period, never the Key,
-	// so every subscriber keeps their own counter.
-	Key string
+	// stores escape or hash it as they need. It is borrowed: the caller
+	// may reuse its bytes once Take returns, so a store copies what it
+	// keeps or sends later (a Redis pipeline that outlives a Take on its
+	// deadline sends its own copy). A tier changes Requests, Burst and
+	// Period, never the Key, so every subscriber keeps their own counter.
+	Key []byte
 	// Requests is the number of requests refilled per Period (>= 1): one
 	// every Period / Requests.
 	Requests int64
@@ -76,6 +78,21 @@ type Result struct {
 // Redis is unreachable or ctx expired) or a Limit is invalid
 // (ratelimit.ErrInvalidLimit); a denial is a Result with Allowed false and a nil error.
 // Take with no limits allows.
+//
+// statuses is the caller's buffer for Result.Statuses: when its capacity
+// holds one Status per limit, Take writes them there and Result.Statuses
+// is statuses[:len(limits)], so that a caller that reuses its buffer
+// charges without allocating; otherwise (nil, say) Take allocates them.
+// Only Take writes the buffer, and only before it returns.
 type Store interface {
-	Take(ctx context.Context, limits []Limit) (Result, error)
+	Take(ctx context.Context, limits []Limit, statuses []Status) (Result, error)
+}
+
+// StatusesFor returns buf[:n] when buf can hold n Statuses, else a new
+// slice of n: the Statuses of a Take of n limits (see Store).
+func StatusesFor(buf []Status, n int) []Status {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]Status, n)
 }

@@ -18,7 +18,7 @@ func TestRedisPipelinesConcurrentTakesExactly(t *testing.T) {
 	for target, opts := range redisTargets(t) {
 		t.Run(target, func(t *testing.T) {
 			r := newRedisStore(t, opts)
-			limit := Limit{Key: "shop/tasks-api:per-user:u:iss|batched", Requests: 20, Period: time.Hour}
+			limit := Limit{Key: []byte("shop/tasks-api:per-user:u:iss|batched"), Requests: 20, Period: time.Hour}
 			if got := takeConcurrently(t, []Store{r}, 90, []Limit{limit}); got != 20 {
 				t.Fatalf("allowed %d of 90, want exactly 20", got)
 			}
@@ -46,11 +46,11 @@ func TestRedisQueuedCallerLeavesWhenItsContextEnds(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = r.Close() })
 	otherCaller(t, r)
-	limit := Limit{Key: "queued", Requests: 3, Period: time.Hour}
+	limit := Limit{Key: []byte("queued"), Requests: 3, Period: time.Hour}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := r.Take(ctx, []Limit{limit}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := r.Take(ctx, []Limit{limit}, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("queued Take with an expiring ctx: %v, want context.DeadlineExceeded", err)
 	}
 	if n := len(r.batch.queue); n != 1 {
@@ -89,18 +89,18 @@ func TestRedisQueuedCallerLeavesWhileRedisHangs(t *testing.T) {
 	r.batch.start(pipelineLoops)
 	t.Cleanup(func() { _ = r.Close() })
 	otherCaller(t, r)
-	mustTake(t, r, Limit{Key: "warm-up", Requests: 1, Period: time.Hour}) // loads the script
+	mustTake(t, r, Limit{Key: []byte("warm-up"), Requests: 1, Period: time.Hour}) // loads the script
 
 	srv.Pause()
 	t.Cleanup(srv.Resume) // runs before Close, which waits for the pipelines
-	blocked := Limit{Key: "blocked", Requests: 10, Period: time.Hour}
+	blocked := Limit{Key: []byte("blocked"), Requests: 10, Period: time.Hour}
 	var returned atomic.Int32
 	var blockers sync.WaitGroup
 	errs := make(chan error, pipelineLoops)
 	for i := range pipelineLoops {
 		blockers.Go(func() {
 			defer returned.Add(1)
-			if res, err := r.Take(context.Background(), []Limit{blocked}); err != nil || !res.Allowed {
+			if res, err := r.Take(context.Background(), []Limit{blocked}, nil); err != nil || !res.Allowed {
 				errs <- fmt.Errorf("blocked take: %+v, %v; want allowed after the resume", res, err)
 			}
 		})
@@ -108,10 +108,10 @@ func TestRedisQueuedCallerLeavesWhileRedisHangs(t *testing.T) {
 		waitFor(t, func() bool { return r.batch.inFlight.Load() == int32(i+1) })
 	}
 
-	queued := Limit{Key: "queued", Requests: 3, Period: time.Hour}
+	queued := Limit{Key: []byte("queued"), Requests: 3, Period: time.Hour}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := r.Take(ctx, []Limit{queued}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := r.Take(ctx, []Limit{queued}, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("queued Take with an expiring ctx: %v, want context.DeadlineExceeded", err)
 	}
 	if n := returned.Load(); n != 0 {
@@ -144,10 +144,10 @@ func TestRedisClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherCaller(t, r)
-	limit := Limit{Key: "closed", Requests: 3, Period: time.Hour}
+	limit := Limit{Key: []byte("closed"), Requests: 3, Period: time.Hour}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.Take(context.Background(), []Limit{limit})
+		_, err := r.Take(context.Background(), []Limit{limit}, nil)
 		errc <- err
 	}()
 	waitFor(t, func() bool { return len(r.batch.queue) == 1 })
@@ -157,7 +157,7 @@ func TestRedisClose(t *testing.T) {
 	if err := <-errc; !errors.Is(err, errClosed) {
 		t.Fatalf("Take queued at Close: %v, want errClosed", err)
 	}
-	if _, err := r.Take(context.Background(), []Limit{limit}); !errors.Is(err, errClosed) {
+	if _, err := r.Take(context.Background(), []Limit{limit}, nil); !errors.Is(err, errClosed) {
 		t.Fatalf("Take after Close: %v, want errClosed", err)
 	}
 	if err := r.Close(); err != nil {
@@ -185,7 +185,7 @@ func TestRedisCallPaths(t *testing.T) {
 				if pipelined {
 					otherCaller(t, r)
 				}
-				limit := Limit{Key: fmt.Sprintf("paths-%v", pipelined), Requests: 2, Period: time.Hour}
+				limit := Limit{Key: fmt.Appendf(nil, "paths-%v", pipelined), Requests: 2, Period: time.Hour}
 				for i, want := range []bool{true, true, false} {
 					if i == 2 {
 						flushScripts(t, r)
@@ -207,12 +207,12 @@ func TestRedisCallPaths(t *testing.T) {
 func TestRedisLoneCallerLeavesWhileRedisHangs(t *testing.T) {
 	srv := redistest.StartServer(t)
 	r := newRedisStore(t, ClientOptions{Addr: srv.Addr})
-	mustTake(t, r, Limit{Key: "warm-up", Requests: 1, Period: time.Hour})
+	mustTake(t, r, Limit{Key: []byte("warm-up"), Requests: 1, Period: time.Hour})
 	srv.Pause()
 	t.Cleanup(srv.Resume)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := r.Take(ctx, []Limit{{Key: "hung", Requests: 3, Period: time.Hour}}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := r.Take(ctx, []Limit{{Key: []byte("hung"), Requests: 3, Period: time.Hour}}, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("lone Take while Redis hangs: %v, want context.DeadlineExceeded", err)
 	}
 	if n := r.batch.directs.Load(); n != 2 {
@@ -227,5 +227,74 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 10s")
 		}
+	}
+}
+
+// TestRedisCallSentAfterItsCallerLeftUsesItsOwnCopies: a Take whose call
+// is in a pipeline when its ctx ends returns, and its caller reuses the
+// Limit.Key bytes and the Statuses buffer (as the decision core does with
+// its pooled scratch). The pipeline, which finishes later, charges the key
+// the caller gave, and nothing writes the buffer after Take returned. The
+// script is not loaded yet, so the pipeline writes the call a second time
+// (EVAL after NOSCRIPT) once the caller has left: a call that kept the
+// caller's bytes would then charge the reused key.
+func TestRedisCallSentAfterItsCallerLeftUsesItsOwnCopies(t *testing.T) {
+	srv := redistest.StartServer(t)
+	c := redis.NewClient(&redis.Options{
+		Addr:                  srv.Addr,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := newRedis(RedisOptions{Client: c}) // no loops yet: calls stay queued
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.batch.maxWait = 10 * time.Second
+	t.Cleanup(func() { _ = r.Close() })
+	otherCaller(t, r)
+
+	srv.Pause()
+	t.Cleanup(srv.Resume) // runs before Close, which waits for the pipelines
+	// A caller without a deadline keeps the pipeline going until Redis
+	// answers.
+	patient := make(chan error, 1)
+	go func() {
+		_, err := r.Take(context.Background(), []Limit{{Key: []byte("patient"), Requests: 10, Period: time.Hour}}, nil)
+		patient <- err
+	}()
+	key := []byte("original")
+	statuses := make([]Status, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	left := make(chan error, 1)
+	go func() {
+		_, err := r.Take(ctx, []Limit{{Key: key, Requests: 3, Period: time.Hour}}, statuses)
+		left <- err
+	}()
+	waitFor(t, func() bool { return len(r.batch.queue) == 2 })
+	r.batch.start(1)
+	waitFor(t, func() bool { return r.batch.inFlight.Load() == 1 && len(r.batch.queue) == 0 })
+	if err := <-left; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Take in a hung pipeline: %v, want context.DeadlineExceeded", err)
+	}
+	// The caller reuses its buffers while the pipeline still holds the call.
+	copy(key, "reused!!")
+	statuses[0] = Status{Limit: -1}
+
+	srv.Resume()
+	if err := <-patient; err != nil {
+		t.Fatalf("patient Take: %v", err)
+	}
+	waitFor(t, func() bool { return r.batch.inFlight.Load() == 0 })
+	for k, want := range map[string]int64{"original": 1, "reused!!": 0} {
+		if n, err := c.Exists(context.Background(), r.redisKey([]byte(k))).Result(); err != nil || n != want {
+			t.Errorf("counter %q exists: %d (%v), want %d", k, n, err, want)
+		}
+	}
+	if statuses[0] != (Status{Limit: -1}) {
+		t.Errorf("the Statuses buffer was written after Take returned: %+v", statuses[0])
 	}
 }

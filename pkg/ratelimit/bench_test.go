@@ -11,11 +11,11 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/redistest"
 )
 
-// benchKeys returns n realistic per-user keys.
-func benchKeys(n int) []string {
-	keys := make([]string, n)
+// benchKeys returns n realistic per-user keys, each followed by suffix.
+func benchKeys(n int, suffix string) [][]byte {
+	keys := make([][]byte, n)
 	for i := range keys {
-		keys[i] = fmt.Sprintf("shop/tasks-api:per-user:u:https://id.example.com|user-%08d", i)
+		keys[i] = fmt.Appendf(nil, "shop/tasks-api:per-user:u:https://id.example.com|user-%08d%s", i, suffix)
 	}
 	return keys
 }
@@ -23,7 +23,7 @@ func benchKeys(n int) []string {
 // benchTake runs Takes of one per-user limit over 10k users from
 // concurrency goroutines (0: GOMAXPROCS) and reports decisions per second.
 func benchTake(b *testing.B, s Store, concurrency int) {
-	keys := benchKeys(10_000)
+	keys := benchKeys(10_000, "")
 	if concurrency > 0 {
 		b.SetParallelism(max(concurrency/runtime.GOMAXPROCS(0), 1))
 	}
@@ -32,10 +32,11 @@ func benchTake(b *testing.B, s Store, concurrency int) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(next.Add(1)) * 7919
+		var statuses [1]Status // reused, as the decision core does
 		for pb.Next() {
 			i++
 			l := Limit{Key: keys[i%len(keys)], Requests: 1_000_000, Period: time.Hour}
-			if _, err := s.Take(context.Background(), []Limit{l}); err != nil {
+			if _, err := s.Take(context.Background(), []Limit{l}, statuses[:]); err != nil {
 				b.Error(err)
 				return
 			}
@@ -70,18 +71,19 @@ func BenchmarkTake(b *testing.B) {
 // per-ip limit, which locks two shards.
 func BenchmarkMemoryMultiLimit(b *testing.B) {
 	m := NewMemory(MemoryOptions{SweepInterval: -1})
-	keys := benchKeys(10_000)
+	keys, ipKeys := benchKeys(10_000, ""), benchKeys(10_000, ":ip")
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(next.Add(1)) * 7919
+		var statuses [2]Status
 		for pb.Next() {
 			i++
 			limits := []Limit{
 				{Key: keys[i%len(keys)], Requests: 1_000_000, Period: time.Hour},
-				{Key: keys[(i*31)%len(keys)] + ":ip", Requests: 1_000_000, Period: time.Hour},
+				{Key: ipKeys[(i*31)%len(keys)], Requests: 1_000_000, Period: time.Hour},
 			}
-			if _, err := m.Take(context.Background(), limits); err != nil {
+			if _, err := m.Take(context.Background(), limits, statuses[:]); err != nil {
 				b.Error(err)
 				return
 			}
@@ -93,7 +95,7 @@ func BenchmarkMemoryMultiLimit(b *testing.B) {
 // key included, measured with runtime.MemStats around inserting 100k keys.
 func BenchmarkMemoryBytesPerKey(b *testing.B) {
 	const n = 100_000
-	keys := benchKeys(n)
+	keys := benchKeys(n, "")
 	limits := make([][]Limit, n)
 	for i, k := range keys {
 		limits[i] = []Limit{{Key: k, Requests: 10, Period: time.Hour}}
@@ -105,7 +107,7 @@ func BenchmarkMemoryBytesPerKey(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		m := NewMemory(MemoryOptions{SweepInterval: -1})
 		for _, l := range limits {
-			if _, err := m.Take(context.Background(), l); err != nil {
+			if _, err := m.Take(context.Background(), l, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -13,11 +13,11 @@ import (
 func ExampleMemory_Take() {
 	store := ratelimit.NewMemory(ratelimit.MemoryOptions{})
 	defer store.Close()
-	perUser := ratelimit.Limit{Key: "shop/api:per-user:u:iss|alice", Requests: 1, Period: time.Minute}
-	perIP := ratelimit.Limit{Key: "shop/api:global-per-ip:ip:192.0.2.1", Requests: 100, Period: 15 * time.Minute}
+	perUser := ratelimit.Limit{Key: []byte("shop/api:per-user:u:iss|alice"), Requests: 1, Period: time.Minute}
+	perIP := ratelimit.Limit{Key: []byte("shop/api:global-per-ip:ip:192.0.2.1"), Requests: 100, Period: 15 * time.Minute}
 
 	for range 2 {
-		res, err := store.Take(context.Background(), []ratelimit.Limit{perIP, perUser})
+		res, err := store.Take(context.Background(), []ratelimit.Limit{perIP, perUser}, nil)
 		if err != nil {
 			fmt.Println(err)
 			return

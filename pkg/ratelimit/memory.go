@@ -1,13 +1,15 @@
 package ratelimit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"hash/maphash"
 	"slices"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/pkg/quota"
 )
 
 // MemoryOptions configures a Memory store.
@@ -75,41 +77,84 @@ type Memory struct {
 var _ Store = (*Memory)(nil)
 
 // memoryShard is one locked map of counters.
+//
+// A counter's TAT lives in a slot of tats, apart from its key in index, so
+// that charging an existing counter writes the slot and never the map: a
+// map assignment would have to make the key a string from the caller's
+// bytes, one allocation per charge. Only a new counter allocates (its key).
 type memoryShard struct {
-	// mu guards tats, bytes and peak.
+	// mu guards index, tats, free, bytes and peak.
 	mu sync.Mutex
-	// tats maps a memory key (memoryKey) to its TAT in nanoseconds since
-	// Memory.base.
-	tats map[string]int64
-	// bytes is the sum of counterBytes over the keys of tats.
+	// index maps a memory key (memoryKey) to its counter's slot in tats.
+	index map[string]int32
+	// tats holds the TAT of each slot, in nanoseconds since Memory.base;
+	// the slots listed in free belong to no key.
+	tats []int64
+	free []int32
+	// bytes is the sum of counterBytes over the keys of index.
 	bytes int64
-	// peak is the largest len(tats) since the map was last rebuilt; Go maps
-	// never shrink, so Sweep rebuilds a map that has emptied out.
+	// peak is the largest len(index) since the map was last rebuilt; Go
+	// maps never shrink, so Sweep rebuilds a map (and its slots) that has
+	// emptied out.
 	peak int
 	_    [32]byte // keep shards on separate cache lines
 }
 
-// counterBytes is what one counter with memory key k takes on the heap at
-// most: its map slot (key header and TAT) with the slack of a map that has
-// just grown, and the key's bytes rounded up to their allocation size
-// class (a multiple of 16 up to 128 bytes). TestMemoryBytesPerCounter
-// checks it.
-func counterBytes(k string) int64 { return 80 + int64(len(k)+15)&^15 }
+// lookup returns the slot of the counter with memory key k.
+func (s *memoryShard) lookup(k []byte) (int32, bool) {
+	slot, ok := s.index[string(k)] // converting in a map index allocates nothing
+	return slot, ok
+}
+
+// insertLocked adds the counter k with TAT tat; k must be new.
+func (s *memoryShard) insertLocked(k []byte, tat int64) {
+	var slot int32
+	if n := len(s.free); n > 0 {
+		slot, s.free = s.free[n-1], s.free[:n-1]
+		s.tats[slot] = tat
+	} else {
+		slot = int32(len(s.tats))
+		s.tats = append(s.tats, tat)
+	}
+	// The one allocation of a charge: the key of a new counter, a copy of
+	// the caller's bytes.
+	s.index[string(k)] = slot
+	s.bytes += counterBytes(len(k))
+	s.peak = max(s.peak, len(s.index))
+}
+
+// deleteLocked drops the counter k, in slot.
+func (s *memoryShard) deleteLocked(k string, slot int32) {
+	delete(s.index, k)
+	s.free = append(s.free, slot)
+	s.bytes -= counterBytes(len(k))
+}
+
+// counterBytes is what one counter with a memory key of keyLen bytes takes
+// on the heap at most: its map slot (key header and slot number, 24
+// bytes, at most 57 with the slack of a map that has just grown), its TAT
+// (8 bytes, at most 16 in a slice that has just grown), and the key's
+// bytes rounded up to their allocation size class (a multiple of 16 up to
+// 128 bytes). TestMemoryBytesPerCounter checks it.
+func counterBytes(keyLen int) int64 { return 80 + int64(keyLen+15)&^15 }
 
 // hashedKeyPrefix starts the memory key of a long Limit.Key. A short key
 // equal to a hashed one would have to be hashedKeyPrefix and a SHA-256
 // preimage.
 const hashedKeyPrefix = "\xff#"
 
+// hashedKeyLen is the length of a hashed memory key.
+const hashedKeyLen = len(hashedKeyPrefix) + sha256.Size
+
 // memoryKey returns the key a Memory store keeps for a Limit.Key: the key
-// itself up to maxMemoryKeyLen bytes, else hashedKeyPrefix and its
-// SHA-256 (34 bytes).
-func memoryKey(key string) string {
+// itself up to maxMemoryKeyLen bytes, else (a new slice) hashedKeyPrefix
+// and its SHA-256.
+func memoryKey(key []byte) []byte {
 	if len(key) <= maxMemoryKeyLen {
 		return key
 	}
-	sum := sha256.Sum256([]byte(key))
-	return hashedKeyPrefix + string(sum[:])
+	sum := sha256.Sum256(key)
+	return append(append(make([]byte, 0, hashedKeyLen), hashedKeyPrefix...), sum[:]...)
 }
 
 // NewMemory returns a Memory store. Call Close to stop its sweeper.
@@ -152,7 +197,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	}
 	m.base = m.now()
 	for i := range m.shards {
-		m.shards[i].tats = make(map[string]int64)
+		m.shards[i].index = make(map[string]int32)
 	}
 	interval := opts.SweepInterval
 	if interval == 0 {
@@ -196,19 +241,21 @@ func (m *Memory) Sweep() {
 		// charged after it started.
 		now := m.nanos()
 		s.mu.Lock()
-		for k, tat := range s.tats {
-			if tat <= now {
-				delete(s.tats, k)
-				s.bytes -= counterBytes(k)
+		for k, slot := range s.index {
+			if s.tats[slot] <= now {
+				s.deleteLocked(k, slot)
 			}
 		}
-		if n := len(s.tats); s.peak > 1024 && n < s.peak/4 {
-			// Copy by hand: maps.Clone keeps the old capacity.
-			tats := make(map[string]int64, n)
-			for k, tat := range s.tats {
-				tats[k] = tat
+		if n := len(s.index); s.peak > 1024 && n < s.peak/4 {
+			// Copy by hand: maps.Clone keeps the old capacity. The slots
+			// are renumbered densely.
+			index := make(map[string]int32, n)
+			tats := make([]int64, 0, n)
+			for k, slot := range s.index {
+				index[k] = int32(len(tats))
+				tats = append(tats, s.tats[slot])
 			}
-			s.tats = tats
+			s.index, s.tats, s.free = index, tats, nil
 			s.peak = n
 		}
 		s.mu.Unlock()
@@ -221,7 +268,7 @@ func (m *Memory) Len() int {
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		n += len(s.tats)
+		n += len(s.index)
 		s.mu.Unlock()
 	}
 	return n
@@ -231,20 +278,25 @@ func (m *Memory) nanos() int64 {
 	return int64(m.now().Sub(m.base))
 }
 
-func (m *Memory) shard(key string) int {
-	return int(maphash.String(m.seed, key) & m.mask)
+func (m *Memory) shard(key []byte) int {
+	return int(maphash.Bytes(m.seed, key) & m.mask)
 }
+
+// inlineKeys is the number of limits whose keys a Take keeps on its stack.
+const inlineKeys = 8
 
 // Take implements Store. It never returns an error other than
 // ErrInvalidLimit; ctx is not consulted because Take does not wait on I/O.
-func (m *Memory) Take(_ context.Context, limits []Limit) (Result, error) {
+// It allocates only for a counter it creates (its key), a key longer than
+// maxMemoryKeyLen (its hash) and more than inlineKeys limits.
+func (m *Memory) Take(_ context.Context, limits []Limit, statuses []Status) (Result, error) {
 	if err := validate(limits); err != nil {
 		return Result{}, err
 	}
 	if len(limits) == 0 {
 		return Result{Allowed: true}, nil
 	}
-	var kbuf [8]string
+	var kbuf [inlineKeys][]byte
 	keys := kbuf[:0]
 	for _, l := range limits {
 		keys = append(keys, memoryKey(l.Key))
@@ -261,7 +313,7 @@ func (m *Memory) Take(_ context.Context, limits []Limit) (Result, error) {
 	for _, i := range idx {
 		m.shards[i].mu.Lock()
 	}
-	res := m.takeLocked(limits, keys)
+	res := m.takeLocked(limits, keys, statuses)
 	for _, i := range slices.Backward(idx) {
 		m.shards[i].mu.Unlock()
 	}
@@ -269,18 +321,24 @@ func (m *Memory) Take(_ context.Context, limits []Limit) (Result, error) {
 }
 
 // takeLocked decides and charges; keys are the limits' memory keys, and
-// their shards must be locked.
-func (m *Memory) takeLocked(limits []Limit, keys []string) Result {
+// their shards must be locked. The Statuses go to statuses when it has
+// room.
+func (m *Memory) takeLocked(limits []Limit, keys [][]byte, statuses []Status) Result {
 	now := m.nanos()
-	var buf [8]int64
+	var buf [inlineKeys]int64
 	tats := buf[:0] // clamped TAT of each limit before this request
 	allowed := true
 	for i, l := range limits {
 		g := newGCRA(l, time.Nanosecond)
-		tat, ok := m.shards[m.shard(keys[i])].tats[keys[i]]
+		s := &m.shards[m.shard(keys[i])]
+		var tat int64
+		slot, ok := s.lookup(keys[i])
+		if ok {
+			tat = s.tats[slot]
+		}
 		// A key listed twice is charged twice: see the earlier charge.
 		for j := range i {
-			if keys[j] == keys[i] {
+			if bytes.Equal(keys[j], keys[i]) {
 				tat, ok = tats[j]+newGCRA(limits[j], time.Nanosecond).interval, true
 			}
 		}
@@ -291,7 +349,7 @@ func (m *Memory) takeLocked(limits []Limit, keys []string) Result {
 		tats = append(tats, tat)
 		allowed = allowed && g.allows(tat, now)
 	}
-	res := Result{Allowed: allowed, Statuses: make([]Status, len(limits))}
+	res := Result{Allowed: allowed, Statuses: quota.StatusesFor(statuses, len(limits))}
 	for i, l := range limits {
 		g := newGCRA(l, time.Nanosecond)
 		res.Statuses[i] = g.status(l, tats[i], now, allowed, time.Nanosecond)
@@ -300,21 +358,18 @@ func (m *Memory) takeLocked(limits []Limit, keys []string) Result {
 		}
 		k := keys[i]
 		s := &m.shards[m.shard(k)]
-		if _, ok := s.tats[k]; ok {
-			s.tats[k] = tats[i] + g.interval
+		if slot, ok := s.lookup(k); ok {
+			s.tats[slot] = tats[i] + g.interval
 			continue
 		}
-		size := counterBytes(k)
-		for len(s.tats) > 0 && ((m.perShard > 0 && len(s.tats) >= m.perShard) ||
+		size := counterBytes(len(k))
+		for len(s.index) > 0 && ((m.perShard > 0 && len(s.index) >= m.perShard) ||
 			(m.perShardBytes > 0 && s.bytes+size > m.perShardBytes)) {
 			if !evictLocked(s, now, keys) {
 				break // only this decision's counters are left
 			}
 		}
-		// Clone: the caller's key may share memory with a request buffer.
-		s.tats[strings.Clone(k)] = tats[i] + g.interval
-		s.bytes += size
-		s.peak = max(s.peak, len(s.tats))
+		s.insertLocked(k, tats[i]+g.interval)
 	}
 	return res
 }
@@ -326,14 +381,15 @@ func (m *Memory) takeLocked(limits []Limit, keys []string) Result {
 // least, while a drained counter (a caller being limited) has a TAT far
 // ahead and survives a flood of new keys meant to push it out. The shard's
 // lock must be held.
-func evictLocked(s *memoryShard, now int64, current []string) bool {
-	victim, victimTAT, n := "", int64(0), 0
-	for k, tat := range s.tats { // map iteration starts at a random entry
-		if slices.Contains(current, k) {
+func evictLocked(s *memoryShard, now int64, current [][]byte) bool {
+	victim, victimSlot, victimTAT, n := "", int32(0), int64(0), 0
+	for k, slot := range s.index { // map iteration starts at a random entry
+		if slices.ContainsFunc(current, func(c []byte) bool { return string(c) == k }) {
 			continue
 		}
+		tat := s.tats[slot]
 		if n == 0 || tat < victimTAT {
-			victim, victimTAT = k, tat
+			victim, victimSlot, victimTAT = k, slot, tat
 		}
 		if n++; n >= evictionSamples || tat <= now {
 			break
@@ -342,7 +398,6 @@ func evictLocked(s *memoryShard, now int64, current []string) bool {
 	if n == 0 {
 		return false
 	}
-	delete(s.tats, victim)
-	s.bytes -= counterBytes(victim)
+	s.deleteLocked(victim, victimSlot)
 	return true
 }

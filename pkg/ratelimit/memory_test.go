@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,11 +52,11 @@ func steps(groups ...[]step) []step {
 }
 
 func TestMemoryGCRA(t *testing.T) {
-	three := Limit{Key: "k", Requests: 3, Period: 3 * time.Second}
-	ten := Limit{Key: "k", Requests: 10, Period: 10 * time.Second}
-	big := Limit{Key: "b", Requests: 5, Period: 5 * time.Second}
-	smallBurst := Limit{Key: "s", Requests: 10, Burst: 3, Period: 10 * time.Second}
-	bigBurst := Limit{Key: "B", Requests: 1, Burst: 3, Period: time.Second}
+	three := Limit{Key: []byte("k"), Requests: 3, Period: 3 * time.Second}
+	ten := Limit{Key: []byte("k"), Requests: 10, Period: 10 * time.Second}
+	big := Limit{Key: []byte("b"), Requests: 5, Period: 5 * time.Second}
+	smallBurst := Limit{Key: []byte("s"), Requests: 10, Burst: 3, Period: 10 * time.Second}
+	bigBurst := Limit{Key: []byte("B"), Requests: 1, Burst: 3, Period: time.Second}
 	tests := map[string][]step{
 		"a burst of Requests is allowed and the next request is denied": steps(
 			burst(three, 3, 2, time.Second),
@@ -99,12 +100,12 @@ func TestMemoryGCRA(t *testing.T) {
 			{limits: []Limit{three}, want: allow(status(3, 0, 3*time.Second))},
 		},
 		"a lowered limit waits at most one interval of the new limit": steps(
-			burst(Limit{Key: "k", Requests: 100, Period: 100 * time.Second}, 100, 99, time.Second),
+			burst(Limit{Key: []byte("k"), Requests: 100, Period: 100 * time.Second}, 100, 99, time.Second),
 			[]step{{limits: []Limit{three}, want: deny(denied(3, 3*time.Second, time.Second))}},
 		),
 		"a raised limit keeps the fill level and refills at the new rate": steps(
 			burst(ten, 5, 9, time.Second),
-			[]step{{limits: []Limit{{Key: "k", Requests: 100, Period: 10 * time.Second}}, want: allow(status(100, 49, 5100*time.Millisecond))}},
+			[]step{{limits: []Limit{{Key: []byte("k"), Requests: 100, Period: 10 * time.Second}}, want: allow(status(100, 49, 5100*time.Millisecond))}},
 		),
 		"a burst smaller than Requests allows Burst at once, then one per interval": steps(
 			burst(smallBurst, 3, 2, time.Second),
@@ -126,7 +127,7 @@ func TestMemoryGCRA(t *testing.T) {
 			[]step{
 				// The counter is full again in 5s; with burst 3 it holds 3s,
 				// clamped, and one more request needs one more interval.
-				{limits: []Limit{{Key: "k", Requests: 10, Burst: 3, Period: 10 * time.Second}}, want: deny(denied(10, 3*time.Second, time.Second))},
+				{limits: []Limit{{Key: []byte("k"), Requests: 10, Burst: 3, Period: 10 * time.Second}}, want: deny(denied(10, 3*time.Second, time.Second))},
 				// Back to the limit without a burst: the denial charged
 				// nothing, and the counter is where the 5 requests left it.
 				{limits: []Limit{ten}, want: allow(status(10, 4, 6*time.Second))},
@@ -144,7 +145,7 @@ func TestMemoryGCRA(t *testing.T) {
 			m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1})
 			for i, s := range steps {
 				clock.Advance(s.advance)
-				got, err := m.Take(context.Background(), s.limits)
+				got, err := m.Take(context.Background(), s.limits, nil)
 				if err != nil {
 					t.Fatalf("step %d: Take: %v", i, err)
 				}
@@ -158,18 +159,18 @@ func TestMemoryGCRA(t *testing.T) {
 
 func TestTakeRejectsInvalidLimits(t *testing.T) {
 	tests := map[string]Limit{
-		"zero requests":                              {Key: "k", Requests: 0, Period: time.Second},
-		"a period under a second":                    {Key: "k", Requests: 1, Period: 999 * time.Millisecond},
-		"more than one request per µs":               {Key: "k", Requests: 2_000_000, Period: time.Second},
-		"negative requests":                          {Key: "k", Requests: -1, Period: time.Minute},
-		"negative burst":                             {Key: "k", Requests: 1, Burst: -1, Period: time.Minute},
-		"a burst that refills in more than 744,000h": {Key: "k", Requests: 1, Burst: 1001, Period: 744 * time.Hour},
-		"a burst whose window would overflow":        {Key: "k", Requests: 1, Burst: 1 << 62, Period: time.Hour},
+		"zero requests":                              {Key: []byte("k"), Requests: 0, Period: time.Second},
+		"a period under a second":                    {Key: []byte("k"), Requests: 1, Period: 999 * time.Millisecond},
+		"more than one request per µs":               {Key: []byte("k"), Requests: 2_000_000, Period: time.Second},
+		"negative requests":                          {Key: []byte("k"), Requests: -1, Period: time.Minute},
+		"negative burst":                             {Key: []byte("k"), Requests: 1, Burst: -1, Period: time.Minute},
+		"a burst that refills in more than 744,000h": {Key: []byte("k"), Requests: 1, Burst: 1001, Period: 744 * time.Hour},
+		"a burst whose window would overflow":        {Key: []byte("k"), Requests: 1, Burst: 1 << 62, Period: time.Hour},
 	}
 	m := NewMemory(MemoryOptions{SweepInterval: -1})
 	for name, l := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, err := m.Take(context.Background(), []Limit{{Key: "ok", Requests: 1, Period: time.Second}, l})
+			_, err := m.Take(context.Background(), []Limit{{Key: []byte("ok"), Requests: 1, Period: time.Second}, l}, nil)
 			if !errors.Is(err, ErrInvalidLimit) {
 				t.Fatalf("Take: got %v, want ErrInvalidLimit", err)
 			}
@@ -194,7 +195,7 @@ func takeConcurrently(t *testing.T, stores []Store, n int, limits []Limit) int {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			res, err := stores[i%len(stores)].Take(ctx, limits)
+			res, err := stores[i%len(stores)].Take(ctx, limits, nil)
 			if err != nil {
 				errs <- err
 				return
@@ -215,7 +216,7 @@ func takeConcurrently(t *testing.T, stores []Store, n int, limits []Limit) int {
 
 func TestMemoryExactUnderConcurrency(t *testing.T) {
 	m := NewMemory(MemoryOptions{Now: newFakeClock().Now, SweepInterval: -1})
-	limit := Limit{Key: "shop/tasks-api:per-user:u:iss|alice", Requests: 20, Period: time.Hour}
+	limit := Limit{Key: []byte("shop/tasks-api:per-user:u:iss|alice"), Requests: 20, Period: time.Hour}
 	if got := takeConcurrently(t, []Store{m}, 90, []Limit{limit}); got != 20 {
 		t.Fatalf("allowed %d of 90, want exactly 20", got)
 	}
@@ -226,9 +227,9 @@ func TestMemoryMultiLimitExactAndDeadlockFree(t *testing.T) {
 	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1, Shards: 2})
 	// Keys in both orders and over both shards: a lock order that depends on
 	// the argument order would deadlock here.
-	var keys []string
+	var keys [][]byte
 	for i := 0; len(keys) < 4; i++ {
-		k := fmt.Sprintf("k%d", i)
+		k := fmt.Appendf(nil, "k%d", i)
 		if m.shard(k) == len(keys)%2 {
 			keys = append(keys, k)
 		}
@@ -245,7 +246,7 @@ func TestMemoryMultiLimitExactAndDeadlockFree(t *testing.T) {
 	if ab+ba != 50 {
 		t.Fatalf("allowed %d+%d, want exactly 50 (the tight limit)", ab, ba)
 	}
-	res, err := m.Take(context.Background(), []Limit{loose, other})
+	res, err := m.Take(context.Background(), []Limit{loose, other}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,10 +261,10 @@ func TestMemoryMultiLimitExactAndDeadlockFree(t *testing.T) {
 func TestMemorySweepDropsIdleCounters(t *testing.T) {
 	clock := newFakeClock()
 	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1})
-	short := Limit{Key: "short", Requests: 2, Period: time.Second}
-	long := Limit{Key: "long", Requests: 2, Period: time.Minute}
+	short := Limit{Key: []byte("short"), Requests: 2, Period: time.Second}
+	long := Limit{Key: []byte("long"), Requests: 2, Period: time.Minute}
 	for _, l := range []Limit{short, long} {
-		if _, err := m.Take(context.Background(), []Limit{l}); err != nil {
+		if _, err := m.Take(context.Background(), []Limit{l}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -277,7 +278,7 @@ func TestMemorySweepDropsIdleCounters(t *testing.T) {
 	if got := m.Len(); got != 1 {
 		t.Fatalf("after 500ms: %d counters, want 1 (short is full again)", got)
 	}
-	res, err := m.Take(context.Background(), []Limit{short})
+	res, err := m.Take(context.Background(), []Limit{short}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestMemorySweepShrinksMaps(t *testing.T) {
 	clock := newFakeClock()
 	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: -1, Shards: 1})
 	for i := range 4096 {
-		if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Sprint(i), Requests: 1, Period: time.Second}}); err != nil {
+		if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Append(nil, i), Requests: 1, Period: time.Second}}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -305,7 +306,7 @@ func TestMemoryBackgroundSweep(t *testing.T) {
 	clock := newFakeClock()
 	m := NewMemory(MemoryOptions{Now: clock.Now, SweepInterval: time.Millisecond})
 	defer m.Close()
-	if _, err := m.Take(context.Background(), []Limit{{Key: "k", Requests: 1, Period: time.Second}}); err != nil {
+	if _, err := m.Take(context.Background(), []Limit{{Key: []byte("k"), Requests: 1, Period: time.Second}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Second)
@@ -325,30 +326,30 @@ func TestMemoryMaxKeysSurvivesAFlood(t *testing.T) {
 	clock := newFakeClock()
 	m := NewMemory(MemoryOptions{Shards: 1, MaxKeys: 64, SweepInterval: -1, Now: clock.Now})
 	ctx := context.Background()
-	limited := []Limit{{Key: "attacker", Requests: 5, Period: time.Hour}}
+	limited := []Limit{{Key: []byte("attacker"), Requests: 5, Period: time.Hour}}
 	for range 5 {
-		if res, _ := m.Take(ctx, limited); !res.Allowed {
+		if res, _ := m.Take(ctx, limited, nil); !res.Allowed {
 			t.Fatal("the first 5 requests must be allowed")
 		}
 	}
 	// A flood of new keys meant to push the drained counter out.
 	for i := range 1000 {
 		clock.Advance(time.Millisecond)
-		if _, err := m.Take(ctx, []Limit{{Key: fmt.Sprintf("flood-%d", i), Requests: 1000, Period: time.Hour}}); err != nil {
+		if _, err := m.Take(ctx, []Limit{{Key: fmt.Appendf(nil, "flood-%d", i), Requests: 1000, Period: time.Hour}}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := m.Len(); n > 64 {
 		t.Fatalf("%d counters, want at most MaxKeys (64)", n)
 	}
-	if res, _ := m.Take(ctx, limited); res.Allowed {
+	if res, _ := m.Take(ctx, limited, nil); res.Allowed {
 		t.Fatal("the drained counter was evicted by the flood: its limit was reset")
 	}
 }
 
 func TestMemoryMaxBytesBoundsCountersWhateverTheirKeys(t *testing.T) {
 	long := strings.Repeat("x", 60<<10) // a 60 KB header value
-	size := counterBytes(memoryKey(long + "0"))
+	size := counterBytes(hashedKeyLen)
 	tests := map[string]struct {
 		opts MemoryOptions
 		want int
@@ -362,7 +363,7 @@ func TestMemoryMaxBytesBoundsCountersWhateverTheirKeys(t *testing.T) {
 			tt.opts.Shards, tt.opts.SweepInterval = 1, -1
 			m := NewMemory(tt.opts)
 			for i := range 500 {
-				if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Sprint(long, i), Requests: 10, Period: time.Hour}}); err != nil {
+				if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Append(nil, long, i), Requests: 10, Period: time.Hour}}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -381,11 +382,11 @@ func TestMemoryKeysAreShortAndDistinct(t *testing.T) {
 		"a long key and a short key":                {long + "a", hashedKeyPrefix + "a"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			a, b := memoryKey(keys[0]), memoryKey(keys[1])
-			if a == b {
+			a, b := memoryKey([]byte(keys[0])), memoryKey([]byte(keys[1]))
+			if bytes.Equal(a, b) {
 				t.Fatalf("%q and %q share the memory key %q", keys[0], keys[1], a)
 			}
-			for _, k := range []string{a, b} {
+			for _, k := range [][]byte{a, b} {
 				if len(k) > maxMemoryKeyLen {
 					t.Fatalf("memory key of %d bytes, want at most %d", len(k), maxMemoryKeyLen)
 				}
@@ -393,14 +394,14 @@ func TestMemoryKeysAreShortAndDistinct(t *testing.T) {
 		})
 	}
 	m := NewMemory(MemoryOptions{SweepInterval: -1})
-	a := Limit{Key: long + "a", Requests: 1, Period: time.Hour}
-	b := Limit{Key: long + "b", Requests: 1, Period: time.Hour}
+	a := Limit{Key: []byte(long + "a"), Requests: 1, Period: time.Hour}
+	b := Limit{Key: []byte(long + "b"), Requests: 1, Period: time.Hour}
 	for _, l := range []Limit{a, b} {
-		if res, err := m.Take(context.Background(), []Limit{l}); err != nil || !res.Allowed {
+		if res, err := m.Take(context.Background(), []Limit{l}, nil); err != nil || !res.Allowed {
 			t.Fatalf("first request of a fresh long key: %+v, %v", res, err)
 		}
 	}
-	if res, _ := m.Take(context.Background(), []Limit{a}); res.Allowed {
+	if res, _ := m.Take(context.Background(), []Limit{a}, nil); res.Allowed {
 		t.Fatal("a long key's counter did not count")
 	}
 }
@@ -413,15 +414,15 @@ func TestMemoryBytesPerCounter(t *testing.T) {
 			limits := make([]Limit, n)
 			var accounted int64
 			for i := range limits {
-				limits[i] = Limit{Key: fmt.Sprintf("%0*d", keyLen, i), Requests: 10, Period: time.Hour}
-				accounted += counterBytes(memoryKey(limits[i].Key))
+				limits[i] = Limit{Key: fmt.Appendf(nil, "%0*d", keyLen, i), Requests: 10, Period: time.Hour}
+				accounted += counterBytes(len(memoryKey(limits[i].Key)))
 			}
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			m := NewMemory(MemoryOptions{SweepInterval: -1, MaxKeys: -1, MaxBytes: -1})
 			for i := range limits {
-				if _, err := m.Take(context.Background(), limits[i:i+1]); err != nil {
+				if _, err := m.Take(context.Background(), limits[i:i+1], nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -442,5 +443,43 @@ func TestMemoryBytesPerCounter(t *testing.T) {
 			runtime.KeepAlive(m)
 			runtime.KeepAlive(limits) // only the store's heap counts
 		}
+	}
+}
+
+// TestMemoryChargesWithoutAllocating: a Take of counters that exist, with
+// a Statuses buffer, allocates nothing; a new counter allocates its key
+// (once the map and the TAT slots have grown to hold it).
+func TestMemoryChargesWithoutAllocating(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{SweepInterval: -1, Shards: 1, Now: clock.Now})
+	// Grow the map and the slots for 300 counters, then drop them.
+	for i := range 300 {
+		if _, err := m.Take(context.Background(), []Limit{{Key: fmt.Appendf(nil, "old-%d", i), Requests: 1, Period: time.Second}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Second)
+	m.Sweep()
+	limits := []Limit{
+		{Key: []byte("shop/tasks-api:per-user:u:alice"), Requests: 1_000_000, Period: time.Hour},
+		{Key: []byte("shop/tasks-api:per-ip:192.0.2.1"), Requests: 1_000_000, Burst: 10_000, Period: time.Hour},
+	}
+	statuses := make([]Status, 0, 2)
+	take := func() {
+		if res, err := m.Take(context.Background(), limits, statuses); err != nil || !res.Allowed || &res.Statuses[0] != &statuses[:1][0] {
+			t.Fatalf("Take: %+v, %v; want allowed, Statuses in the buffer", res, err)
+		}
+	}
+	take()
+	if n := testing.AllocsPerRun(100, take); n != 0 {
+		t.Errorf("charging counters that exist: %v allocations, want 0", n)
+	}
+	fresh := 0
+	if n := testing.AllocsPerRun(100, func() {
+		fresh++
+		limits[0].Key = fmt.Appendf(limits[0].Key[:0], "user-%06d", fresh)
+		take()
+	}); n != 1 {
+		t.Errorf("charging a new counter: %v allocations, want 1 (its key)", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate-dev/tollgate/internal/logging"
+	"github.com/tollgate-dev/tollgate/pkg/quota"
 )
 
 // RedisOptions configures a Redis store.
@@ -131,8 +132,9 @@ const maxTagLen = 200
 // Limit.Key as a hash tag. '%', '{' and '}' are percent-encoded so that the
 // tag ends where the key ends and two keys never collide; a key longer than
 // maxTagLen becomes "%H" and its SHA-256 in hex, which no encoded key starts
-// with.
-func (r *Redis) redisKey(key string) string {
+// with. The keys are new strings: the batcher may still send a call after
+// its Take returned on its deadline, when the caller reuses Limit.Key.
+func (r *Redis) redisKey(key []byte) string {
 	var b strings.Builder
 	b.Grow(len(r.prefix) + len(key) + 2)
 	r.appendKey(&b, key)
@@ -162,11 +164,11 @@ func (r *Redis) redisKeys(limits []Limit) []string {
 	return keys
 }
 
-func (r *Redis) appendKey(b *strings.Builder, key string) {
+func (r *Redis) appendKey(b *strings.Builder, key []byte) {
 	b.WriteString(r.prefix)
 	b.WriteByte('{')
 	if len(key) > maxTagLen {
-		sum := sha256.Sum256([]byte(key))
+		sum := sha256.Sum256(key)
 		b.WriteString("%H")
 		var h [2 * sha256.Size]byte
 		hex.Encode(h[:], sum[:])
@@ -217,8 +219,11 @@ func (r *Redis) groups(limits []Limit) []slotGroup {
 }
 
 // Take implements Store. It returns an error when Redis cannot be reached in
-// time (ctx); see Resilient for a budget and fallbacks.
-func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
+// time (ctx); see Resilient for a budget and fallbacks. It writes statuses
+// only once Redis has replied, and nothing it sends refers to limits or
+// statuses: a call still queued or in flight when Take returns on ctx
+// holds copies.
+func (r *Redis) Take(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
 	if err := validate(limits); err != nil {
 		return Result{}, err
 	}
@@ -229,9 +234,9 @@ func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
 		return Result{}, errClosed
 	}
 	if !r.cluster {
-		return r.takeAll(ctx, limits)
+		return r.takeAll(ctx, limits, statuses)
 	}
-	res := Result{Allowed: true, Statuses: make([]Status, len(limits))}
+	res := Result{Allowed: true, Statuses: quota.StatusesFor(statuses, len(limits))}
 	var charged []slotGroup
 	groups := r.groups(limits)
 	for _, g := range groups {
@@ -264,14 +269,14 @@ func (r *Redis) Take(ctx context.Context, limits []Limit) (Result, error) {
 
 // takeAll decides all limits in one script run, pipelined: on a single
 // Redis server every key is in reach of one script.
-func (r *Redis) takeAll(ctx context.Context, limits []Limit) (Result, error) {
+func (r *Redis) takeAll(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
 	keys := r.redisKeys(limits)
 	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true))
 	allowed, now, tats, err := takeReply(reply, err, len(keys))
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Allowed: allowed, Statuses: make([]Status, len(limits))}
+	res := Result{Allowed: allowed, Statuses: quota.StatusesFor(statuses, len(limits))}
 	for i, l := range limits {
 		res.Statuses[i] = newGCRA(l, time.Microsecond).status(l, tats[i], now, allowed, time.Microsecond)
 	}

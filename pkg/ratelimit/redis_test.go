@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -49,7 +50,7 @@ func flushScripts(t *testing.T, r *Redis) {
 
 func mustTake(t *testing.T, s Store, limits ...Limit) Result {
 	t.Helper()
-	res, err := s.Take(context.Background(), limits)
+	res, err := s.Take(context.Background(), limits, nil)
 	if err != nil {
 		t.Fatalf("Take: %v", err)
 	}
@@ -63,7 +64,7 @@ func keysInDistinctSlots(r *Redis, n int) []string {
 	var keys []string
 	for i := 0; len(keys) < n; i++ {
 		k := fmt.Sprintf("shop/api:per-user:u:user-%d", i)
-		if s := hashSlot(r.redisKey(k)); !seen[s] {
+		if s := hashSlot(r.redisKey([]byte(k))); !seen[s] {
 			seen[s] = true
 			keys = append(keys, k)
 		}
@@ -86,14 +87,14 @@ func TestRedis(t *testing.T) {
 				patient := opts
 				patient.Timeout = time.Minute // see takeConcurrently
 				stores := []Store{newRedisStore(t, patient), newRedisStore(t, patient), newRedisStore(t, patient)}
-				limit := Limit{Key: "shop/tasks-api:per-user:u:iss|exact", Requests: 20, Period: time.Hour}
+				limit := Limit{Key: []byte("shop/tasks-api:per-user:u:iss|exact"), Requests: 20, Period: time.Hour}
 				if got := takeConcurrently(t, stores, 90, []Limit{limit}); got != 20 {
 					t.Fatalf("allowed %d of 90, want exactly 20", got)
 				}
 			})
 			t.Run("a burst is allowed, then denied with Retry-After", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				l := Limit{Key: "burst", Requests: 3, Period: time.Hour}
+				l := Limit{Key: []byte("burst"), Requests: 3, Period: time.Hour}
 				for want := int64(2); want >= 0; want-- {
 					res := mustTake(t, r, l)
 					s := res.Statuses[0]
@@ -115,7 +116,7 @@ func TestRedis(t *testing.T) {
 			})
 			t.Run("a burst smaller than requests allows burst at once, then one per interval", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				l := Limit{Key: "small-burst", Requests: 100, Burst: 3, Period: time.Hour} // one every 36s
+				l := Limit{Key: []byte("small-burst"), Requests: 100, Burst: 3, Period: time.Hour} // one every 36s
 				for want := int64(2); want >= 0; want-- {
 					res := mustTake(t, r, l)
 					s := res.Statuses[0]
@@ -133,7 +134,7 @@ func TestRedis(t *testing.T) {
 			})
 			t.Run("a smaller burst for a key (a tier change) keeps its counter", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				l := Limit{Key: "tier-burst", Requests: 10, Period: time.Hour} // one every 6m
+				l := Limit{Key: []byte("tier-burst"), Requests: 10, Period: time.Hour} // one every 6m
 				for range 5 {
 					mustTake(t, r, l) // full again in 30m
 				}
@@ -151,7 +152,7 @@ func TestRedis(t *testing.T) {
 				// The window is maxWindow: a drained counter's TAT is 85 years
 				// ahead, about 4.4e15 µs since 1970, where Lua's numbers must
 				// still be exact integers.
-				l := Limit{Key: "longest", Requests: 1, Burst: 1000, Period: 744 * time.Hour}
+				l := Limit{Key: []byte("longest"), Requests: 1, Burst: 1000, Period: 744 * time.Hour}
 				tat := func() int64 {
 					v, err := r.client.Get(context.Background(), r.redisKey(l.Key)).Int64()
 					if err != nil {
@@ -178,8 +179,8 @@ func TestRedis(t *testing.T) {
 			t.Run("a denial consumes nothing from any limit", func(t *testing.T) {
 				r := newRedisStore(t, opts)
 				keys := keysInDistinctSlots(r, 2)
-				loose := Limit{Key: keys[0], Requests: 5, Period: time.Hour}
-				tight := Limit{Key: keys[1], Requests: 1, Period: time.Hour}
+				loose := Limit{Key: []byte(keys[0]), Requests: 5, Period: time.Hour}
+				tight := Limit{Key: []byte(keys[1]), Requests: 1, Period: time.Hour}
 				mustTake(t, r, tight)
 				// loose first: on the cluster it is charged, then refunded;
 				// loose last: it is only reported.
@@ -189,7 +190,7 @@ func TestRedis(t *testing.T) {
 						t.Fatalf("take %v: allowed, want denied by the tight limit", limits)
 					}
 					for i, l := range limits {
-						if l.Key == loose.Key && (res.Statuses[i].Remaining != 5 || !res.Statuses[i].Allowed) {
+						if bytes.Equal(l.Key, loose.Key) && (res.Statuses[i].Remaining != 5 || !res.Statuses[i].Allowed) {
 							t.Fatalf("loose status %+v, want 5 remaining and allowed alone", res.Statuses[i])
 						}
 					}
@@ -200,12 +201,12 @@ func TestRedis(t *testing.T) {
 			})
 			t.Run("raising load on another key does not change a denied key", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				mine := Limit{Key: "mine", Requests: 2, Period: time.Hour}
+				mine := Limit{Key: []byte("mine"), Requests: 2, Period: time.Hour}
 				mustTake(t, r, mine)
 				mustTake(t, r, mine)
 				before := mustTake(t, r, mine)
 				for range 10 {
-					mustTake(t, r, Limit{Key: "other", Requests: 5, Period: time.Hour})
+					mustTake(t, r, Limit{Key: []byte("other"), Requests: 5, Period: time.Hour})
 				}
 				after := mustTake(t, r, mine)
 				if before.Allowed || after.Allowed || after.Statuses[0].Remaining != 0 {
@@ -217,9 +218,9 @@ func TestRedis(t *testing.T) {
 			})
 			t.Run("counters carry a TTL until they are full again", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				mustTake(t, r, Limit{Key: "ttl", Requests: 10, Period: time.Minute})
-				mustTake(t, r, Limit{Key: "ttl", Requests: 10, Period: time.Minute})
-				ttl, err := r.client.PTTL(context.Background(), r.redisKey("ttl")).Result()
+				mustTake(t, r, Limit{Key: []byte("ttl"), Requests: 10, Period: time.Minute})
+				mustTake(t, r, Limit{Key: []byte("ttl"), Requests: 10, Period: time.Minute})
+				ttl, err := r.client.PTTL(context.Background(), r.redisKey([]byte("ttl"))).Result()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -232,14 +233,14 @@ func TestRedis(t *testing.T) {
 				long := strings.Repeat("x", 300)
 				keys := []string{"h:a{b}", "h:a%7Bb%7D", "h:}{", "h:%", long, long + "y"}
 				for _, k := range keys {
-					if res := mustTake(t, r, Limit{Key: k, Requests: 1, Period: time.Hour}); !res.Allowed {
+					if res := mustTake(t, r, Limit{Key: []byte(k), Requests: 1, Period: time.Hour}); !res.Allowed {
 						t.Fatalf("key %.20q: denied, want its own fresh counter", k)
 					}
 				}
 				// Different slots in one decision: runs on the cluster too.
 				limits := make([]Limit, len(keys))
 				for i, k := range keys {
-					limits[i] = Limit{Key: k, Requests: 2, Period: time.Hour}
+					limits[i] = Limit{Key: []byte(k), Requests: 2, Period: time.Hour}
 				}
 				for i, s := range mustTake(t, r, limits...).Statuses {
 					if s.Remaining != 0 {
@@ -249,17 +250,17 @@ func TestRedis(t *testing.T) {
 			})
 			t.Run("a lowered limit waits at most one new interval", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				mustTake(t, r, Limit{Key: "tier", Requests: 1, Period: 24 * time.Hour})
-				res := mustTake(t, r, Limit{Key: "tier", Requests: 1, Period: time.Minute})
+				mustTake(t, r, Limit{Key: []byte("tier"), Requests: 1, Period: 24 * time.Hour})
+				res := mustTake(t, r, Limit{Key: []byte("tier"), Requests: 1, Period: time.Minute})
 				if res.Allowed || res.Statuses[0].RetryAfter > time.Minute {
 					t.Fatalf("got %+v, want denied with retry after <= 1m", res)
 				}
 			})
 			t.Run("scripts are reloaded after SCRIPT FLUSH", func(t *testing.T) {
 				r := newRedisStore(t, opts)
-				mustTake(t, r, Limit{Key: "flush", Requests: 2, Period: time.Hour})
+				mustTake(t, r, Limit{Key: []byte("flush"), Requests: 2, Period: time.Hour})
 				flushScripts(t, r)
-				if got := mustTake(t, r, Limit{Key: "flush", Requests: 2, Period: time.Hour}).Statuses[0].Remaining; got != 0 {
+				if got := mustTake(t, r, Limit{Key: []byte("flush"), Requests: 2, Period: time.Hour}).Statuses[0].Remaining; got != 0 {
 					t.Fatalf("remaining %d after SCRIPT FLUSH, want 0", got)
 				}
 			})
@@ -281,7 +282,7 @@ func TestRedisKeyEscaping(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := r.redisKey(tt.key); !strings.HasPrefix(got, tt.want) || strings.Count(got, "{") != 1 || strings.Count(got, "}") != 1 {
+			if got := r.redisKey([]byte(tt.key)); !strings.HasPrefix(got, tt.want) || strings.Count(got, "{") != 1 || strings.Count(got, "}") != 1 {
 				t.Fatalf("redisKey(%.20q) = %q, want %q", tt.key, got, tt.want)
 			}
 		})
@@ -337,7 +338,7 @@ func TestRedisFailedRefundsLogBoundedLines(t *testing.T) {
 
 	// The first limit on one master, the second on another, which hangs.
 	master := func(key string) string {
-		m, err := c.(*redis.ClusterClient).MasterForKey(context.Background(), r.redisKey(key))
+		m, err := c.(*redis.ClusterClient).MasterForKey(context.Background(), r.redisKey([]byte(key)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +355,7 @@ func TestRedisFailedRefundsLogBoundedLines(t *testing.T) {
 	if second == "" {
 		t.Fatal("16 slots on one master")
 	}
-	limits := []Limit{{Key: first, Requests: 1000, Period: time.Hour}, {Key: second, Requests: 1000, Period: time.Hour}}
+	limits := []Limit{{Key: []byte(first), Requests: 1000, Period: time.Hour}, {Key: []byte(second), Requests: 1000, Period: time.Hour}}
 	mustTake(t, r, limits...) // loads the scripts
 	var hung *redistest.Server
 	for _, s := range cluster.Servers {
@@ -371,7 +372,7 @@ func TestRedisFailedRefundsLogBoundedLines(t *testing.T) {
 	const takes = 20
 	for range takes {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		_, err := r.Take(ctx, limits)
+		_, err := r.Take(ctx, limits, nil)
 		cancel()
 		if err == nil {
 			t.Fatal("a Take succeeded with a master hung")

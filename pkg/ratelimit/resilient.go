@@ -232,18 +232,19 @@ func (r *Resilient) failed(err error) {
 
 // Take implements Store. It returns an error only for invalid limits or when
 // ctx ends first; a failing primary store gives a Degraded result instead.
-func (r *Resilient) Take(ctx context.Context, limits []Limit) (Result, error) {
+// statuses goes to the store that answers (see Store).
+func (r *Resilient) Take(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
 	if err := validate(limits); err != nil {
 		return Result{}, err
 	}
 	ok, t := r.breaker.allow()
 	r.observe(t, nil)
 	if !ok {
-		return r.degrade(ctx, limits)
+		return r.degrade(ctx, limits, statuses)
 	}
 	start := time.Now()
 	bctx, cancel := context.WithTimeout(ctx, r.budget)
-	res, err := r.primary.Take(bctx, limits)
+	res, err := r.primary.Take(bctx, limits, statuses)
 	cancel()
 	r.metrics.latency.Observe(time.Since(start).Seconds())
 	if err == nil {
@@ -257,18 +258,18 @@ func (r *Resilient) Take(ctx context.Context, limits []Limit) (Result, error) {
 	}
 	r.metrics.errors.Inc()
 	r.failed(err)
-	return r.degrade(ctx, limits)
+	return r.degrade(ctx, limits, statuses)
 }
 
 // degrade answers without the primary store.
-func (r *Resilient) degrade(ctx context.Context, limits []Limit) (Result, error) {
+func (r *Resilient) degrade(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
 	switch r.onError {
 	case OnErrorAllow:
 		return Result{Allowed: true, Degraded: true}, nil
 	case OnErrorDeny:
 		return Result{Allowed: false, Degraded: true}, nil
 	}
-	res, err := r.fallback.Take(ctx, limits)
+	res, err := r.fallback.Take(ctx, limits, statuses)
 	if err != nil {
 		return Result{}, fmt.Errorf("ratelimit: fallback quota store: %w", err)
 	}

@@ -133,7 +133,7 @@ func TestResilientOutage(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				limit := Limit{Key: "outage", Requests: 3, Period: time.Hour}
+				limit := Limit{Key: []byte("outage"), Requests: 3, Period: time.Hour}
 				if res := mustTake(t, r, limit); !res.Allowed || res.Degraded || res.Statuses[0].Remaining != 2 {
 					t.Fatalf("before the outage: %+v, want allowed by Redis with 2 remaining", res)
 				}
@@ -144,7 +144,7 @@ func TestResilientOutage(t *testing.T) {
 				outage.start(srv)
 				for i := range 10 {
 					start := time.Now()
-					res, err := r.Take(context.Background(), []Limit{limit})
+					res, err := r.Take(context.Background(), []Limit{limit}, nil)
 					// Answers rather than hangs. That a Take waits at most
 					// its budget is TestResilientWaitsAtMostItsBudget's,
 					// without timing: a loaded machine can always make a
@@ -215,7 +215,7 @@ func TestResilientOutage(t *testing.T) {
 				}
 				// Shared counting resumed: another replica sees this one's charge.
 				other := newRedisStore(t, ClientOptions{Addr: srv.Addr})
-				shared := Limit{Key: "shared", Requests: 5, Period: time.Hour}
+				shared := Limit{Key: []byte("shared"), Requests: 5, Period: time.Hour}
 				mustTake(t, r, shared)
 				if got := mustTake(t, other, shared).Statuses[0].Remaining; got != 3 {
 					t.Fatalf("another replica sees %d remaining, want 3", got)
@@ -234,7 +234,7 @@ func TestResilientCallerCancelDoesNotTripBreaker(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := r.Take(ctx, []Limit{{Key: "k", Requests: 1, Period: time.Second}}); !errors.Is(err, context.Canceled) {
+	if _, err := r.Take(ctx, []Limit{{Key: []byte("k"), Requests: 1, Period: time.Second}}, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Take with a canceled ctx: %v, want context.Canceled", err)
 	}
 	if r.State() != BreakerClosed {
@@ -330,7 +330,7 @@ type blockedCall struct {
 	hasDeadline  bool
 }
 
-func (b *blockingStore) Take(ctx context.Context, _ []Limit) (Result, error) {
+func (b *blockingStore) Take(ctx context.Context, _ []Limit, _ []Status) (Result, error) {
 	d, ok := ctx.Deadline()
 	b.mu.Lock()
 	b.calls = append(b.calls, blockedCall{at: time.Now(), deadline: d, hasDeadline: ok})
@@ -369,7 +369,7 @@ func TestResilientWaitsAtMostItsBudget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			limit := []Limit{{Key: "k", Requests: 1, Period: time.Second}}
+			limit := []Limit{{Key: []byte("k"), Requests: 1, Period: time.Second}}
 			for i := range 2 {
 				ctx := context.Background()
 				if tt.callerTimeout > 0 {
@@ -377,7 +377,7 @@ func TestResilientWaitsAtMostItsBudget(t *testing.T) {
 					ctx, cancel = context.WithTimeout(ctx, tt.callerTimeout)
 					defer cancel()
 				}
-				res, err := r.Take(ctx, limit)
+				res, err := r.Take(ctx, limit, nil)
 				if tt.callerTimeout > 0 {
 					// The caller gave up: an error, not a verdict on the store.
 					if !errors.Is(err, context.DeadlineExceeded) {
@@ -412,7 +412,7 @@ func TestResilientWaitsAtMostItsBudget(t *testing.T) {
 				t.Fatalf("breaker %v after 2 failures, want open", r.State())
 			}
 			for range 5 {
-				if res, err := r.Take(context.Background(), limit); err != nil || !res.Degraded {
+				if res, err := r.Take(context.Background(), limit, nil); err != nil || !res.Degraded {
 					t.Fatalf("take with the breaker open: %+v, %v", res, err)
 				}
 			}

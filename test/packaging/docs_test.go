@@ -53,10 +53,10 @@ func TestQuotaWorkedExample(t *testing.T) {
 			clock := testclock.New(start)
 			store := ratelimit.NewMemory(ratelimit.MemoryOptions{Now: clock.Now, SweepInterval: -1})
 			defer store.Close()
-			limit := []ratelimit.Limit{{Key: "shop/tasks-api:per-user:u:alice", Requests: 100, Burst: tc.burst, Period: 15 * time.Minute}}
+			limit := []ratelimit.Limit{{Key: []byte("shop/tasks-api:per-user:u:alice"), Requests: 100, Burst: tc.burst, Period: 15 * time.Minute}}
 			take := func() ratelimit.Status {
 				t.Helper()
-				res, err := store.Take(context.Background(), limit)
+				res, err := store.Take(context.Background(), limit, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
