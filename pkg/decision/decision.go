@@ -136,10 +136,13 @@ type Decision struct {
 // decisionBuf; more are allocated.
 const inlineHeaders = 8
 
-// A decisionBuf holds the header slices of one Decision.
+// A decisionBuf holds the header slices of one Decision, and the values of
+// its rate-limit headers (see rateLimitHeaders).
 type decisionBuf struct {
 	headers [inlineHeaders]Header
 	remove  [inlineHeaders]string
+	rate    [rateHeaders]Header
+	text    [rateTextLen]byte
 }
 
 // A DryRunDecision is what a dryRun policy would have answered. It never

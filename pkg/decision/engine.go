@@ -104,9 +104,10 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 }
 
 // DecideInto decides as Decide does and writes the Decision to d, which
-// it overwrites. The header slices of d may point into d itself, so that
-// deciding allocates nothing: they stay valid while d is neither reused
-// nor modified, and copies of d share them.
+// it overwrites. The header slices of d, and the values of its rate-limit
+// headers, may point into d itself, so that deciding allocates nothing:
+// they stay valid while d is neither reused nor modified, and copies of d
+// share them. Clone a value (strings.Clone) to keep it longer.
 func (e *Engine) DecideInto(ctx context.Context, req *Request, d *Decision) {
 	*d = Decision{}
 	ev := evaluation{req: req, snap: e.snapshot.Load()}
@@ -235,7 +236,7 @@ func (e *Engine) decide(ctx context.Context, ev *evaluation, d *Decision) *Decis
 		}
 	}
 
-	headers, deny := e.charge(ctx, ev)
+	headers, deny := e.charge(ctx, ev, &d.buf)
 	d.ResponseHeaders = headers
 	if deny != nil {
 		return deny

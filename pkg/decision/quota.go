@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tollgate-dev/tollgate/pkg/policy"
 	"github.com/tollgate-dev/tollgate/pkg/quota"
@@ -55,9 +56,9 @@ var scratchPool = sync.Pool{New: func() any {
 }}
 
 // charge counts the request against every limit of the policy and rule and
-// returns the rate-limit headers, and the denial template when a limit (or
-// the store) denies; a limit that denies is left in ev.limit.
-func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decision) {
+// returns the rate-limit headers, in buf, and the denial template when a
+// limit (or the store) denies; a limit that denies is left in ev.limit.
+func (e *Engine) charge(ctx context.Context, ev *evaluation, buf *decisionBuf) ([]Header, *Decision) {
 	if e.opts.Quota == nil {
 		return nil, nil
 	}
@@ -121,14 +122,20 @@ func (e *Engine) charge(ctx context.Context, ev *evaluation) ([]Header, *Decisio
 		return nil, nil
 	}
 	t := tightest(res)
-	headers := rateLimitHeaders(res, t, s.rates[t])
+	if !res.Allowed {
+		ev.limit = s.src[t]
+	}
+	if ev.dry { // a dryRun policy's answer is never sent
+		if res.Allowed {
+			return nil, nil
+		}
+		return nil, &deniedRateLimited
+	}
+	headers := rateLimitHeaders(res, t, s.rates[t], buf)
 	if res.Allowed {
 		return headers, nil
 	}
-	ev.limit = s.src[t]
-	if !ev.dry {
-		ev.message = rateLimitMessage(s.rates[t], res.Statuses[t])
-	}
+	ev.message = rateLimitMessage(s.rates[t], res.Statuses[t])
 	return headers, &deniedRateLimited
 }
 
@@ -262,30 +269,55 @@ func tightest(res quota.Result) int {
 	return best
 }
 
+// Rate-limit headers in a decisionBuf: at most rateHeaders of them, and
+// the values that are not the limit's own (remaining, reset, Retry-After
+// and RateLimit) in rateTextLen bytes: a quoted limit name of at most 65
+// bytes and three numbers of at most 19 digits, with ";r=" and ";t=".
+const (
+	rateHeaders = 6
+	rateTextLen = 128
+)
+
 // rateLimitHeaders describes the limit of res at index best (tightest),
-// whose rate is r.
-func rateLimitHeaders(res quota.Result, best int, r *policy.Rate) []Header {
+// whose rate is r, with the headers and their values in buf.
+//
+// The values are one string over buf.text, made with unsafe.String: buf
+// is part of the Decision being filled, which the garbage collector keeps
+// alive as long as any of its header values is referenced, and which is
+// written again only when the Decision is reused or modified, the same
+// lifetime DecideInto gives the header slices that point into it. (Were
+// the text ever longer than buf.text, append would move it to a fresh
+// array, which nothing writes again.)
+func rateLimitHeaders(res quota.Result, best int, r *policy.Rate, buf *decisionBuf) []Header {
 	s := res.Statuses[best]
-	n := 5
+	// The RateLimit value, "<name>";r=<remaining>;t=<reset>, holds the
+	// remaining and reset values; Retry-After's follows it.
+	b := append(buf.text[:0], r.NameText...)
+	b = append(b, ";r="...)
+	remaining := len(b)
+	b = strconv.AppendInt(b, s.Remaining, 10)
+	remainingEnd := len(b)
+	b = append(b, ";t="...)
+	reset := len(b)
+	b = strconv.AppendInt(b, ceilSeconds(s.Reset), 10)
+	rateLimitEnd := len(b)
 	if !res.Allowed {
-		n = 6
+		b = strconv.AppendInt(b, retryAfterSeconds(s), 10)
 	}
-	remaining := strconv.FormatInt(s.Remaining, 10)
-	reset := strconv.FormatInt(ceilSeconds(s.Reset), 10)
-	h := make([]Header, 0, n)
-	h = append(h,
+	text := unsafe.String(unsafe.SliceData(b), len(b))
+
+	h := append(buf.rate[:0],
 		Header{Name: HeaderLimit, Value: r.LimitText},
-		Header{Name: HeaderRemaining, Value: remaining},
-		Header{Name: HeaderReset, Value: reset},
+		Header{Name: HeaderRemaining, Value: text[remaining:remainingEnd]},
+		Header{Name: HeaderReset, Value: text[reset:rateLimitEnd]},
 	)
 	if !res.Allowed {
-		h = append(h, Header{Name: HeaderRetryAfter, Value: strconv.FormatInt(retryAfterSeconds(s), 10)})
+		h = append(h, Header{Name: HeaderRetryAfter, Value: text[rateLimitEnd:]})
 	}
-	h = append(h,
+	return append(h,
 		Header{Name: HeaderRateLimitPolicy, Value: r.PolicyText},
-		Header{Name: HeaderRateLimit, Value: r.NameText + ";r=" + remaining + ";t=" + reset},
+		Header{Name: HeaderRateLimit, Value: text[:rateLimitEnd]},
 	)
-	return h
 }
 
 // retryAfterSeconds is the Retry-After of a denying status: its wait in

@@ -143,3 +143,50 @@ func TestDecideExplainsTheQuota(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideChargesWithoutAllocating: an allowed decision with two limits
+// on the memory store (counters that exist), a cached token, an owner check
+// and identity headers allocates nothing, its rate-limit headers included.
+func TestDecideChargesWithoutAllocating(t *testing.T) {
+	f := newFixture(t, decision.Options{})
+	own := pt.OwnTasksRule()
+	own.Limits = []v1alpha1.Limit{{Name: "per-user", Requests: 1_000_000_000, Burst: burst(500_000_000), Period: "1h", By: "user"}}
+	f.load(t, pt.New(pt.WithPathPrefix("/api"),
+		pt.WithJWTChange(func(j *v1alpha1.JWT) { j.JWKS = f.key.JWKS(); j.ForwardClaims = map[string]string{"x-user-id": "sub"} }),
+		pt.WithLimit(v1alpha1.Limit{Name: "per-ip", Requests: 1_000_000_000, Period: "1h", By: "ip"}),
+		pt.WithRule(own)))
+	req := request("GET", "/api/users/alice/tasks/42", f.token(t, "alice", nil))
+	var d decision.Decision
+	f.engine.DecideInto(context.Background(), req, &d) // warm the token cache, create the counters
+	if n := testing.AllocsPerRun(100, func() {
+		if f.engine.DecideInto(context.Background(), req, &d); !d.Allowed || len(d.ResponseHeaders) != 5 {
+			t.Fatalf("%d %s, headers %v", d.Status, d.Reason, d.ResponseHeaders)
+		}
+	}); n != 0 {
+		t.Errorf("an allowed decision with two limits: %v allocations, want 0", n)
+	}
+}
+
+// TestDecideIntoHeaderValuesBelongToTheDecision: the rate-limit header
+// values of a Decision stay as they were while other Decisions are
+// filled; only reusing that Decision changes them.
+func TestDecideIntoHeaderValuesBelongToTheDecision(t *testing.T) {
+	f := newFixture(t, decision.Options{})
+	req := request("GET", "/api/users/alice/tasks", f.token(t, "alice", nil))
+	var first, second decision.Decision
+	f.engine.DecideInto(context.Background(), req, &first)
+	want := map[string]string{}
+	for _, h := range first.ResponseHeaders {
+		want[h.Name] = strings.Clone(h.Value)
+	}
+	if want["ratelimit"] != `"per-user";r=2;t=300` {
+		t.Fatalf("first decision: headers %v", first.ResponseHeaders)
+	}
+	for range 3 { // the third is a 429, with Retry-After
+		f.engine.DecideInto(context.Background(), req, &second)
+	}
+	if second.Status != 429 {
+		t.Fatalf("fourth decision: %d, want 429", second.Status)
+	}
+	wantHeaders(t, "the first decision after three more", first.ResponseHeaders, want)
+}
