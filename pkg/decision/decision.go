@@ -202,15 +202,27 @@ const (
 	statusServiceUnavailable = 503
 )
 
-// setDenial makes d the denial template t, keeping the response headers
-// already in d, if any, and d's buffer, which they may point into.
+// setDenial makes d, in which decide has set at most ResponseHeaders, the
+// denial template t: t's answer, the only fields a template sets
+// (TestDenyTemplatesSetOnlyTheirAnswer), keeping the response headers
+// already in d, if any. d's buffer, which they may point into, stays in
+// place: copying it out and back would cost more than the rest of a
+// denial.
 func (d *Decision) setDenial(t *Decision) {
-	headers, buf := d.ResponseHeaders, d.buf
-	*d = *t
-	d.buf = buf
-	if headers != nil {
-		d.ResponseHeaders = headers
+	d.Allowed, d.Status, d.Code, d.Reason, d.Message, d.body = false, t.Status, t.Code, t.Reason, t.Message, t.body
+	if d.ResponseHeaders == nil {
+		d.ResponseHeaders = t.ResponseHeaders
 	}
+}
+
+// denialTemplates returns every denial template, for tests.
+func denialTemplates() []*Decision {
+	out := []*Decision{&deniedInvalidPath, &deniedInvalidHost, &deniedInvalidMethod, &deniedInvalidOverride, &deniedMethodOverride,
+		&deniedNoPolicy, &deniedUnknownPolicy, &deniedNoRule, &deniedOwner, &deniedOwnerMissing, &deniedRateLimited, &deniedStoreDegraded}
+	for _, d := range deniedToken {
+		out = append(out, d)
+	}
+	return out
 }
 
 func deny(status int, code, reason, message string) Decision {

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -48,5 +49,29 @@ func TestTokenDenyTemplates(t *testing.T) {
 	}
 	if unauthenticated("no such reason") != unauthenticated(jwt.ReasonMalformed) {
 		t.Fatal("an unknown reason does not fall back to malformed")
+	}
+}
+
+// TestDenyTemplatesSetOnlyTheirAnswer: setDenial copies a template's
+// status, code, reason, message, body and response headers, and nothing
+// else; a template that set another field would lose it.
+func TestDenyTemplatesSetOnlyTheirAnswer(t *testing.T) {
+	copied := map[string]bool{"Status": true, "Code": true, "Reason": true, "Message": true, "body": true, "ResponseHeaders": true}
+	templates := denialTemplates()
+	if len(templates) < 12+len(jwt.Reasons()) {
+		t.Fatalf("%d templates: the list misses some", len(templates))
+	}
+	for _, tmpl := range templates {
+		v := reflect.ValueOf(tmpl).Elem()
+		for i := range v.NumField() {
+			if name := v.Type().Field(i).Name; !copied[name] && !v.Field(i).IsZero() {
+				t.Errorf("template %s sets %s, which setDenial does not copy", tmpl.Reason, name)
+			}
+		}
+		var d Decision
+		d.setDenial(tmpl)
+		if d.Status != tmpl.Status || d.Body() != tmpl.Body() || len(d.ResponseHeaders) != len(tmpl.ResponseHeaders) || d.Allowed {
+			t.Errorf("setDenial(%s) = %+v", tmpl.Reason, d)
+		}
 	}
 }

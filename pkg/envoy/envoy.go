@@ -166,38 +166,67 @@ func (x *exchange) headerOptions(hs []decision.Header) []*corev3.HeaderValueOpti
 
 // A denial holds every message of a deny answer, so that building one
 // allocates once (and its header options twice more when they are many).
+// It comes in two sizes: most denials carry a challenge or nothing, a 429
+// its six rate-limit headers, each with content-type.
 type denial struct {
 	resp   authv3.CheckResponse
 	status rpcstatus.Status
 	wrap   authv3.CheckResponse_DeniedResponse
 	denied authv3.DeniedHttpResponse
 	code   typev3.HttpStatus
+}
+
+// smallDenial and largeDenial are a denial with room for
+// inlineSmallDenyOptions and inlineDenyOptions header options.
+type smallDenial struct {
+	denial
+	opts   [inlineSmallDenyOptions]corev3.HeaderValueOption
+	values [inlineSmallDenyOptions]corev3.HeaderValue
+	ptrs   [inlineSmallDenyOptions]*corev3.HeaderValueOption
+}
+
+type largeDenial struct {
+	denial
 	opts   [inlineDenyOptions]corev3.HeaderValueOption
 	values [inlineDenyOptions]corev3.HeaderValue
 	ptrs   [inlineDenyOptions]*corev3.HeaderValueOption
 }
 
 // inlineDenyOptions is the number of header options of a deny answer that
-// fit its denial: a challenge or the six rate-limit headers of a 429, and
-// content-type.
-const inlineDenyOptions = 7
+// fit a largeDenial: the six rate-limit headers of a 429, and
+// content-type; inlineSmallDenyOptions those that fit a smallDenial: a
+// challenge or Retry-After, and content-type.
+const (
+	inlineDenyOptions      = 7
+	inlineSmallDenyOptions = 2
+)
 
 // contentType is the deny body's content type, as a header.
 var contentType = decision.Header{Name: "content-type", Value: "application/json"}
 
 // denied converts a denial into Envoy's answer.
 func denied(d *decision.Decision) *authv3.CheckResponse {
-	x := &denial{}
+	if len(d.ResponseHeaders)+1 <= inlineSmallDenyOptions {
+		x := new(smallDenial)
+		return x.fill(d, x.opts[:], x.values[:], x.ptrs[:])
+	}
+	x := new(largeDenial)
+	return x.fill(d, x.opts[:], x.values[:], x.ptrs[:])
+}
+
+// fill builds the answer to d in x, with its header options in opts,
+// values and ptrs while they have room.
+func (x *denial) fill(d *decision.Decision, opts []corev3.HeaderValueOption, values []corev3.HeaderValue, ptrs []*corev3.HeaderValueOption) *authv3.CheckResponse {
 	x.status.Code, x.status.Message = int32(Code(d.Status)), d.Reason
 	x.code.Code = typev3.StatusCode(d.Status)
 	x.denied.Status = &x.code
 	x.denied.Body = d.Body()
-	if n := len(d.ResponseHeaders) + 1; n <= inlineDenyOptions {
-		out := x.ptrs[:n:n]
+	if n := len(d.ResponseHeaders) + 1; n <= len(ptrs) {
+		out := ptrs[:n:n]
 		for i, h := range d.ResponseHeaders {
-			out[i] = option(&x.opts[i], &x.values[i], h)
+			out[i] = option(&opts[i], &values[i], h)
 		}
-		out[n-1] = option(&x.opts[n-1], &x.values[n-1], contentType)
+		out[n-1] = option(&opts[n-1], &values[n-1], contentType)
 		x.denied.Headers = out
 	} else {
 		x.denied.Headers = headerOptions(d.ResponseHeaders, 1)

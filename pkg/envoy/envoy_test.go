@@ -98,7 +98,7 @@ func TestResponseHeaderOptions(t *testing.T) {
 			checkOptions(t, ok.GetResponseHeadersToAdd(), down)
 		})
 	}
-	for _, n := range []int{0, 1, 4, 6, 7, 9} {
+	for _, n := range []int{0, 1, 2, 4, 6, 7, 9} {
 		t.Run(fmt.Sprintf("a denial with %d response headers", n), func(t *testing.T) {
 			down := headers("x-down", n)
 			denied := envoy.Response(&decision.Decision{Status: 429, Code: decision.CodeRateLimited, Message: "m", ResponseHeaders: down}).GetDeniedResponse()
