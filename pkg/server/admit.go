@@ -28,7 +28,8 @@ const tapRefusalMaxDeadline = time.Second
 // arrive, before any of its message is read, and refuses the stream with
 // RESOURCE_EXHAUSTED past the in-flight limit, so that a flood costs
 // neither memory nor a queue. An admitted stream holds its place until it
-// ends, and at most maxCheckDuration. Health checks are never refused.
+// ends, and at most maxCheckDuration (see slot). Health checks are never
+// refused.
 func (s *Server) admitStream(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/") {
 		return ctx, nil
@@ -43,17 +44,16 @@ func (s *Server) admitStream(ctx context.Context, info *tap.Info) (context.Conte
 		sl.refused = true
 		return sl, nil
 	}
-	// ctx ends with the stream, whichever way it ends (answered, refused
-	// as too large, reset, connection lost, a method that does not
-	// exist), so the place is always given back; the Check handler gives
-	// it back itself, which spares the goroutine AfterFunc starts.
-	sl.stop = context.AfterFunc(ctx, sl.end)
+	var streamCtx context.Context = sl
 	if !hasDeadline || time.Until(dl) > maxCheckDuration {
-		var bounded context.Context
-		bounded, sl.cancel = context.WithTimeout(sl, maxCheckDuration)
-		return bounded, nil
+		streamCtx, sl.cancel = context.WithTimeout(sl, maxCheckDuration)
 	}
-	return sl, nil
+	// The Check handler claims the slot and gives it back; when no
+	// handler claims it, the reaper gives it back once ctx has ended,
+	// which it does with the stream whichever way it ends. A list rather
+	// than context.AfterFunc per stream: that allocates 4 times.
+	s.admission.register(sl)
+	return streamCtx, nil
 }
 
 // authorizationService is envoy.service.auth.v3.Authorization with Check
@@ -83,18 +83,18 @@ func check(srv *envoy.Server, stream grpc.ServerStream) error {
 		if sl.refused {
 			return errOverloaded
 		}
-		defer func() {
-			if sl.stop() {
-				sl.end()
-			}
-		}()
+		if !sl.a.claim(sl) {
+			// The reaper gave the place back: the stream has ended.
+			return status.FromContextError(sl.Err()).Err()
+		}
+		defer sl.end()
 	}
 	req := new(authv3.CheckRequest)
 	if err := stream.RecvMsg(req); err != nil {
 		return err
 	}
 	if sl != nil {
-		sl.read.Store(true)
+		sl.read = true
 	}
 	resp, err := srv.Check(ctx, req)
 	if err != nil {

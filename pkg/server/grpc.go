@@ -31,6 +31,31 @@ const (
 // serveGRPC starts the ext_authz, health and reflection services and
 // returns their graceful stop.
 func (s *Server) serveGRPC(errc chan<- error) func(context.Context) {
+	srv := s.newGRPCServer(envoy.NewServer(observed{s: s, transport: "grpc"}))
+	hs := s.health
+	go func() {
+		if err := srv.Serve(s.grpcLis); err != nil {
+			errc <- err
+		}
+	}()
+	return func(ctx context.Context) {
+		hs.Shutdown()
+		done := make(chan struct{})
+		go func() {
+			srv.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			srv.Stop()
+		}
+	}
+}
+
+// newGRPCServer returns the gRPC server of the ext_authz service, which
+// auth answers, and of the health and reflection services.
+func (s *Server) newGRPCServer(auth *envoy.Server) *grpc.Server {
 	const window = 64 << 10
 	srv := grpc.NewServer(
 		grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -67,28 +92,10 @@ func (s *Server) serveGRPC(errc chan<- error) func(context.Context) {
 		// its stack during every decision, which costs more than deciding.
 		grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
 	)
-	srv.RegisterService(s.authorizationService(envoy.NewServer(observed{s: s, transport: "grpc"})), nil)
-	hs := s.health
-	healthpb.RegisterHealthServer(srv, hs)
+	srv.RegisterService(s.authorizationService(auth), nil)
+	healthpb.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
-	go func() {
-		if err := srv.Serve(s.grpcLis); err != nil {
-			errc <- err
-		}
-	}()
-	return func(ctx context.Context) {
-		hs.Shutdown()
-		done := make(chan struct{})
-		go func() {
-			srv.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			srv.Stop()
-		}
-	}
+	return srv
 }
 
 // newHealth returns the gRPC health server, NOT_SERVING until policies are

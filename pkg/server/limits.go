@@ -72,6 +72,24 @@ type admission struct {
 	// untracked is the share of checks on connections that no
 	// limitListener accepted (tests that serve on listeners of their own).
 	untracked share
+	// hold is how long a gRPC stream that ended before its message was
+	// read keeps its place (abortedHold); reapEvery is how often the
+	// reaper looks at the unclaimed slots while there are any
+	// (reapInterval).
+	hold, reapEvery time.Duration
+
+	mu sync.Mutex
+	// unclaimed lists the slots of admitted gRPC streams whose handler
+	// has not started (see reap); reaper calls reap, and armed is set
+	// while a call is due or running. mu guards all three.
+	unclaimed *slot
+	reaper    *time.Timer
+	armed     bool
+}
+
+// newAdmission returns an admission of max checks in flight.
+func newAdmission(max int64) *admission {
+	return &admission{max: max, hold: abortedHold, reapEvery: reapInterval}
 }
 
 // A share is what one connection holds of an admission.
@@ -92,55 +110,6 @@ func (a *admission) acquire(sh *share) bool {
 			return true
 		}
 	}
-}
-
-// A slot is a gRPC stream's place under the in-flight limit. It is the
-// context admitStream gives the stream, so that the stream's handler finds
-// it without another allocation.
-type slot struct {
-	context.Context
-	a  *admission
-	sh *share
-	// refused is set when the stream has no place: the Check handler
-	// refuses it (admitStream says why not the tap).
-	refused bool
-	// stop stops the call of end when the stream's context ends; cancel,
-	// when set, ends the deadline admitStream put on the stream.
-	stop   func() bool
-	cancel context.CancelFunc
-	// read is set once the stream's message has been read and decoded.
-	read atomic.Bool
-}
-
-// Value returns the slot itself for slotKey.
-func (sl *slot) Value(key any) any {
-	if key == (slotKey{}) {
-		return sl
-	}
-	return sl.Context.Value(key)
-}
-
-type slotKey struct{}
-
-// abortedHold is how long a stream that ended before its message was
-// read keeps its place.
-const abortedHold = time.Second
-
-// end gives the slot up as its stream ends. A stream that ended before
-// its message was read (too large, reset, out of time, not a
-// CheckRequest) keeps it for abortedHold: what its client sent ahead stays
-// buffered in the transport until the stream's last frame is written, and
-// whoever floods such streams gets no more of them than the limit allows
-// per abortedHold, each refused before it costs anything.
-func (sl *slot) end() {
-	if sl.cancel != nil {
-		sl.cancel()
-	}
-	if sl.read.Load() {
-		sl.a.release(sl.sh)
-		return
-	}
-	time.AfterFunc(abortedHold, func() { sl.a.release(sl.sh) })
 }
 
 // release ends a check that acquire admitted.

@@ -276,3 +276,59 @@ func TestMaxRequestBytes(t *testing.T) {
 		t.Fatalf("a check over --max-request-bytes: %v, want RESOURCE_EXHAUSTED", err)
 	}
 }
+
+// TestStreamsNoHandlerClaimsGiveTheirPlaceBack: streams the tap admitted
+// but grpc-go answered without the Check handler (a method that does not
+// exist) give their places back, at most a second or so after they end
+// (slot_internal_test.go covers each such path), and the limit stays
+// whole: two checks are then in flight at once and a third is refused.
+func TestStreamsNoHandlerClaimsGiveTheirPlaceBack(t *testing.T) {
+	key := jwttest.NewEd25519(t)
+	jwksURL, release := heldJWKS(t, key)
+	h := startWithKey(t, key, map[string]string{"tasks.yaml": remoteKeysPolicy(jwksURL)},
+		func(o *server.Options) { o.MaxInflightChecks = 2 })
+	inFlight := func(n int) {
+		t.Helper()
+		h.waitFor(fmt.Sprintf("%d checks in flight", n), func() bool {
+			return h.metric("tollgate_checks_in_flight") == fmt.Sprintf("tollgate_checks_in_flight %d", n)
+		})
+	}
+	conn := h.dial()
+	answered := 0
+	for range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := conn.Invoke(ctx, "/envoy.service.auth.v3.Authorization/Nope", &authv3.CheckRequest{}, new(authv3.CheckResponse))
+		cancel()
+		switch status.Code(err) {
+		case codes.Unimplemented:
+			answered++
+		case codes.ResourceExhausted: // the places are held
+		default:
+			t.Fatalf("an unknown method: %v", err)
+		}
+	}
+	if answered == 0 {
+		t.Fatal("no stream of an unknown method was admitted")
+	}
+	inFlight(0)
+
+	held := checkRequest("/api/users/alice/tasks", h.token("alice", nil), nil, nil)
+	var wg sync.WaitGroup
+	for _, c := range []*grpc.ClientConn{h.dial(), h.dial()} {
+		wg.Go(func() {
+			resp, err := authv3.NewAuthorizationClient(c).Check(context.Background(), held)
+			if err != nil || grpcOutcome(resp).status != 200 {
+				t.Errorf("held check: %v %v", resp, err)
+			}
+		})
+	}
+	inFlight(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := authv3.NewAuthorizationClient(h.dial()).Check(ctx, held); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a third check: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	release()
+	wg.Wait()
+	inFlight(0)
+}

@@ -189,7 +189,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, log: opts.Logger, metrics: metrics.New(), health: newHealth(),
 		denyLog: logging.NewLimiter(opts.DenyLog), dryRunLog: logging.NewLimiter(opts.DenyLog), storeLog: logging.NewLimiter(opts.DenyLog),
-		admission: &admission{max: int64(opts.MaxInflightChecks)},
+		admission: newAdmission(int64(opts.MaxInflightChecks)),
 		endDelay:  make(chan struct{}),
 	}
 	s.metrics.InFlight(func() float64 { return float64(s.admission.inflight.Load()) })
