@@ -70,22 +70,7 @@ func TestRedisQueuedCallerLeavesWhenItsContextEnds(t *testing.T) {
 // With every loop waiting on a hung Redis, a queued caller still leaves when
 // its ctx ends, long before the pipelines in flight do.
 func TestRedisQueuedCallerLeavesWhileRedisHangs(t *testing.T) {
-	srv := redistest.StartServer(t)
-	// Timeouts far above the caller's, so that only the caller's ctx can
-	// end its wait.
-	c := redis.NewClient(&redis.Options{
-		Addr:                  srv.Addr,
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		ContextTimeoutEnabled: true,
-		MaxRetries:            -1,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	r, err := newRedis(RedisOptions{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.batch.maxWait = 10 * time.Second
+	srv, r := patientRedis(t)
 	r.batch.start(pipelineLoops)
 	t.Cleanup(func() { _ = r.Close() })
 	otherCaller(t, r)
@@ -239,20 +224,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // (EVAL after NOSCRIPT) once the caller has left: a call that kept the
 // caller's bytes would then charge the reused key.
 func TestRedisCallSentAfterItsCallerLeftUsesItsOwnCopies(t *testing.T) {
-	srv := redistest.StartServer(t)
-	c := redis.NewClient(&redis.Options{
-		Addr:                  srv.Addr,
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		ContextTimeoutEnabled: true,
-		MaxRetries:            -1,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	r, err := newRedis(RedisOptions{Client: c}) // no loops yet: calls stay queued
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.batch.maxWait = 10 * time.Second
+	srv, r := patientRedis(t) // no loops yet: calls stay queued
 	t.Cleanup(func() { _ = r.Close() })
 	otherCaller(t, r)
 
@@ -290,11 +262,33 @@ func TestRedisCallSentAfterItsCallerLeftUsesItsOwnCopies(t *testing.T) {
 	}
 	waitFor(t, func() bool { return r.batch.inFlight.Load() == 0 })
 	for k, want := range map[string]int64{"original": 1, "reused!!": 0} {
-		if n, err := c.Exists(context.Background(), r.redisKey([]byte(k))).Result(); err != nil || n != want {
+		if n, err := r.client.Exists(context.Background(), r.redisKey([]byte(k))).Result(); err != nil || n != want {
 			t.Errorf("counter %q exists: %d (%v), want %d", k, n, err, want)
 		}
 	}
 	if statuses[0] != (Status{Limit: -1}) {
 		t.Errorf("the Statuses buffer was written after Take returned: %+v", statuses[0])
 	}
+}
+
+// patientRedis returns a Redis server and a store on it, without pipeline
+// loops, whose client and pipelines wait far longer than any caller's ctx,
+// so that only a caller's ctx can end its wait.
+func patientRedis(t *testing.T) (*redistest.Server, *Redis) {
+	t.Helper()
+	srv := redistest.StartServer(t)
+	c := redis.NewClient(&redis.Options{
+		Addr:                  srv.Addr,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := newRedis(RedisOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.batch.maxWait = 10 * time.Second
+	return srv, r
 }
