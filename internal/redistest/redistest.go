@@ -38,6 +38,7 @@ type Server struct {
 	bin  string
 	args []string
 	dir  string
+	pass string // requirepass, for the PING that waits for the start
 
 	mu  sync.Mutex // guards cmd and out
 	cmd *exec.Cmd
@@ -85,10 +86,17 @@ func portFree(port int) bool {
 // port and waits until it answers PING.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	return startServer(t, nil)
+	return startServer(t, nil, "")
 }
 
-func startServer(t testing.TB, extra func(dir string, port int) []string) *Server {
+// StartServerWithPassword starts a server as StartServer does, whose
+// default user needs the password (requirepass).
+func StartServerWithPassword(t testing.TB, password string) *Server {
+	t.Helper()
+	return startServer(t, func(string, int) []string { return []string{"--requirepass", password} }, password)
+}
+
+func startServer(t testing.TB, extra func(dir string, port int) []string, password string) *Server {
 	t.Helper()
 	bin := lookPath(t, "redis-server")
 	dir := t.TempDir()
@@ -101,6 +109,7 @@ func startServer(t testing.TB, extra func(dir string, port int) []string) *Serve
 			t:    t,
 			bin:  bin,
 			dir:  dir,
+			pass: password,
 			args: []string{
 				"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 				"--save", "", "--appendonly", "no", "--dir", dir,
@@ -135,7 +144,7 @@ func (s *Server) start() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.pass, MaxRetries: -1, DialTimeout: time.Second})
 	defer c.Close()
 	for {
 		select {
@@ -272,7 +281,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 				"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", port)),
 				"--cluster-node-timeout", "5000",
 			}
-		})
+		}, "")
 		c.Servers = append(c.Servers, s)
 		c.Addrs = append(c.Addrs, s.Addr)
 	}

@@ -60,8 +60,9 @@ type call struct {
 	err   error
 	done  chan struct{} // buffered: the loop never waits for the caller
 
-	argBuf [3 + 2*inlineLimits + 1 + 2*inlineLimits]any
-	numBuf [1 + 2*inlineLimits]int64
+	argBuf   [3 + 2*inlineLimits + 1 + 2*inlineLimits]any
+	numBuf   [1 + 2*inlineLimits]int64
+	replyBuf [2 + inlineLimits]int64 // reply, when read by respConns
 }
 
 // inlineLimits is the number of limits whose arguments fit a call without
@@ -117,6 +118,7 @@ func (c *call) recycle() {
 // batcher pipelines take.lua runs of concurrent callers.
 type batcher struct {
 	client  redis.UniversalClient
+	conns   *respConns // nil: pipelines go through client (Redis Cluster)
 	script  *redis.Script
 	hash    string        // the script's SHA-1, for EVALSHA
 	src     string        // the script, for EVAL
@@ -142,6 +144,7 @@ type batcher struct {
 func newBatcher(client redis.UniversalClient, script *redis.Script, src string) *batcher {
 	return &batcher{
 		client:  client,
+		conns:   newRespConns(client),
 		script:  script,
 		hash:    script.Hash(),
 		src:     src,
@@ -163,6 +166,9 @@ func (b *batcher) start(n int) {
 func (b *batcher) close() {
 	b.closeOnce.Do(func() { close(b.quit) })
 	b.loops.Wait()
+	if b.conns != nil {
+		b.conns.close()
+	}
 }
 
 func (b *batcher) closed() bool {
@@ -174,11 +180,11 @@ func (b *batcher) closed() bool {
 	}
 }
 
-// run runs c (see newTakeCall) in the next pipeline and returns its reply.
-// It returns when c.ctx ends, whether the call is still queued or already
-// sent; a call whose ctx ended before it was sent is dropped, so it charges
-// nothing. c is recycled, unless the loop may still hold it.
-func (b *batcher) run(c *call) ([]int64, error) {
+// run runs c (see newTakeCall) in the next pipeline and appends its reply
+// to dst. It returns when c.ctx ends, whether the call is still queued or
+// already sent; a call whose ctx ended before it was sent is dropped, so it
+// charges nothing. c is recycled, unless the loop may still hold it.
+func (b *batcher) run(c *call, dst []int64) ([]int64, error) {
 	ctx := c.ctx
 	if err := ctx.Err(); err != nil {
 		c.recycle()
@@ -186,7 +192,7 @@ func (b *batcher) run(c *call) ([]int64, error) {
 	}
 	defer b.pending.Add(-1)
 	if b.pending.Add(1) == 1 {
-		return b.direct(c)
+		return b.direct(c, dst)
 	}
 	select {
 	case b.queue <- c:
@@ -199,7 +205,7 @@ func (b *batcher) run(c *call) ([]int64, error) {
 	}
 	select {
 	case <-c.done:
-		reply, err := c.reply, c.err
+		reply, err := append(dst, c.reply...), c.err
 		c.recycle()
 		return reply, err
 	case <-ctx.Done():
@@ -214,9 +220,29 @@ func (b *batcher) run(c *call) ([]int64, error) {
 // it to a loop and back costs two goroutine switches and a context of its
 // own. It is bounded as a pipeline is: by c.ctx, or by maxWait when c.ctx
 // has no deadline.
-func (b *batcher) direct(c *call) ([]int64, error) {
+func (b *batcher) direct(c *call, dst []int64) ([]int64, error) {
 	defer c.recycle()
 	b.directs.Add(1)
+	if b.conns != nil {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(b.maxWait)
+		}
+		one := [1]*call{c}
+		b.conns.exec(d, one[:], b.hash, b.src)
+		if c.err != nil {
+			// As a queued caller does, report that the caller's ctx ended
+			// (the connection's deadline, its own, may fire first).
+			if err := c.ctx.Err(); err != nil {
+				return nil, err
+			}
+			if ok && isTimeout(c.err) && !time.Now().Before(d) {
+				return nil, context.DeadlineExceeded
+			}
+			return nil, c.err
+		}
+		return append(dst, c.reply...), nil
+	}
 	ctx := c.ctx
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -234,7 +260,8 @@ func (b *batcher) direct(c *call) ([]int64, error) {
 		// As a queued caller does, report that the caller's ctx ended.
 		return nil, c.ctx.Err()
 	}
-	return cmd.Result()
+	reply, err := cmd.Result()
+	return append(dst, reply...), err
 }
 
 // loop sends pipelines until close: it waits for one call, takes every call
@@ -288,14 +315,21 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	if len(live) == 0 {
 		return
 	}
+	b.inFlight.Add(1)
+	defer b.inFlight.Add(-1)
+	b.pipelines.Add(1)
+	if b.conns != nil {
+		b.conns.exec(latest, live, b.hash, b.src)
+		for _, c := range live {
+			c.done <- struct{}{}
+		}
+		return
+	}
 	// The callers with earlier deadlines leave on their own; the pipeline
 	// serves the others until the last deadline.
 	ctx, cancel := context.WithDeadline(context.Background(), latest)
 	defer cancel()
 
-	b.inFlight.Add(1)
-	defer b.inFlight.Add(-1)
-	b.pipelines.Add(1)
 	cmds = cmds[:0]
 	for _, c := range live {
 		cmds = append(cmds, queueCmd(ctx, pipe, c))

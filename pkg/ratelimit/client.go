@@ -93,7 +93,9 @@ func NewClient(o ClientOptions) (redis.UniversalClient, error) {
 		// a dead Redis fail fast and open the breaker.
 		DialerRetries:      1,
 		DialerRetryTimeout: minBackoff,
-		// Pipelines are the batcher's (batch.go): at most pipelineLoops at
+		// Pipelines are the batcher's (batch.go), on Redis Cluster; on a
+		// single server it has connections of its own (resp.go), with
+		// buffers of the same size. At most pipelineLoops at
 		// once per server, each at most maxPipeline script runs of some 250
 		// bytes out and 50 back, so 32 KiB buffers hold any of them; go-redis
 		// would give each pipeline connection 2 × 128 KiB.

@@ -54,7 +54,9 @@ type RedisOptions struct {
 // Script runs are pipelined: those of concurrent decisions go to Redis
 // together, each still one atomic script run, and a lone decision sends
 // its own (see batch.go); on Redis Cluster each slot group of a decision
-// waits for the one before. Close stops the pipelining goroutines.
+// waits for the one before. On a single server they travel on connections
+// of the store's own (resp.go), on Redis Cluster through go-redis. Close
+// stops the pipelining goroutines and closes the store's connections.
 //
 // Redis 5 or later is needed (effects replication: see take.lua).
 //
@@ -271,7 +273,8 @@ func (r *Redis) Take(ctx context.Context, limits []Limit, statuses []Status) (Re
 // Redis server every key is in reach of one script.
 func (r *Redis) takeAll(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
 	keys := r.redisKeys(limits)
-	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true))
+	var buf [2 + inlineLimits]int64
+	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true), buf[:0])
 	allowed, now, tats, err := takeReply(reply, err, len(keys))
 	if err != nil {
 		return Result{}, err
@@ -287,7 +290,7 @@ func (r *Redis) takeAll(ctx context.Context, limits []Limit, statuses []Status) 
 // of a decision run one after the other, each in a pipeline of its own,
 // which the cluster client sends to the group's node.
 func (r *Redis) take(ctx context.Context, limits []Limit, g slotGroup, charge bool) (allowed bool, now int64, tats []int64, err error) {
-	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, g.keys, limits, g.idx, charge))
+	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, g.keys, limits, g.idx, charge), nil)
 	return takeReply(reply, err, len(g.keys))
 }
 
