@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -120,6 +121,7 @@ type result struct {
 	// Redis only: take.lua runs and their time inside Redis, in the
 	// unthrottled phase.
 	evalCalls, evalUsec int64
+	redisReads          int64 // reads of client sockets by redis-server
 }
 
 // A phase is one ghz run against one server, or the sum of several.
@@ -221,12 +223,13 @@ func measureAll(ctx context.Context, c *config, fx *fixture, dir string) ([]*res
 				return nil, fmt.Errorf("cpu profile: %w", err)
 			}
 			if srv.redis != nil {
-				calls, usec, err := evalStats(ctx, srv.redis)
+				calls, usec, reads, err := evalStats(ctx, srv.redis)
 				if err != nil {
 					return nil, err
 				}
 				res.evalCalls += calls
 				res.evalUsec += usec
+				res.redisReads += reads
 			}
 			if c.rate > 0 {
 				p, err := measurePhase(ctx, c, fx, srv, c.rateDuration, c.rate)
@@ -501,14 +504,20 @@ func runGHZ(ctx context.Context, c *config, fx *fixture, addr string, d time.Dur
 }
 
 // evalStats returns the calls and total time of EVALSHA and EVAL since the
-// last CONFIG RESETSTAT, from INFO commandstats.
-func evalStats(ctx context.Context, rdb *redis.Client) (calls, usec int64, err error) {
-	info, err := rdb.Info(ctx, "commandstats").Result()
+// last CONFIG RESETSTAT, from INFO commandstats, and the reads of client
+// sockets redis-server made (INFO stats, Redis 6.2+; 0 before): calls per
+// read is the size of the pipelines Redis saw.
+func evalStats(ctx context.Context, rdb *redis.Client) (calls, usec, reads int64, err error) {
+	info, err := rdb.Info(ctx, "commandstats", "stats").Result()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimSpace(line)
+		if n, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			reads, _ = strconv.ParseInt(n, 10, 64)
+			continue
+		}
 		if !strings.HasPrefix(line, "cmdstat_evalsha:") && !strings.HasPrefix(line, "cmdstat_eval:") {
 			continue
 		}
@@ -523,7 +532,7 @@ func evalStats(ctx context.Context, rdb *redis.Client) (calls, usec int64, err e
 			}
 		}
 	}
-	return calls, usec, nil
+	return calls, usec, reads, nil
 }
 
 // startProfile fetches a CPU profile of d from tollgate's pprof endpoint in
@@ -615,8 +624,8 @@ func report(out io.Writer, c *config, results []*result) {
 			}
 		}
 		if r.evalCalls > 0 {
-			fmt.Fprintf(out, "%s: take.lua ran %d times (unthrottled phases), %.1f µs each inside Redis (INFO commandstats); redis-server CPU %.1f µs per decision\n",
-				r.name, r.evalCalls, float64(r.evalUsec)/float64(r.evalCalls), us(r.max.redis/time.Duration(max(r.max.requests, 1))))
+			fmt.Fprintf(out, "%s: take.lua ran %d times (unthrottled phases), %.1f µs each inside Redis (INFO commandstats), %.2f runs per socket read (INFO stats); redis-server CPU %.1f µs per decision\n",
+				r.name, r.evalCalls, float64(r.evalUsec)/float64(r.evalCalls), float64(r.evalCalls)/float64(max(r.redisReads, 1)), us(r.max.redis/time.Duration(max(r.max.requests, 1))))
 		}
 	}
 	fmt.Fprintln(out, "CPU: user+system time of the server process (and redis-server) from /proc, per answered Check. RSS at the end of a phase (VmRSS), its anonymous part (RssAnon: heap, stacks; the rest is the binary's pages), peak = VmHWM.")

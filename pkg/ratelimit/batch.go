@@ -48,6 +48,9 @@ var errClosed = errors.New("ratelimit: redis store closed")
 // on the loop no longer touches it.
 type call struct {
 	ctx context.Context
+	// deadline, unless zero, ends the call besides ctx: a lone caller's
+	// round trip takes it as is, a queued call gets a ctx that ends by it.
+	deadline time.Time
 	// args are the command: EVALSHA (or EVAL), the script's hash (or
 	// source), the number of keys, the keys, then ARGV. Every value but the
 	// first and the number of keys is a pointer, into keys and nums or to a
@@ -194,6 +197,12 @@ func (b *batcher) run(c *call, dst []int64) ([]int64, error) {
 	if b.pending.Add(1) == 1 {
 		return b.direct(c, dst)
 	}
+	if !c.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, c.deadline)
+		defer cancel()
+		c.ctx = ctx
+	}
 	select {
 	case b.queue <- c:
 	case <-ctx.Done():
@@ -225,6 +234,9 @@ func (b *batcher) direct(c *call, dst []int64) ([]int64, error) {
 	b.directs.Add(1)
 	if b.conns != nil {
 		d, ok := c.ctx.Deadline()
+		if !c.deadline.IsZero() && (!ok || c.deadline.Before(d)) {
+			d, ok = c.deadline, true
+		}
 		if !ok {
 			d = time.Now().Add(b.maxWait)
 		}
@@ -244,6 +256,11 @@ func (b *batcher) direct(c *call, dst []int64) ([]int64, error) {
 		return append(dst, c.reply...), nil
 	}
 	ctx := c.ctx
+	if !c.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, c.deadline)
+		defer cancel()
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.maxWait)

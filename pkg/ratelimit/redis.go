@@ -226,6 +226,13 @@ func (r *Redis) groups(limits []Limit) []slotGroup {
 // statuses: a call still queued or in flight when Take returns on ctx
 // holds copies.
 func (r *Redis) Take(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
+	return r.takeBy(ctx, time.Time{}, limits, statuses)
+}
+
+// takeBy is Take that also ends at deadline, unless it is zero (Resilient's
+// budget, see deadlineTaker). On a single server a lone caller's round trip
+// then needs no context of its own: the deadline goes to the connection.
+func (r *Redis) takeBy(ctx context.Context, deadline time.Time, limits []Limit, statuses []Status) (Result, error) {
 	if err := validate(limits); err != nil {
 		return Result{}, err
 	}
@@ -236,7 +243,12 @@ func (r *Redis) Take(ctx context.Context, limits []Limit, statuses []Status) (Re
 		return Result{}, errClosed
 	}
 	if !r.cluster {
-		return r.takeAll(ctx, limits, statuses)
+		return r.takeAll(ctx, deadline, limits, statuses)
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	res := Result{Allowed: true, Statuses: quota.StatusesFor(statuses, len(limits))}
 	var charged []slotGroup
@@ -271,10 +283,12 @@ func (r *Redis) Take(ctx context.Context, limits []Limit, statuses []Status) (Re
 
 // takeAll decides all limits in one script run, pipelined: on a single
 // Redis server every key is in reach of one script.
-func (r *Redis) takeAll(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {
+func (r *Redis) takeAll(ctx context.Context, deadline time.Time, limits []Limit, statuses []Status) (Result, error) {
 	keys := r.redisKeys(limits)
 	var buf [2 + inlineLimits]int64
-	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true), buf[:0])
+	c := newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true)
+	c.deadline = deadline
+	reply, err := r.batch.run(c, buf[:0])
 	allowed, now, tats, err := takeReply(reply, err, len(keys))
 	if err != nil {
 		return Result{}, err

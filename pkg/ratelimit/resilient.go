@@ -243,9 +243,15 @@ func (r *Resilient) Take(ctx context.Context, limits []Limit, statuses []Status)
 		return r.degrade(ctx, limits, statuses)
 	}
 	start := time.Now()
-	bctx, cancel := context.WithTimeout(ctx, r.budget)
-	res, err := r.primary.Take(bctx, limits, statuses)
-	cancel()
+	var res Result
+	var err error
+	if p, ok := r.primary.(deadlineTaker); ok {
+		res, err = p.takeBy(ctx, start.Add(r.budget), limits, statuses)
+	} else {
+		bctx, cancel := context.WithTimeout(ctx, r.budget)
+		res, err = r.primary.Take(bctx, limits, statuses)
+		cancel()
+	}
 	r.metrics.latency.Observe(time.Since(start).Seconds())
 	if err == nil {
 		r.succeeded()
@@ -260,6 +266,15 @@ func (r *Resilient) Take(ctx context.Context, limits []Limit, statuses []Status)
 	r.failed(err)
 	return r.degrade(ctx, limits, statuses)
 }
+
+// deadlineTaker is a Store that takes the budget as a deadline of its own
+// rather than in a context, which costs a context and a timer per Take
+// (Redis: see takeBy).
+type deadlineTaker interface {
+	takeBy(ctx context.Context, deadline time.Time, limits []Limit, statuses []Status) (Result, error)
+}
+
+var _ deadlineTaker = (*Redis)(nil)
 
 // degrade answers without the primary store.
 func (r *Resilient) degrade(ctx context.Context, limits []Limit, statuses []Status) (Result, error) {

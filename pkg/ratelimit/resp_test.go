@@ -224,3 +224,39 @@ func TestAppendTake(t *testing.T) {
 		t.Fatalf("EVAL: %q", got)
 	}
 }
+
+// Resilient's budget bounds a Take of the Redis store by a deadline of the
+// store's own (takeBy), not a context: a caller without a deadline still
+// gets the fallback's answer when Redis hangs, whether its call goes on its
+// own goroutine or in a pipeline. The store's client and pipelines would
+// wait 10 s.
+func TestResilientBudgetBoundsRedisTakes(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined %v", pipelined), func(t *testing.T) {
+			srv, store := patientRedis(t)
+			store.batch.start(1)
+			t.Cleanup(func() { _ = store.Close() })
+			if pipelined {
+				otherCaller(t, store)
+			}
+			r, err := NewResilient(store, nil, ResilientOptions{OnError: OnErrorDeny, Budget: 20 * time.Millisecond, FailureThreshold: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			limit := Limit{Key: []byte("budget"), Requests: 5, Period: time.Hour}
+			if res := mustTake(t, r, limit); !res.Allowed || res.Degraded {
+				t.Fatalf("before the hang: %+v, want allowed by Redis", res)
+			}
+			srv.Pause()
+			t.Cleanup(srv.Resume) // before Close, which waits for the pipelines
+			start := time.Now()
+			res := mustTake(t, r, limit)
+			if d := time.Since(start); d >= answersWithin {
+				t.Fatalf("Take while Redis hangs took %s, want an answer within %s", d, answersWithin)
+			}
+			if res.Allowed || !res.Degraded {
+				t.Fatalf("Take while Redis hangs: %+v, want the fallback's denial", res)
+			}
+		})
+	}
+}
