@@ -10,7 +10,15 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -39,6 +47,10 @@ type Server struct {
 	args []string
 	dir  string
 	pass string // requirepass, for the PING that waits for the start
+
+	// TLS, for a server started by StartServerTLS, is a client
+	// configuration that trusts the server's certificate.
+	TLS *tls.Config
 
 	mu  sync.Mutex // guards cmd and out
 	cmd *exec.Cmd
@@ -96,7 +108,71 @@ func StartServerWithPassword(t testing.TB, password string) *Server {
 	return startServer(t, func(string, int) []string { return []string{"--requirepass", password} }, password)
 }
 
+// StartServerTLS starts a server as StartServer does that speaks only TLS,
+// with a certificate for 127.0.0.1 that Server.TLS trusts.
+func StartServerTLS(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	clientTLS := writeCert(t, certFile, keyFile)
+	tlsArgs := func(_ string, port int) []string {
+		return []string{
+			"--port", "0", "--tls-port", strconv.Itoa(port),
+			"--tls-cert-file", certFile, "--tls-key-file", keyFile,
+			"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no",
+		}
+	}
+	return startServerWith(t, tlsArgs, "", clientTLS)
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key, and
+// returns a client configuration that trusts it.
+func writeCert(t testing.TB, certFile, keyFile string) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redistest"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
+
 func startServer(t testing.TB, extra func(dir string, port int) []string, password string) *Server {
+	t.Helper()
+	return startServerWith(t, extra, password, nil)
+}
+
+func startServerWith(t testing.TB, extra func(dir string, port int) []string, password string, clientTLS *tls.Config) *Server {
 	t.Helper()
 	bin := lookPath(t, "redis-server")
 	dir := t.TempDir()
@@ -110,6 +186,7 @@ func startServer(t testing.TB, extra func(dir string, port int) []string, passwo
 			bin:  bin,
 			dir:  dir,
 			pass: password,
+			TLS:  clientTLS,
 			args: []string{
 				"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 				"--save", "", "--appendonly", "no", "--dir", dir,
@@ -144,7 +221,7 @@ func (s *Server) start() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.pass, MaxRetries: -1, DialTimeout: time.Second})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.pass, TLSConfig: s.TLS, MaxRetries: -1, DialTimeout: time.Second})
 	defer c.Close()
 	for {
 		select {

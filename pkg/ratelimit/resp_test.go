@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -258,5 +259,47 @@ func TestResilientBudgetBoundsRedisTakes(t *testing.T) {
 				t.Fatalf("Take while Redis hangs: %+v, want the fallback's denial", res)
 			}
 		})
+	}
+}
+
+// Over TLS the store's own connections are go-redis's dialer's: the same
+// handshake and verification. Decisions count exactly on both paths.
+func TestRedisOwnConnectionsOverTLS(t *testing.T) {
+	srv := redistest.StartServerTLS(t)
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined %v", pipelined), func(t *testing.T) {
+			c := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: srv.TLS})
+			t.Cleanup(func() { _ = c.Close() })
+			r, err := NewRedis(RedisOptions{Client: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Close() })
+			if r.batch.conns == nil {
+				t.Fatal("no own connections for a TLS server")
+			}
+			if pipelined {
+				otherCaller(t, r)
+			}
+			limit := Limit{Key: fmt.Appendf(nil, "tls-%v", pipelined), Requests: 2, Period: time.Hour}
+			for i, want := range []bool{true, true, false} {
+				if res := mustTake(t, r, limit); res.Allowed != want {
+					t.Fatalf("take %d over TLS: %+v, want allowed %v", i+1, res, want)
+				}
+			}
+		})
+	}
+	// A client that does not trust the server's certificate gets an error.
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}})
+	t.Cleanup(func() { _ = c.Close() })
+	r, err := NewRedis(RedisOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.Take(ctx, []Limit{{Key: []byte("untrusted"), Requests: 1, Period: time.Hour}}, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Take with an untrusted certificate: %v, want a certificate error", err)
 	}
 }
