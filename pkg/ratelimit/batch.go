@@ -351,8 +351,10 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	for _, c := range live {
 		cmds = append(cmds, queueCmd(ctx, pipe, c))
 	}
-	// Exec's error is the first command's; each command carries its own.
-	_, _ = pipe.Exec(ctx)
+	// Exec's error is the first failed command's, each command carries its
+	// own, but one that never ran because the connection could not be set
+	// up (AUTH failed) carries none: its callers get Exec's.
+	_, execErr := pipe.Exec(ctx)
 
 	// EVALSHA fails with NOSCRIPT after a restart, SCRIPT FLUSH or failover;
 	// EVAL runs the script and loads it for the next pipelines.
@@ -365,11 +367,16 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 		}
 	}
 	if retried {
-		_, _ = pipe.Exec(ctx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			execErr = err
+		}
 	}
 
 	for i, c := range live {
 		c.reply, c.err = cmds[i].Result()
+		if c.err == nil && len(c.reply) == 0 && execErr != nil {
+			c.err = execErr
+		}
 		c.done <- struct{}{}
 	}
 	clear(cmds)

@@ -303,3 +303,24 @@ func TestRedisOwnConnectionsOverTLS(t *testing.T) {
 		t.Fatalf("Take with an untrusted certificate: %v, want a certificate error", err)
 	}
 }
+
+// A pipeline through go-redis (Redis Cluster's path) whose connection
+// cannot authenticate reports that error to its callers, not an empty
+// reply.
+func TestRedisGoRedisPipelineReportsAuthError(t *testing.T) {
+	srv := redistest.StartServerWithPassword(t, "s3cret")
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("guess"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRedisStore(t, ClientOptions{Addr: srv.Addr, PasswordFile: pw})
+	r.batch.conns.close()
+	r.batch.conns = nil // as on Redis Cluster
+	otherCaller(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := r.Take(ctx, []Limit{{Key: []byte("auth"), Requests: 1, Period: time.Hour}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("pipelined Take with a wrong password: %v, want WRONGPASS", err)
+	}
+}
