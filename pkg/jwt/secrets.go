@@ -235,18 +235,23 @@ func (s *secretSource) resolve(ctx context.Context) {
 		s.failLocked(err)
 		return
 	}
-	s.err.Store(nil)
 	old := s.cur.Load()
+	same := old != nil && bytes.Equal(old.all[0].raw.([]byte), data)
+	if !same {
+		set := newKeySet([]*key{{family: famHMAC, raw: bytes.Clone(data)}})
+		set.anyKid = true
+		s.cur.Store(set)
+	}
+	// The key is published before the error is cleared: keys never sees
+	// neither (which it would report as "not resolved").
+	s.err.Store(nil)
 	if s.lastErr != "" {
 		s.lastErr = ""
 		s.notifyLocked()
 	}
-	if old != nil && bytes.Equal(old.all[0].raw.([]byte), data) {
+	if same {
 		return
 	}
-	set := newKeySet([]*key{{family: famHMAC, raw: bytes.Clone(data)}})
-	set.anyKid = true
-	s.cur.Store(set)
 	s.notifyLocked()
 	if old != nil {
 		old.all[0].revoked.Store(true)

@@ -20,10 +20,16 @@ func writeSecret(t *testing.T, dir string, data string, mtime time.Time) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+	// Written aside and renamed into place, as the kubelet swaps a Secret
+	// volume's files: a poller never reads a half-written secret.
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chtimes(p, mtime, mtime); err != nil {
+	if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
 }
