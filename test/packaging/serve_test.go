@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -122,6 +123,10 @@ func TestChartArgsServeAsTheServiceAccount(t *testing.T) {
 	if err := env.Client.Create(ctx, ap); err != nil {
 		t.Fatal(err)
 	}
+	// The API server outlives the test (-count=2 runs it again): a policy
+	// left behind would conflict with the next one on the same prefix. The
+	// test's ctx has ended when Cleanup runs.
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ap) })
 	waitFor(t, "the AuthPolicy's status Ready=True, written by tollgate", func() error {
 		got := &v1alpha1.AuthPolicy{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ap), got); err != nil {
