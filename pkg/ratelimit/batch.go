@@ -22,10 +22,11 @@ import (
 // and the pipeline's context that a lone call would otherwise cost.
 //
 // Each script still runs atomically on its own; a pipeline is not a
-// transaction and needs none, since every decision is one script. Like a
-// single command, a pipeline whose connection breaks is retried by go-redis
-// (MaxRetries), so a script that ran before the break can run again, as
-// before pipelining.
+// transaction and needs none, since every decision is one script. A sender
+// carries the round trips: on a single server the store's own connections
+// (respConns, resp.go), on Redis Cluster go-redis's pipelines
+// (pipelineSender). Either sends a pipeline whose connection broke once
+// more, so a script that ran before the break can run again.
 const (
 	// pipelineLoops is the number of pipelines in flight at once. One
 	// keeps Redis idle while a batch travels; a few overlap the round trips.
@@ -51,21 +52,18 @@ type call struct {
 	// deadline, unless zero, ends the call besides ctx: a lone caller's
 	// round trip takes it as is, a queued call gets a ctx that ends by it.
 	deadline time.Time
-	// args are the command: EVALSHA (or EVAL), the script's hash (or
-	// source), the number of keys, the keys, then ARGV. Every value but the
-	// first and the number of keys is a pointer, into keys and nums or to a
-	// string of the batcher: go-redis writes a *string or *int64 as it
-	// would the value, and boxing a pointer allocates nothing.
-	args  []any
-	keys  []string
-	nums  []int64
-	reply []int64
-	err   error
-	done  chan struct{} // buffered: the loop never waits for the caller
+	keys     []string
+	nums     []int64 // ARGV: charge, then interval and window per key
+	reply    []int64
+	err      error
+	done     chan struct{} // buffered: the loop never waits for the caller
 
-	argBuf   [3 + 2*inlineLimits + 1 + 2*inlineLimits]any
+	argBuf   [3 + 2*inlineLimits + 1 + 2*inlineLimits]any // see redisArgs
 	numBuf   [1 + 2*inlineLimits]int64
 	replyBuf [2 + inlineLimits]int64 // reply, when read by respConns
+	// alone is the call as a batch of its own (direct): a slice of a local
+	// array would escape through the sender's interface and allocate.
+	alone [1]*call
 }
 
 // inlineLimits is the number of limits whose arguments fit a call without
@@ -77,9 +75,8 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 
 // newTakeCall returns a call of take.lua over keys, one per limit (idx
 // selects the limits of a slot group; nil selects all), charging when
-// charge is set. The hash is a pointer to the script's hash, kept by the
-// caller for the call's life.
-func newTakeCall(ctx context.Context, hash *string, keys []string, limits []Limit, idx []int, charge bool) *call {
+// charge is set.
+func newTakeCall(ctx context.Context, keys []string, limits []Limit, idx []int, charge bool) *call {
 	c := callPool.Get().(*call)
 	c.ctx, c.keys = ctx, keys
 	n := len(keys)
@@ -96,18 +93,27 @@ func newTakeCall(ctx context.Context, hash *string, keys []string, limits []Limi
 		g := newGCRA(limits[i], time.Microsecond)
 		c.nums = append(c.nums, g.interval, g.window)
 	}
-	c.args = c.argBuf[:0]
-	if 3+n+len(c.nums) > len(c.argBuf) {
-		c.args = make([]any, 0, 3+n+len(c.nums))
+	return c
+}
+
+// redisArgs returns c's command for go-redis: cmd (EVALSHA or EVAL), the
+// script (its hash or source), the number of keys, the keys, then ARGV.
+// Every value but the first and the number of keys is a pointer, into
+// c.keys and c.nums or to the sender's string: go-redis writes a *string
+// or *int64 as it would the value, and boxing a pointer allocates nothing.
+func (c *call) redisArgs(cmd string, script *string) []any {
+	args := c.argBuf[:0]
+	if n := 3 + len(c.keys) + len(c.nums); n > len(c.argBuf) {
+		args = make([]any, 0, n)
 	}
-	c.args = append(c.args, "evalsha", hash, n)
+	args = append(args, cmd, script, len(c.keys))
 	for k := range c.keys {
-		c.args = append(c.args, &c.keys[k])
+		args = append(args, &c.keys[k])
 	}
 	for k := range c.nums {
-		c.args = append(c.args, &c.nums[k])
+		args = append(args, &c.nums[k])
 	}
-	return c
+	return args
 }
 
 // recycle returns c to callPool. Only the caller that received c.done (or
@@ -120,11 +126,7 @@ func (c *call) recycle() {
 
 // batcher pipelines take.lua runs of concurrent callers.
 type batcher struct {
-	client  redis.UniversalClient
-	conns   *respConns // nil: pipelines go through client (Redis Cluster)
-	script  *redis.Script
-	hash    string        // the script's SHA-1, for EVALSHA
-	src     string        // the script, for EVAL
+	send    sender
 	maxWait time.Duration // maxPipelineWait; longer only in tests
 
 	queue     chan *call
@@ -144,17 +146,23 @@ type batcher struct {
 	directs   atomic.Int64
 }
 
-func newBatcher(client redis.UniversalClient, script *redis.Script, src string) *batcher {
+func newBatcher(send sender) *batcher {
 	return &batcher{
-		client:  client,
-		conns:   newRespConns(client),
-		script:  script,
-		hash:    script.Hash(),
-		src:     src,
+		send:    send,
 		maxWait: maxPipelineWait,
 		queue:   make(chan *call, queueSize),
 		quit:    make(chan struct{}),
 	}
+}
+
+// sender sends the script runs of one round trip to Redis.
+type sender interface {
+	// exec runs the calls by the deadline and sets each call's reply or
+	// err.
+	exec(deadline time.Time, calls []*call)
+	// close closes the sender's connections, once the batcher's loops have
+	// stopped.
+	close()
 }
 
 // start starts n loops.
@@ -169,9 +177,7 @@ func (b *batcher) start(n int) {
 func (b *batcher) close() {
 	b.closeOnce.Do(func() { close(b.quit) })
 	b.loops.Wait()
-	if b.conns != nil {
-		b.conns.close()
-	}
+	b.send.close()
 }
 
 func (b *batcher) closed() bool {
@@ -232,61 +238,33 @@ func (b *batcher) run(c *call, dst []int64) ([]int64, error) {
 func (b *batcher) direct(c *call, dst []int64) ([]int64, error) {
 	defer c.recycle()
 	b.directs.Add(1)
-	if b.conns != nil {
-		d, ok := c.ctx.Deadline()
-		if !c.deadline.IsZero() && (!ok || c.deadline.Before(d)) {
-			d, ok = c.deadline, true
+	d, ok := c.ctx.Deadline()
+	if !c.deadline.IsZero() && (!ok || c.deadline.Before(d)) {
+		d, ok = c.deadline, true
+	}
+	if !ok {
+		d = time.Now().Add(b.maxWait)
+	}
+	c.alone[0] = c
+	b.send.exec(d, c.alone[:])
+	if c.err != nil {
+		// As a queued caller does, report that the caller's ctx ended
+		// (the round trip's deadline, its own, may fire first).
+		if err := c.ctx.Err(); err != nil {
+			return nil, err
 		}
-		if !ok {
-			d = time.Now().Add(b.maxWait)
+		if ok && isTimeout(c.err) && !time.Now().Before(d) {
+			return nil, context.DeadlineExceeded
 		}
-		one := [1]*call{c}
-		b.conns.exec(d, one[:], b.hash, b.src)
-		if c.err != nil {
-			// As a queued caller does, report that the caller's ctx ended
-			// (the connection's deadline, its own, may fire first).
-			if err := c.ctx.Err(); err != nil {
-				return nil, err
-			}
-			if ok && isTimeout(c.err) && !time.Now().Before(d) {
-				return nil, context.DeadlineExceeded
-			}
-			return nil, c.err
-		}
-		return append(dst, c.reply...), nil
+		return nil, c.err
 	}
-	ctx := c.ctx
-	if !c.deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, c.deadline)
-		defer cancel()
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.maxWait)
-		defer cancel()
-	}
-	cmd := redis.NewIntSliceCmd(ctx, c.args...)
-	err := b.client.Process(ctx, cmd)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		c.args[0], c.args[1] = "eval", &b.src
-		cmd = redis.NewIntSliceCmd(ctx, c.args...)
-		err = b.client.Process(ctx, cmd)
-	}
-	if err != nil && c.ctx.Err() != nil {
-		// As a queued caller does, report that the caller's ctx ended.
-		return nil, c.ctx.Err()
-	}
-	reply, err := cmd.Result()
-	return append(dst, reply...), err
+	return append(dst, c.reply...), nil
 }
 
 // loop sends pipelines until close: it waits for one call, takes every call
 // queued by then (up to maxPipeline), and sends them together.
 func (b *batcher) loop() {
-	pipe := b.client.Pipeline()
 	batch := make([]*call, 0, maxPipeline)
-	cmds := make([]*redis.IntSliceCmd, 0, maxPipeline)
 	for {
 		select {
 		case c := <-b.queue:
@@ -303,14 +281,15 @@ func (b *batcher) loop() {
 				break fill
 			}
 		}
-		b.send(pipe, batch, cmds)
+		b.sendBatch(batch)
 		clear(batch)
 		batch = batch[:0]
 	}
 }
 
-// send runs one batch as a pipeline and hands each caller its result.
-func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSliceCmd) {
+// sendBatch sends the calls of one batch whose callers are still waiting
+// in one round trip, and hands each caller its result.
+func (b *batcher) sendBatch(batch []*call) {
 	var latest time.Time
 	live := batch[:0]
 	for _, c := range batch {
@@ -335,21 +314,29 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	b.inFlight.Add(1)
 	defer b.inFlight.Add(-1)
 	b.pipelines.Add(1)
-	if b.conns != nil {
-		b.conns.exec(latest, live, b.hash, b.src)
-		for _, c := range live {
-			c.done <- struct{}{}
-		}
-		return
-	}
-	// The callers with earlier deadlines leave on their own; the pipeline
-	// serves the others until the last deadline.
-	ctx, cancel := context.WithDeadline(context.Background(), latest)
-	defer cancel()
-
-	cmds = cmds[:0]
+	// The callers with earlier deadlines leave on their own; the round
+	// trip serves the others until the last deadline.
+	b.send.exec(latest, live)
 	for _, c := range live {
-		cmds = append(cmds, queueCmd(ctx, pipe, c))
+		c.done <- struct{}{}
+	}
+}
+
+// pipelineSender sends round trips through go-redis as pipelines, which
+// the cluster client splits by node: Redis Cluster's sender.
+type pipelineSender struct {
+	client redis.UniversalClient
+	hash   string // the script's SHA-1, for EVALSHA
+	src    string // the script, for EVAL
+}
+
+func (s *pipelineSender) exec(deadline time.Time, calls []*call) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntSliceCmd, len(calls))
+	for i, c := range calls {
+		cmds[i] = queueCmd(ctx, pipe, c.redisArgs("evalsha", &s.hash))
 	}
 	// Exec's error is the first failed command's, each command carries its
 	// own, but one that never ran because the connection could not be set
@@ -359,10 +346,9 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 	// EVALSHA fails with NOSCRIPT after a restart, SCRIPT FLUSH or failover;
 	// EVAL runs the script and loads it for the next pipelines.
 	retried := false
-	for i, c := range live {
-		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			c.args[0], c.args[1] = "eval", &b.src
-			cmds[i] = queueCmd(ctx, pipe, c)
+	for i, c := range calls {
+		if isNoScript(cmds[i].Err()) {
+			cmds[i] = queueCmd(ctx, pipe, c.redisArgs("eval", &s.src))
 			retried = true
 		}
 	}
@@ -372,20 +358,21 @@ func (b *batcher) send(pipe redis.Pipeliner, batch []*call, cmds []*redis.IntSli
 		}
 	}
 
-	for i, c := range live {
+	for i, c := range calls {
 		c.reply, c.err = cmds[i].Result()
 		if c.err == nil && len(c.reply) == 0 && execErr != nil {
 			c.err = execErr
 		}
-		c.done <- struct{}{}
 	}
-	clear(cmds)
 }
 
-// queueCmd queues c's command in pipe. Its reply, an array of integers, is
+// close does nothing: the client is the caller's.
+func (s *pipelineSender) close() {}
+
+// queueCmd queues a command in pipe. Its reply, an array of integers, is
 // read straight into []int64.
-func queueCmd(ctx context.Context, pipe redis.Pipeliner, c *call) *redis.IntSliceCmd {
-	cmd := redis.NewIntSliceCmd(ctx, c.args...)
+func queueCmd(ctx context.Context, pipe redis.Pipeliner, args []any) *redis.IntSliceCmd {
+	cmd := redis.NewIntSliceCmd(ctx, args...)
 	_ = pipe.Process(ctx, cmd) // queues; errors come with Exec
 	return cmd
 }

@@ -115,7 +115,11 @@ func newRedis(opts RedisOptions) (*Redis, error) {
 	if r.logLimit = opts.LogLimit; r.logLimit == nil {
 		r.logLimit = logging.NewLimiter(logging.LimiterOptions{})
 	}
-	r.batch = newBatcher(r.client, r.scripts.take, takeLua)
+	var send sender = &pipelineSender{client: r.client, hash: r.scripts.take.Hash(), src: takeLua}
+	if conns := newRespConns(r.client, r.scripts.take.Hash(), takeLua); conns != nil {
+		send = conns
+	}
+	r.batch = newBatcher(send)
 	return r, nil
 }
 
@@ -286,7 +290,7 @@ func (r *Redis) takeBy(ctx context.Context, deadline time.Time, limits []Limit, 
 func (r *Redis) takeAll(ctx context.Context, deadline time.Time, limits []Limit, statuses []Status) (Result, error) {
 	keys := r.redisKeys(limits)
 	var buf [2 + inlineLimits]int64
-	c := newTakeCall(ctx, &r.batch.hash, keys, limits, nil, true)
+	c := newTakeCall(ctx, keys, limits, nil, true)
 	c.deadline = deadline
 	reply, err := r.batch.run(c, buf[:0])
 	allowed, now, tats, err := takeReply(reply, err, len(keys))
@@ -304,7 +308,7 @@ func (r *Redis) takeAll(ctx context.Context, deadline time.Time, limits []Limit,
 // of a decision run one after the other, each in a pipeline of its own,
 // which the cluster client sends to the group's node.
 func (r *Redis) take(ctx context.Context, limits []Limit, g slotGroup, charge bool) (allowed bool, now int64, tats []int64, err error) {
-	reply, err := r.batch.run(newTakeCall(ctx, &r.batch.hash, g.keys, limits, g.idx, charge), nil)
+	reply, err := r.batch.run(newTakeCall(ctx, g.keys, limits, g.idx, charge), nil)
 	return takeReply(reply, err, len(g.keys))
 }
 

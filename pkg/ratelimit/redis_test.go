@@ -24,6 +24,13 @@ func newRedisStore(t testing.TB, o ClientOptions) *Redis {
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
+	return newRedisStoreOn(t, c)
+}
+
+// newRedisStoreOn returns a Redis store on c, which it closes after the
+// store.
+func newRedisStoreOn(t testing.TB, c redis.UniversalClient) *Redis {
+	t.Helper()
 	t.Cleanup(func() { _ = c.Close() })
 	r, err := NewRedis(RedisOptions{Client: c})
 	if err != nil {

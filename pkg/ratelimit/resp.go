@@ -32,6 +32,9 @@ import (
 // trips run at once (each loop's and one direct caller's), so at most that
 // many connections are ever open and idle.
 type respConns struct {
+	hash string // take.lua's SHA-1, for EVALSHA
+	src  string // take.lua, for EVAL
+
 	dial     func(ctx context.Context) (net.Conn, error)
 	username string
 	password string
@@ -54,7 +57,7 @@ type respConn struct {
 // (credential providers, OnConnect hooks): the batcher then stays on
 // go-redis. The connections speak RESP2, whatever protocol go-redis's use:
 // take.lua's reply is an array of integers in both.
-func newRespConns(c redis.UniversalClient) *respConns {
+func newRespConns(c redis.UniversalClient, hash, src string) *respConns {
 	rc, ok := c.(*redis.Client)
 	if !ok {
 		return nil
@@ -66,6 +69,8 @@ func newRespConns(c redis.UniversalClient) *respConns {
 	}
 	network, addr, dial := o.Network, o.Addr, o.Dialer
 	return &respConns{
+		hash:     hash,
+		src:      src,
 		dial:     func(ctx context.Context) (net.Conn, error) { return dial(ctx, network, addr) },
 		username: o.Username,
 		password: o.Password,
@@ -122,7 +127,7 @@ func (p *respConns) connect(deadline time.Time) (*respConn, error) {
 	defer cancel()
 	nc, err := p.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, err // net.OpError names the address and the cause
 	}
 	cn := &respConn{
 		nc:  nc,
@@ -193,7 +198,8 @@ func (cn *respConn) handshake(deadline time.Time, cmds [][]string) error {
 // a reply are sent again once, on a new connection, as go-redis retries a
 // command (MaxRetries): a script that ran before the break may then run
 // twice.
-func (p *respConns) exec(deadline time.Time, calls []*call, hash, src string) {
+func (p *respConns) exec(deadline time.Time, calls []*call) {
+	hash, src := p.hash, p.src
 	cn, reused, err := p.get(deadline)
 	if err != nil {
 		failCalls(calls, err)

@@ -23,7 +23,7 @@ func TestRedisOwnConnectionsOnlyForASingleServer(t *testing.T) {
 	for target, opts := range redisTargets(t) {
 		t.Run(target, func(t *testing.T) {
 			r := newRedisStore(t, opts)
-			if own := r.batch.conns != nil; own != (opts.Addr != "") {
+			if _, own := r.batch.send.(*respConns); own != (opts.Addr != "") {
 				t.Fatalf("own connections: %v, want %v", own, opts.Addr != "")
 			}
 		})
@@ -101,27 +101,19 @@ func TestRedisOwnConnectionsSurviveARestart(t *testing.T) {
 }
 
 func idleConns(r *Redis) int {
-	r.batch.conns.mu.Lock()
-	defer r.batch.conns.mu.Unlock()
-	return len(r.batch.conns.idle)
+	conns := r.batch.send.(*respConns)
+	conns.mu.Lock()
+	defer conns.mu.Unlock()
+	return len(conns.idle)
 }
 
 // After Close, the store's connections are closed: none is left idle, and
 // Redis counts only go-redis's own.
 func TestRedisCloseClosesOwnConnections(t *testing.T) {
-	srv := redistest.StartServer(t)
-	c, err := NewClient(ClientOptions{Addr: srv.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	r, err := NewRedis(RedisOptions{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRedisStore(t, ClientOptions{Addr: redistest.StartServer(t).Addr})
 	mustTake(t, r, Limit{Key: []byte("close"), Requests: 2, Period: time.Hour})
 	clients := func() int {
-		list, err := c.ClientList(context.Background()).Result()
+		list, err := r.client.ClientList(context.Background()).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,14 +260,8 @@ func TestRedisOwnConnectionsOverTLS(t *testing.T) {
 	srv := redistest.StartServerTLS(t)
 	for _, pipelined := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pipelined %v", pipelined), func(t *testing.T) {
-			c := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: srv.TLS})
-			t.Cleanup(func() { _ = c.Close() })
-			r, err := NewRedis(RedisOptions{Client: c})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = r.Close() })
-			if r.batch.conns == nil {
+			r := newRedisStoreOn(t, redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: srv.TLS}))
+			if _, own := r.batch.send.(*respConns); !own {
 				t.Fatal("no own connections for a TLS server")
 			}
 			if pipelined {
@@ -290,13 +276,7 @@ func TestRedisOwnConnectionsOverTLS(t *testing.T) {
 		})
 	}
 	// A client that does not trust the server's certificate gets an error.
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}})
-	t.Cleanup(func() { _ = c.Close() })
-	r, err := NewRedis(RedisOptions{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
+	r := newRedisStoreOn(t, redis.NewClient(&redis.Options{Addr: srv.Addr, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := r.Take(ctx, []Limit{{Key: []byte("untrusted"), Requests: 1, Period: time.Hour}}, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
@@ -314,8 +294,8 @@ func TestRedisGoRedisPipelineReportsAuthError(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRedisStore(t, ClientOptions{Addr: srv.Addr, PasswordFile: pw})
-	r.batch.conns.close()
-	r.batch.conns = nil // as on Redis Cluster
+	r.batch.send.close()
+	r.batch.send = &pipelineSender{client: r.client, hash: r.scripts.take.Hash(), src: takeLua} // as on Redis Cluster
 	otherCaller(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
