@@ -44,7 +44,6 @@ type config struct {
 	serverCPU, clientCPU, redisCPU   string
 	workDir                          string
 	cpuProfile                       string
-	profiling                        bool // a server serves the profile
 	serveArgs                        []string
 }
 
@@ -68,7 +67,7 @@ func main() {
 	flag.StringVar(&c.clientCPU, "client-cpu", "0", "CPU list for ghz (taskset -c); empty: no pinning")
 	flag.StringVar(&c.redisCPU, "redis-cpu", "0", "CPU list for redis-server (taskset -c); empty: no pinning. Not tollgate's: Redis runs on other machines in production, and sharing tollgate's CPU would add two context switches to every decision's latency")
 	flag.StringVar(&c.workDir, "work", "", "directory for keys, policies and requests; default a temporary one, removed after")
-	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the first tollgate scenario during its last unthrottled phase to this file")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each tollgate scenario during its last unthrottled phase to this file, or with several tollgate scenarios to one file each, named after the scenario (FILE.pprof: FILE-memory.pprof, FILE-redis.pprof)")
 	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for tollgate serve, space-separated")
 	flag.Parse()
 	c.scenarios = strings.Split(scenarios, ",")
@@ -111,6 +110,7 @@ func run(ctx context.Context, c *config, out io.Writer) error {
 		return err
 	}
 	report(out, c, results)
+	reportParts(ctx, out, results)
 	return nil
 }
 
@@ -121,7 +121,8 @@ type result struct {
 	// Redis only: take.lua runs and their time inside Redis, in the
 	// unthrottled phase.
 	evalCalls, evalUsec int64
-	redisReads          int64 // reads of client sockets by redis-server
+	redisReads          int64  // reads of client sockets by redis-server
+	profile             string // CPU profile of the last unthrottled phase
 }
 
 // A phase is one ghz run against one server, or the sum of several.
@@ -212,7 +213,8 @@ func measureAll(ctx context.Context, c *config, fx *fixture, dir string) ([]*res
 			}
 			profile := func() error { return nil }
 			if srv.pprofAddr != "" && round == c.rounds-1 {
-				profile = startProfile(ctx, srv.pprofAddr, c.duration, c.cpuProfile)
+				res.profile = profilePath(c, c.scenarios[i])
+				profile = startProfile(ctx, srv.pprofAddr, c.duration, res.profile)
 			}
 			p, err := measurePhase(ctx, c, fx, srv, c.duration, 0)
 			if err != nil {
@@ -313,7 +315,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	if kind == "bare" && (env != nil || other) {
 		return nil, fmt.Errorf("scenario %q: environment and binary are for tollgate only", name)
 	}
-	logName := strings.NewReplacer(":", "-", "+", "-", "=", "", "@", "-", "/", "-").Replace(name)
+	logName := fileName(name)
 	srv := &server{grpcAddr: freeAddr()}
 	var procs []*exec.Cmd
 	srv.stop = func() {
@@ -377,8 +379,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	health := freeAddr()
 	args = append([]string{"serve", "--policy-dir", fx.policyDir, "--grpc-addr", srv.grpcAddr,
 		"--http-addr", "", "--metrics-addr", freeAddr(), "--health-addr", health}, args...)
-	if c.cpuProfile != "" && !c.profiling {
-		c.profiling = true
+	if c.cpuProfile != "" {
 		srv.pprofAddr = freeAddr()
 		args = append(args, "--pprof-addr", srv.pprofAddr)
 	}
@@ -533,6 +534,28 @@ func evalStats(ctx context.Context, rdb *redis.Client) (calls, usec, reads int64
 		}
 	}
 	return calls, usec, reads, nil
+}
+
+// fileName turns a scenario's name into a part of a file name.
+func fileName(scenario string) string {
+	return strings.NewReplacer(":", "-", "+", "-", "=", "", "@", "-", "/", "-").Replace(scenario)
+}
+
+// profilePath is where the CPU profile of scenario goes: -cpuprofile as
+// given when one tollgate scenario is measured, else with the scenario's
+// name before the extension.
+func profilePath(c *config, scenario string) string {
+	tollgates := 0
+	for _, s := range c.scenarios {
+		if s != "bare" {
+			tollgates++
+		}
+	}
+	if tollgates < 2 {
+		return c.cpuProfile
+	}
+	ext := filepath.Ext(c.cpuProfile)
+	return strings.TrimSuffix(c.cpuProfile, ext) + "-" + fileName(scenario) + ext
 }
 
 // startProfile fetches a CPU profile of d from tollgate's pprof endpoint in
