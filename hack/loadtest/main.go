@@ -67,7 +67,7 @@ func main() {
 	flag.StringVar(&c.clientCPU, "client-cpu", "0", "CPU list for ghz (taskset -c); empty: no pinning")
 	flag.StringVar(&c.redisCPU, "redis-cpu", "0", "CPU list for redis-server (taskset -c); empty: no pinning. Not tollgate's: Redis runs on other machines in production, and sharing tollgate's CPU would add two context switches to every decision's latency")
 	flag.StringVar(&c.workDir, "work", "", "directory for keys, policies and requests; default a temporary one, removed after")
-	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each tollgate scenario during its last unthrottled phase to this file, or with several tollgate scenarios to one file each, named after the scenario (FILE.pprof: FILE-memory.pprof, FILE-redis.pprof)")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each server during its last unthrottled phase to this file, or with several scenarios to one file each, named after the scenario (FILE.pprof: FILE-bare.pprof, FILE-memory.pprof), and print where each one's CPU goes")
 	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for tollgate serve, space-separated")
 	flag.Parse()
 	c.scenarios = strings.Split(scenarios, ",")
@@ -353,7 +353,12 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	var args []string
 	switch kind {
 	case "bare":
-		cmd, err := start(c.serverCPU, nil, c.bare, "-addr", srv.grpcAddr)
+		args := []string{"-addr", srv.grpcAddr}
+		if c.cpuProfile != "" {
+			srv.pprofAddr = freeAddr()
+			args = append(args, "-pprof-addr", srv.pprofAddr)
+		}
+		cmd, err := start(c.serverCPU, nil, c.bare, args...)
 		if err != nil {
 			return fail(err)
 		}
@@ -542,23 +547,17 @@ func fileName(scenario string) string {
 }
 
 // profilePath is where the CPU profile of scenario goes: -cpuprofile as
-// given when one tollgate scenario is measured, else with the scenario's
-// name before the extension.
+// given when one scenario is measured, else with the scenario's name
+// before the extension.
 func profilePath(c *config, scenario string) string {
-	tollgates := 0
-	for _, s := range c.scenarios {
-		if s != "bare" {
-			tollgates++
-		}
-	}
-	if tollgates < 2 {
+	if len(c.scenarios) < 2 {
 		return c.cpuProfile
 	}
 	ext := filepath.Ext(c.cpuProfile)
 	return strings.TrimSuffix(c.cpuProfile, ext) + "-" + fileName(scenario) + ext
 }
 
-// startProfile fetches a CPU profile of d from tollgate's pprof endpoint in
+// startProfile fetches a CPU profile of d from a server's pprof endpoint in
 // the background; the returned function waits for it.
 func startProfile(ctx context.Context, addr string, d time.Duration, path string) func() error {
 	errc := make(chan error, 1)

@@ -133,7 +133,7 @@ func profileShares(ctx context.Context, path string) ([]float64, error) {
 	return shares(samples), nil
 }
 
-// reportParts prints, for each profiled tollgate scenario, its CPU per
+// reportParts prints, for each profiled server, its CPU per
 // request in the unthrottled phases split as its profile splits (a profile
 // covers the last round; the shares are applied to all rounds' CPU per
 // request), and redis-server's per decision: the answer to "where does

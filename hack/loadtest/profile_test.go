@@ -92,7 +92,9 @@ func TestProfilePath(t *testing.T) {
 		scenario  string
 		want      string
 	}{
-		{[]string{"bare", "memory"}, "memory", "/tmp/tg.pprof"},
+		{[]string{"memory"}, "memory", "/tmp/tg.pprof"},
+		{[]string{"bare", "memory"}, "memory", "/tmp/tg-memory.pprof"},
+		{[]string{"bare", "memory"}, "bare", "/tmp/tg-bare.pprof"},
 		{[]string{"bare", "memory", "redis"}, "redis", "/tmp/tg-redis.pprof"},
 		{[]string{"memory", "memory:GOGC=400+GOMEMLIMIT=64MiB"}, "memory:GOGC=400+GOMEMLIMIT=64MiB", "/tmp/tg-memory-GOGC400-GOMEMLIMIT64MiB.pprof"},
 		{[]string{"redis", "redis@bin/old"}, "redis@bin/old", "/tmp/tg-redis-bin-old.pprof"},

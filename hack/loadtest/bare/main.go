@@ -9,6 +9,8 @@ import (
 	"flag"
 	"log"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // -pprof-addr: the load test's -cpuprofile
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -30,7 +32,11 @@ func (okServer) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckRespo
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:50051", "listen address")
+	pprofAddr := flag.String("pprof-addr", "", "serve /debug/pprof/ on this address; empty: off")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { log.Fatal(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
