@@ -42,6 +42,7 @@ type config struct {
 	rounds                           int
 	scenarios                        []string
 	serverCPU, clientCPU, redisCPU   string
+	unpinned                         bool // taskset missing or one CPU
 	workDir                          string
 	cpuProfile                       string
 	serveArgs                        []string
@@ -62,10 +63,10 @@ func main() {
 	flag.IntVar(&c.connections, "connections", 1, "ghz connections")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds: each measures every server once per phase, in turn")
 	flag.IntVar(&c.rate, "rate", 2000, "requests per second of the fixed-rate phase; 0 skips it")
-	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order; a tollgate scenario may add environment variables and another binary: memory:GOGC=200+GOMEMLIMIT=64MiB, redis@bin/tollgate-old")
+	flag.StringVar(&scenarios, "scenarios", "bare,memory,redis", "servers to measure, in order; a tollgate scenario may add environment variables and another binary: memory:GOGC=200+GOMEMLIMIT=64MiB, redis@bin/tollgate-old; redis/CPUS runs redis-server on those CPUs (redis/0)")
 	flag.StringVar(&c.serverCPU, "server-cpu", "1", "CPU list for servers and redis-server (taskset -c); empty: no pinning")
 	flag.StringVar(&c.clientCPU, "client-cpu", "0", "CPU list for ghz (taskset -c); empty: no pinning")
-	flag.StringVar(&c.redisCPU, "redis-cpu", "0", "CPU list for redis-server (taskset -c); empty: no pinning. Not tollgate's: Redis runs on other machines in production, and sharing tollgate's CPU would add two context switches to every decision's latency")
+	flag.StringVar(&c.redisCPU, "redis-cpu", "server", "CPU list for redis-server (taskset -c): \"server\" puts it on -server-cpu, so that the server measured (tollgate and its Redis) has the same CPU as the others and ghz keeps its own; empty: no pinning. A scenario redis/CPUS overrides it: redis/0 runs redis-server beside ghz")
 	flag.StringVar(&c.workDir, "work", "", "directory for keys, policies and requests; default a temporary one, removed after")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each server during its last unthrottled phase to this file, or with several scenarios to one file each, named after the scenario (FILE.pprof: FILE-bare.pprof, FILE-memory.pprof), and print where each one's CPU goes")
 	flag.StringVar(&serveArgs, "serve-args", "", "extra arguments for tollgate serve, space-separated")
@@ -86,6 +87,10 @@ func run(ctx context.Context, c *config, out io.Writer) error {
 	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 {
 		fmt.Fprintln(out, "note: taskset missing or one CPU: servers and ghz are not pinned")
 		c.serverCPU, c.clientCPU, c.redisCPU = "", "", ""
+		c.unpinned = true
+	}
+	if c.redisCPU == "server" {
+		c.redisCPU = c.serverCPU
 	}
 	dir := c.workDir
 	if dir == "" {
@@ -130,11 +135,14 @@ type phase struct {
 	requests   uint64
 	rps        float64
 	cpu, redis time.Duration // server process, redis-server
-	p50, p99   time.Duration
-	rss, peak  int64 // server process, at the end of the phase
-	anon       int64 // anonymous part of rss
-	errors     uint64
-	codes      map[string]uint64 // non-OK gRPC codes and their counts
+	// ipis counts the machine's inter-processor interrupts (procstat.IPIs)
+	// during the phase, ghz's included; -1 when unknown.
+	ipis      int64
+	p50, p99  time.Duration
+	rss, peak int64 // server process, at the end of the phase
+	anon      int64 // anonymous part of rss
+	errors    uint64
+	codes     map[string]uint64 // non-OK gRPC codes and their counts
 	// perRequest holds each round's CPU per request, for the spread.
 	perRequest []time.Duration
 }
@@ -154,6 +162,12 @@ func (p *phase) add(q *phase) {
 	}
 	p.cpu += q.cpu
 	p.redis += q.redis
+	if p.ipis >= 0 {
+		p.ipis += q.ipis
+		if q.ipis < 0 {
+			p.ipis = -1
+		}
+	}
 	p.rps = (p.rps*n + q.rps) / (n + 1)
 	p.p50 = time.Duration((float64(p.p50)*n + float64(q.p50)) / (n + 1))
 	p.p99 = time.Duration((float64(p.p99)*n + float64(q.p99)) / (n + 1))
@@ -256,11 +270,15 @@ func measurePhase(ctx context.Context, c *config, fx *fixture, srv *server, d ti
 			return nil, err
 		}
 	}
+	ipis0, ipisErr := procstat.IPIs()
 	rep, err := runGHZ(ctx, c, fx, srv.grpcAddr, d, rate)
 	if err != nil {
 		return nil, err
 	}
-	p := &phase{requests: rep.Count, rps: rep.Rps}
+	p := &phase{requests: rep.Count, rps: rep.Rps, ipis: -1}
+	if ipis1, err := procstat.IPIs(); err == nil && ipisErr == nil {
+		p.ipis = int64(ipis1 - ipis0)
+	}
 	if p.cpu, err = procstat.CPUTime(srv.pid); err != nil {
 		return nil, err
 	}
@@ -308,6 +326,14 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 		tollgate = c.tollgate
 	}
 	kind, envSpec, _ := strings.Cut(spec, ":")
+	kind, redisCPU, placed := strings.Cut(kind, "/")
+	if !placed {
+		redisCPU = c.redisCPU
+	} else if kind != "redis" {
+		return nil, fmt.Errorf("scenario %q: only redis takes /CPUS, redis-server's CPUs", name)
+	} else if c.unpinned {
+		redisCPU = ""
+	}
 	var env []string
 	if envSpec != "" {
 		env = append(os.Environ(), strings.Split(envSpec, "+")...)
@@ -368,7 +394,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 	case "redis":
 		addr := freeAddr()
 		host, port, _ := net.SplitHostPort(addr)
-		cmd, err := start(c.redisCPU, nil, c.redisServer, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
+		cmd, err := start(redisCPU, nil, c.redisServer, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
 		if err != nil {
 			return fail(err)
 		}
@@ -379,7 +405,7 @@ func startServer(ctx context.Context, c *config, fx *fixture, dir, name string) 
 		}
 		args = append(args, "--quota-store", "redis", "--redis-addr", addr)
 	default:
-		return nil, fmt.Errorf("unknown scenario %q: want bare, memory or redis, then optionally :VAR=value+VAR=value", name)
+		return nil, fmt.Errorf("unknown scenario %q: want bare, memory, redis or redis/CPUS, then optionally :VAR=value+VAR=value", name)
 	}
 	health := freeAddr()
 	args = append([]string{"serve", "--policy-dir", fx.policyDir, "--grpc-addr", srv.grpcAddr,
@@ -620,8 +646,8 @@ func report(out io.Writer, c *config, results []*result) {
 	}
 	table := func(title string, p func(*result) *phase) {
 		fmt.Fprintln(out, title)
-		fmt.Fprintf(out, "  %-*s %9s %7s %6s %24s %6s %11s %7s %7s %7s %7s %7s\n", width,
-			"server", "requests", "req/s", "errors", "CPU µs/req (+redis)", "×bare", "per round", "p50 ms", "p99 ms", "RSS MB", "anon MB", "peak MB")
+		fmt.Fprintf(out, "  %-*s %9s %7s %6s %24s %6s %11s %7s %7s %7s %7s %7s %7s\n", width,
+			"server", "requests", "req/s", "errors", "CPU µs/req (+redis)", "×bare", "per round", "IPI/req", "p50 ms", "p99 ms", "RSS MB", "anon MB", "peak MB")
 		for _, r := range results {
 			ph := p(r)
 			cpu := fmt.Sprintf("%.1f", us(ph.cpuPerRequest()))
@@ -630,8 +656,12 @@ func report(out io.Writer, c *config, results []*result) {
 				cpu = fmt.Sprintf("%.1f (%.1f + %.1f)", us(ph.cpuPerRequest()), us(ph.cpu/n), us(ph.redis/n))
 			}
 			all, spread := ratio(r, p)
-			fmt.Fprintf(out, "  %-*s %9d %7.0f %6d %24s %6s %11s %7.2f %7.2f %7.1f %7.1f %7.1f\n", width,
-				r.name, ph.requests, ph.rps, ph.errors, cpu, all, spread, ms(ph.p50), ms(ph.p99), mb(ph.rss), mb(ph.anon), mb(ph.peak))
+			ipis := "-"
+			if ph.ipis >= 0 {
+				ipis = fmt.Sprintf("%.2f", float64(ph.ipis)/float64(max(ph.requests, 1)))
+			}
+			fmt.Fprintf(out, "  %-*s %9d %7.0f %6d %24s %6s %11s %7s %7.2f %7.2f %7.1f %7.1f %7.1f\n", width,
+				r.name, ph.requests, ph.rps, ph.errors, cpu, all, spread, ipis, ms(ph.p50), ms(ph.p99), mb(ph.rss), mb(ph.anon), mb(ph.peak))
 		}
 		fmt.Fprintln(out)
 	}
@@ -650,7 +680,7 @@ func report(out io.Writer, c *config, results []*result) {
 				r.name, r.evalCalls, float64(r.evalUsec)/float64(r.evalCalls), float64(r.evalCalls)/float64(max(r.redisReads, 1)), us(r.max.redis/time.Duration(max(r.max.requests, 1))))
 		}
 	}
-	fmt.Fprintln(out, "CPU: user+system time of the server process (and redis-server) from /proc, per answered Check. RSS at the end of a phase (VmRSS), its anonymous part (RssAnon: heap, stacks; the rest is the binary's pages), peak = VmHWM.")
+	fmt.Fprintln(out, "CPU: user+system time of the server process (and redis-server) from /proc, per answered Check. RSS at the end of a phase (VmRSS), its anonymous part (RssAnon: heap, stacks; the rest is the binary's pages), peak = VmHWM. IPI/req: the machine's rescheduling and function-call interrupts (/proc/interrupts RES + CAL, ghz's included) per Check: a wake-up of a process on another CPU.")
 }
 
 // loadAverage returns the 1, 5 and 15 minute load averages: a busy
