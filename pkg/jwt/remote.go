@@ -30,14 +30,15 @@ const (
 )
 
 // UnknownKidInterval is the least time between two fetches of one JWKS
-// caused by tokens naming a kid the set lacks. A flood of such tokens costs
+// caused by tokens naming a kid the set lacks (background refreshes do not
+// count). A flood of such tokens costs
 // at most one fetch per interval (concurrent callers share one), and a key
 // the provider rotated in is accepted at most this long (plus one fetch)
 // after it was published — SPEC promises 2 s.
 const UnknownKidInterval = time.Second
 
-// errThrottled means an on-demand refresh was skipped because one completed
-// less than UnknownKidInterval ago.
+// errThrottled means an on-demand refresh was skipped because another one
+// started or completed less than UnknownKidInterval ago.
 var errThrottled = errors.New("jwks refresh throttled")
 
 // errNotLoaded means no fetch has finished yet.
@@ -55,11 +56,14 @@ type remoteSource struct {
 	set atomic.Pointer[keySet] // nil until the first successful fetch
 	sf  singleflight.Group     // one fetch at a time, shared by all callers
 
-	mu          sync.Mutex    // mu guards the fields below
-	lastFetched time.Time     // completion of the last fetch attempt (m.now clock)
-	lastErr     error         // result of the last attempt
-	lastOK      time.Time     // completion of the last successful fetch
-	interval    time.Duration // freshness of the last success (Cache-Control)
+	mu          sync.Mutex // mu guards the fields below
+	lastFetched time.Time  // completion of the last fetch attempt (m.now clock)
+	lastErr     error      // result of the last attempt
+	lastOK      time.Time  // completion of the last successful fetch
+	// lastOnDemand is the start, then the completion, of the last
+	// refresh for an unknown kid while keys were held (see throttled).
+	lastOnDemand time.Time
+	interval     time.Duration // freshness of the last success (Cache-Control)
 }
 
 func newRemoteSource(m *Manager, uri string, discovery bool) *remoteSource {
@@ -155,10 +159,44 @@ func (s *remoteSource) refreshUnknown(ctx context.Context) (*keySet, error) {
 	return set, err
 }
 
+// mayRefresh reports whether an on-demand fetch may start now (see
+// throttled).
 func (s *remoteSource) mayRefresh() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastFetched.IsZero() || s.m.now().Sub(s.lastFetched) >= UnknownKidInterval
+	return !s.throttled(s.m.now())
+}
+
+// throttled reports whether an on-demand fetch at now is one too many.
+// Before the first key set, any fetch in the last UnknownKidInterval
+// throttles it. Once keys are held, it refreshes for an unknown kid, and
+// only the last such refresh throttles it: a background fetch moments ago
+// must not keep the first unknown kid from finding the JWKS down (SPEC:
+// the JWKS is down and the kid is unknown → 503 keys_unavailable). s.mu
+// is held.
+func (s *remoteSource) throttled(now time.Time) bool {
+	last := s.lastFetched
+	if s.set.Load() != nil {
+		last = s.lastOnDemand
+	}
+	return !last.IsZero() && now.Sub(last) < UnknownKidInterval
+}
+
+// startOnDemand claims the on-demand fetch of the current interval: ok is
+// false when it is throttled, and unknownKid true when it refreshes keys
+// already held (lastOnDemand).
+func (s *remoteSource) startOnDemand() (ok, unknownKid bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.m.now()
+	if s.throttled(now) {
+		return false, false
+	}
+	if s.set.Load() != nil {
+		s.lastOnDemand = now
+		return true, true
+	}
+	return true, false
 }
 
 // fetchShared runs one fetch shared by every concurrent caller. The fetch
@@ -166,8 +204,12 @@ func (s *remoteSource) mayRefresh() bool {
 // fail the others; ctx only bounds this caller's wait.
 func (s *remoteSource) fetchShared(ctx context.Context, onDemand bool) (*keySet, error) {
 	ch := s.sf.DoChan("fetch", func() (any, error) {
-		if onDemand && !s.mayRefresh() {
-			return nil, errThrottled
+		unknownKid := false
+		if onDemand {
+			var ok bool
+			if ok, unknownKid = s.startOnDemand(); !ok {
+				return nil, errThrottled
+			}
 		}
 		if !onDemand && s.freshlyLoaded() {
 			return s.set.Load(), nil
@@ -175,6 +217,9 @@ func (s *remoteSource) fetchShared(ctx context.Context, onDemand bool) (*keySet,
 		set, err := s.fetch(s.m.ctx)
 		s.mu.Lock()
 		s.lastFetched = s.m.now()
+		if unknownKid {
+			s.lastOnDemand = s.lastFetched
+		}
 		s.lastErr = err
 		if err == nil {
 			s.lastOK = s.lastFetched

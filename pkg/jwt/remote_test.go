@@ -65,21 +65,30 @@ func TestRemoteRotation(t *testing.T) {
 		t.Fatalf("old key before rotation: %v", err)
 	}
 	// The provider rotates: the new key is published, the old one retired.
+	// The first unknown kid since the keys were loaded refreshes at once,
+	// however recent the last (background) fetch.
 	srv.body.Store(next.JWKS())
 	nextTok := next.Mint(t, claims(clock.Now()))
-	if _, err := v.Verify(ctx, nextTok); ReasonOf(err) != ReasonUnknownKid {
-		t.Fatalf("new kid within UnknownKidInterval of the last fetch: %v, want unknown_kid (rate limited)", err)
+	if _, err := v.Verify(ctx, nextTok); err != nil {
+		t.Fatalf("new key right after rotation: %v", err)
+	}
+	// It rotates again at once: that refresh is rate limited.
+	third := jwttest.NewEd25519(t)
+	srv.body.Store(third.JWKS())
+	thirdTok := third.Mint(t, claims(clock.Now()))
+	if _, err := v.Verify(ctx, thirdTok); ReasonOf(err) != ReasonUnknownKid {
+		t.Fatalf("new kid within UnknownKidInterval of the last refresh: %v, want unknown_kid (rate limited)", err)
 	}
 	clock.Advance(UnknownKidInterval)
-	if _, err := v.Verify(ctx, nextTok); err != nil {
+	if _, err := v.Verify(ctx, thirdTok); err != nil {
 		t.Fatalf("new key after rotation: %v", err)
 	}
 	// oldTok was in the verified-token cache; its key left the JWKS.
 	if _, err := v.Verify(ctx, oldTok); ReasonOf(err) != ReasonUnknownKid {
 		t.Fatalf("token of a retired key: %v, want unknown_kid", err)
 	}
-	if got := srv.fetches.Load(); got != 2 {
-		t.Fatalf("fetches = %d, want 2", got)
+	if got := srv.fetches.Load(); got != 3 {
+		t.Fatalf("fetches = %d, want 3", got)
 	}
 }
 
@@ -379,5 +388,37 @@ func (o *countingObserver) CacheLookup(hit bool) {
 		o.hits++
 	} else {
 		o.misses++
+	}
+}
+
+// TestRemoteOutageRightAfterFetch: SPEC "Keys that cannot be had (... or
+// the JWKS is down and the kid is unknown) are a server-side outage: 503".
+// A fetch moments ago (at start, or in the background) must not throttle
+// the one on-demand refresh that finds the JWKS down: an unknown kid is
+// then keys_unavailable, not the token's unknown_kid. The table walks the
+// ages of the last background fetch inside UnknownKidInterval.
+func TestRemoteOutageRightAfterFetch(t *testing.T) {
+	for _, age := range []time.Duration{0, UnknownKidInterval / 2, UnknownKidInterval - time.Millisecond} {
+		t.Run(age.String(), func(t *testing.T) {
+			k := jwttest.NewEd25519(t)
+			srv := newJWKSServer(t, k.JWKS())
+			m, clock, _ := newTestManager(t, Options{CacheSize: -1})
+			v := mustVerifier(t, m, Config{Issuer: testIssuer, JWKSURI: srv.URL})
+			waitKeys(t, v)
+			srv.down.Store(true)
+			clock.Advance(age)
+			ctx := context.Background()
+			unknown := jwttest.NewEd25519(t).Mint(t, claims(clock.Now()))
+			if _, err := v.Verify(ctx, unknown); ReasonOf(err) != ReasonKeysUnavailable {
+				t.Fatalf("unknown kid %v after the last fetch, JWKS down: %v, want keys_unavailable", age, err)
+			}
+			// Throttled now, it stays an outage; known keys keep working.
+			if _, err := v.Verify(ctx, unknown); ReasonOf(err) != ReasonKeysUnavailable {
+				t.Fatalf("unknown kid, throttled: %v, want keys_unavailable", err)
+			}
+			if _, err := v.Verify(ctx, k.Mint(t, claims(clock.Now()))); err != nil {
+				t.Fatalf("known key during outage: %v", err)
+			}
+		})
 	}
 }
