@@ -60,12 +60,18 @@ func TestDecideMethodOverride(t *testing.T) {
 			"POST", "/api/users/alice/tasks", alice, []string{"x-http-method-override", "DELETE"}, 200, decision.ReasonAllowed},
 		"an override needing a token, with another user's": {
 			"POST", "/api/users/alice/tasks", bob, []string{"x-http-method-override", "DELETE"}, 403, decision.ReasonMethodOverride},
-		"an override the caller may use":       {"GET", "/api/users/alice/tasks", alice, []string{"x-http-method", "DELETE"}, 200, decision.ReasonAllowed},
-		"an override that is no method":        {"POST", "/api/comments", "", []string{"x-http-method-override", "DEL ETE"}, 400, decision.ReasonInvalidOverride},
-		"a _method that is no method":          {"POST", "/api/comments?_method=DEL%0AETE", "", nil, 400, decision.ReasonInvalidOverride},
-		"a badly escaped _method":              {"POST", "/api/comments?_method=%zz", "", nil, 400, decision.ReasonInvalidOverride},
-		"too many overrides":                   {"POST", "/api/comments", "", []string{"x-http-method-override", strings.Repeat("a,", 5) + "B,C,D,E,F"}, 400, decision.ReasonInvalidOverride},
-		"the owner check of the request stays": {"GET", "/api/users/bob/tasks", alice, []string{"x-http-method-override", "GET"}, 403, decision.ReasonOwnerMismatch},
+		"an override the caller may use": {"GET", "/api/users/alice/tasks", alice, []string{"x-http-method", "DELETE"}, 200, decision.ReasonAllowed},
+		// Frameworks upper-case the override: "delete" names DELETE,
+		// which the caller may use (SPEC: "allowed for that method").
+		"a lower-case override the caller may use":   {"GET", "/api/users/alice/tasks", alice, []string{"x-http-method-override", "delete"}, 200, decision.ReasonAllowed},
+		"a mixed-case _method the caller may use":    {"GET", "/api/users/alice/tasks?_method=Delete", alice, nil, 200, decision.ReasonAllowed},
+		"a lower-case override beside a denied one":  {"GET", "/api/users/alice/tasks", alice, []string{"x-http-method-override", "delete", "x-http-method", "put"}, 403, decision.ReasonMethodOverride},
+		"a lower-case override of the request's own": {"POST", "/api/comments", "", []string{"x-http-method-override", "post"}, 200, decision.ReasonAllowed},
+		"an override that is no method":              {"POST", "/api/comments", "", []string{"x-http-method-override", "DEL ETE"}, 400, decision.ReasonInvalidOverride},
+		"a _method that is no method":                {"POST", "/api/comments?_method=DEL%0AETE", "", nil, 400, decision.ReasonInvalidOverride},
+		"a badly escaped _method":                    {"POST", "/api/comments?_method=%zz", "", nil, 400, decision.ReasonInvalidOverride},
+		"too many overrides":                         {"POST", "/api/comments", "", []string{"x-http-method-override", strings.Repeat("a,", 5) + "B,C,D,E,F"}, 400, decision.ReasonInvalidOverride},
+		"the owner check of the request stays":       {"GET", "/api/users/bob/tasks", alice, []string{"x-http-method-override", "GET"}, 403, decision.ReasonOwnerMismatch},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

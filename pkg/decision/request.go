@@ -42,8 +42,8 @@ var overrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-
 
 // methodOverrides calls fn with every method that the request's method
 // overrides name, other than its own method: each comma-separated value of
-// the override headers and of every _method query parameter, as sent and
-// in upper case (frameworks upper-case it before use). A method may come
+// the override headers and of every _method query parameter, in upper case
+// (frameworks upper-case it before use). A method may come
 // more than once. It stops when fn returns false, and returns false then,
 // or when a value is not a method token or a _method value is badly
 // escaped. Empty values name nothing. It does not allocate for a request
@@ -116,10 +116,11 @@ func eachMethod(value, method string, fn func(string) bool) bool {
 		if !validMethod(m) {
 			return false
 		}
-		if m != method && !fn(m) {
-			return false
-		}
-		if up := strings.ToUpper(m); up != m && up != method && !fn(up) {
+		// Frameworks upper-case the override before use (Express
+		// method-override, Rack, Symfony, Spring, gorilla/handlers), and
+		// rules name methods in upper case: "delete" names DELETE. The
+		// value as sent is no other method to any of them.
+		if up := strings.ToUpper(m); up != method && !fn(up) {
 			return false
 		}
 	}
