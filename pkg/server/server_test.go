@@ -381,6 +381,35 @@ func TestJWKSAllowedHosts(t *testing.T) {
 	}
 }
 
+// TestUnknownKidWithJWKSDownIs503: SPEC "Keys that cannot be had (no key
+// set ever fetched, or the JWKS is down and the kid is unknown) are a
+// server-side outage: 503 with Retry-After, reason keys_unavailable, error
+// code unavailable" — also right after the key set was fetched, when the
+// refresh for an unknown kid is the first since. Known keys keep working.
+func TestUnknownKidWithJWKSDownIs503(t *testing.T) {
+	key := jwttest.NewEd25519(t)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, key.JWKS())
+	}))
+	h := startWithKey(t, key, map[string]string{"keys.yaml": strings.Replace(keysDownPolicy, "http://127.0.0.1:1/jwks", jwks.URL, 1)})
+	if o := grpcOutcome(h.check(checkRequest("/keys/x", h.token("alice", nil), nil, nil))); o.status != 200 {
+		t.Fatalf("before the outage: %+v", o)
+	}
+	jwks.Close()
+	unknown := jwttest.NewEd25519(t).Mint(t, jwttest.Claims("alice", issuer, "", time.Now(), time.Hour))
+	for _, what := range []string{"first unknown kid", "unknown kid, refresh throttled"} {
+		o := grpcOutcome(h.check(checkRequest("/keys/x", unknown, nil, nil)))
+		if o.status != 503 || o.rpc != codes.Unavailable || o.headers["retry-after"] == "" || o.headers["www-authenticate"] != "" {
+			t.Fatalf("%s with the JWKS down: %+v, want 503 with Retry-After and no challenge", what, o)
+		}
+		wantBody(t, o, "unavailable")
+	}
+	if o := grpcOutcome(h.check(checkRequest("/keys/x", h.token("bob", nil), nil, nil))); o.status != 200 {
+		t.Fatalf("a known key during the outage: %+v", o)
+	}
+}
+
 func wantBody(t *testing.T, o outcome, code string) {
 	t.Helper()
 	var body struct{ Error, Message string }
