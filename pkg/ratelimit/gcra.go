@@ -1,6 +1,9 @@
 package ratelimit
 
-import "time"
+import (
+	"math/bits"
+	"time"
+)
 
 // gcra is one Limit in the generic cell rate algorithm, in integer time units
 // of the store (nanoseconds in Memory, microseconds in the Redis script).
@@ -17,12 +20,12 @@ import "time"
 // requests at once, and then one per interval. With Burst = Requests (the
 // default) the window is the Period.
 //
-// A changed Requests, Burst or Period for an existing key (a tier change) is
-// applied to the stored TAT as is: the counter keeps its fill level measured
-// in time ("full again in 40s"), and TAT is clamped to now + window so that a
-// lowered limit never makes a client wait more than one new window. Lowering
-// the limit can therefore deny at once, raising it allows at the new rate;
-// neither needs more state than the TAT.
+// A counter also keeps the emission interval it was charged at, so that a
+// changed Requests or Period for an existing key (a tier change) keeps its
+// fill level counted in requests, not in time: a user who spent 2 of a free
+// tier's 2 and then sends a premium (4) token has spent 2 of 4 (rescale).
+// A changed Burst keeps the same TAT, clamped to now + window, so that a
+// lowered limit never makes a client wait more than one new window.
 type gcra struct {
 	interval int64 // emission interval: Period / Requests, >= 1
 	window   int64 // interval * Burst: the burst tolerance plus one interval
@@ -34,6 +37,23 @@ func newGCRA(l Limit, unit time.Duration) gcra {
 	// burst even when Period / Requests is rounded down. validate bounds
 	// it (maxWindow), so it does not overflow.
 	return gcra{interval: interval, window: interval * l.MaxBurst()}
+}
+
+// rescale returns the TAT, in g's terms, of a counter whose stored TAT was
+// charged at emission interval: the same number of requests still to
+// refill, (tat - now) / interval, at g's interval. An interval of 0 (a
+// counter stored without one) is taken as g's. The result is at most
+// now + window, which clamp would make of anything larger.
+func (g gcra) rescale(tat, interval, now int64) int64 {
+	if interval <= 0 || interval == g.interval || tat <= now {
+		return tat
+	}
+	hi, lo := bits.Mul64(uint64(tat-now), uint64(g.interval))
+	if hi >= uint64(interval) {
+		return now + g.window
+	}
+	q, _ := bits.Div64(hi, lo, uint64(interval))
+	return now + int64(min(q, uint64(g.window)))
 }
 
 // clamp returns the TAT of a counter at now, given the stored TAT (0 or any

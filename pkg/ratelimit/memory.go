@@ -38,8 +38,8 @@ type MemoryOptions struct {
 const DefaultMaxKeys = 1_000_000
 
 // DefaultMaxBytes bounds a Memory store's counters at 64 MiB of heap: at
-// least 322,000 counters whatever their keys (a counter takes at most
-// counterBytes of a maxMemoryKeyLen key, 208 bytes), about 350,000 of
+// least 299,000 counters whatever their keys (a counter takes at most
+// counterBytes of a maxMemoryKeyLen key, 224 bytes), about 322,000 of
 // typical per-user keys (~110 bytes).
 const DefaultMaxBytes = 64 << 20
 
@@ -78,19 +78,20 @@ var _ Store = (*Memory)(nil)
 
 // memoryShard is one locked map of counters.
 //
-// A counter's TAT lives in a slot of tats, apart from its key in index, so
+// A counter lives in a slot of counters, apart from its key in index, so
 // that charging an existing counter writes the slot and never the map: a
 // map assignment would have to make the key a string from the caller's
 // bytes, one allocation per charge. Only a new counter allocates (its key).
 type memoryShard struct {
-	// mu guards index, tats, free, bytes and peak.
+	// mu guards index, counters, free, bytes and peak.
 	mu sync.Mutex
-	// index maps a memory key (memoryKey) to its counter's slot in tats.
+	// index maps a memory key (memoryKey) to its counter's slot in
+	// counters.
 	index map[string]int32
-	// tats holds the TAT of each slot, in nanoseconds since Memory.base;
-	// the slots listed in free belong to no key.
-	tats []int64
-	free []int32
+	// counters holds the counter of each slot; the slots listed in free
+	// belong to no key.
+	counters []counter
+	free     []int32
 	// bytes is the sum of counterBytes over the keys of index.
 	bytes int64
 	// peak is the largest len(index) since the map was last rebuilt; Go
@@ -106,15 +107,19 @@ func (s *memoryShard) lookup(k []byte) (int32, bool) {
 	return slot, ok
 }
 
-// insertLocked adds the counter k with TAT tat; k must be new.
-func (s *memoryShard) insertLocked(k []byte, tat int64) {
+// A counter is a TAT, in nanoseconds since Memory.base, and the emission
+// interval it was last charged at (see gcra.rescale).
+type counter struct{ tat, interval int64 }
+
+// insertLocked adds the counter c under key k; k must be new.
+func (s *memoryShard) insertLocked(k []byte, c counter) {
 	var slot int32
 	if n := len(s.free); n > 0 {
 		slot, s.free = s.free[n-1], s.free[:n-1]
-		s.tats[slot] = tat
+		s.counters[slot] = c
 	} else {
-		slot = int32(len(s.tats))
-		s.tats = append(s.tats, tat)
+		slot = int32(len(s.counters))
+		s.counters = append(s.counters, c)
 	}
 	// The one allocation of a charge: the key of a new counter, a copy of
 	// the caller's bytes.
@@ -133,10 +138,10 @@ func (s *memoryShard) deleteLocked(k string, slot int32) {
 // counterBytes is what one counter with a memory key of keyLen bytes takes
 // on the heap at most: its map slot (key header and slot number, 24
 // bytes, at most 57 with the slack of a map that has just grown), its TAT
-// (8 bytes, at most 16 in a slice that has just grown), and the key's
+// and interval (16 bytes, at most 32 in a slice that has just grown), and the key's
 // bytes rounded up to their allocation size class (a multiple of 16 up to
 // 128 bytes). TestMemoryBytesPerCounter checks it.
-func counterBytes(keyLen int) int64 { return 80 + int64(keyLen+15)&^15 }
+func counterBytes(keyLen int) int64 { return 96 + int64(keyLen+15)&^15 }
 
 // hashedKeyPrefix starts the memory key of a long Limit.Key. A short key
 // equal to a hashed one would have to be hashedKeyPrefix and a SHA-256
@@ -242,7 +247,7 @@ func (m *Memory) Sweep() {
 		now := m.nanos()
 		s.mu.Lock()
 		for k, slot := range s.index {
-			if s.tats[slot] <= now {
+			if s.counters[slot].tat <= now {
 				s.deleteLocked(k, slot)
 			}
 		}
@@ -250,12 +255,12 @@ func (m *Memory) Sweep() {
 			// Copy by hand: maps.Clone keeps the old capacity. The slots
 			// are renumbered densely.
 			index := make(map[string]int32, n)
-			tats := make([]int64, 0, n)
+			counters := make([]counter, 0, n)
 			for k, slot := range s.index {
-				index[k] = int32(len(tats))
-				tats = append(tats, s.tats[slot])
+				index[k] = int32(len(counters))
+				counters = append(counters, s.counters[slot])
 			}
-			s.index, s.tats, s.free = index, tats, nil
+			s.index, s.counters, s.free = index, counters, nil
 			s.peak = n
 		}
 		s.mu.Unlock()
@@ -334,7 +339,8 @@ func (m *Memory) takeLocked(limits []Limit, keys [][]byte, statuses []Status) Re
 		var tat int64
 		slot, ok := s.lookup(keys[i])
 		if ok {
-			tat = s.tats[slot]
+			c := s.counters[slot]
+			tat = g.rescale(c.tat, c.interval, now)
 		}
 		// A key listed twice is charged twice: see the earlier charge.
 		for j := range i {
@@ -359,7 +365,7 @@ func (m *Memory) takeLocked(limits []Limit, keys [][]byte, statuses []Status) Re
 		k := keys[i]
 		s := &m.shards[m.shard(k)]
 		if slot, ok := s.lookup(k); ok {
-			s.tats[slot] = tats[i] + g.interval
+			s.counters[slot] = counter{tats[i] + g.interval, g.interval}
 			continue
 		}
 		size := counterBytes(len(k))
@@ -369,7 +375,7 @@ func (m *Memory) takeLocked(limits []Limit, keys [][]byte, statuses []Status) Re
 				break // only this decision's counters are left
 			}
 		}
-		s.insertLocked(k, tats[i]+g.interval)
+		s.insertLocked(k, counter{tats[i] + g.interval, g.interval})
 	}
 	return res
 }
@@ -387,7 +393,7 @@ func evictLocked(s *memoryShard, now int64, current [][]byte) bool {
 		if slices.ContainsFunc(current, func(c []byte) bool { return string(c) == k }) {
 			continue
 		}
-		tat := s.tats[slot]
+		tat := s.counters[slot].tat
 		if n == 0 || tat < victimTAT {
 			victim, victimSlot, victimTAT = k, slot, tat
 		}

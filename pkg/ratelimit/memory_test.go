@@ -103,9 +103,25 @@ func TestMemoryGCRA(t *testing.T) {
 			burst(Limit{Key: []byte("k"), Requests: 100, Period: 100 * time.Second}, 100, 99, time.Second),
 			[]step{{limits: []Limit{three}, want: deny(denied(3, 3*time.Second, time.Second))}},
 		),
-		"a raised limit keeps the fill level and refills at the new rate": steps(
+		// A tier changes the limit, not the counter: the requests spent
+		// count against the new limit, which refills at its own rate.
+		"a raised limit keeps the requests spent: 5 of 10 is 5 of 100": steps(
 			burst(ten, 5, 9, time.Second),
-			[]step{{limits: []Limit{{Key: []byte("k"), Requests: 100, Period: 10 * time.Second}}, want: allow(status(100, 49, 5100*time.Millisecond))}},
+			[]step{{limits: []Limit{{Key: []byte("k"), Requests: 100, Period: 10 * time.Second}}, want: allow(status(100, 94, 600*time.Millisecond))}},
+		),
+		"a free tier's 2 of 2 spent leave 2 of a premium tier's 4": steps(
+			burst(Limit{Key: []byte("k"), Requests: 2, Period: time.Hour}, 2, 1, 30*time.Minute),
+			[]step{
+				{limits: []Limit{{Key: []byte("k"), Requests: 4, Period: time.Hour}}, want: allow(status(4, 1, 45*time.Minute))},
+				{limits: []Limit{{Key: []byte("k"), Requests: 4, Period: time.Hour}}, want: allow(status(4, 0, time.Hour))},
+				{limits: []Limit{{Key: []byte("k"), Requests: 4, Period: time.Hour}}, want: deny(denied(4, time.Hour, 15*time.Minute))},
+				// Back on the free tier, 4 spent are more than its 2: full.
+				{limits: []Limit{{Key: []byte("k"), Requests: 2, Period: time.Hour}}, want: deny(denied(2, time.Hour, 30*time.Minute))},
+			},
+		),
+		"a lowered limit keeps the requests spent: 2 of 10 is 2 of 2": steps(
+			burst(ten, 2, 9, time.Second),
+			[]step{{limits: []Limit{{Key: []byte("k"), Requests: 2, Period: 10 * time.Second}}, want: deny(denied(2, 10*time.Second, 5*time.Second))}},
 		),
 		"a burst smaller than Requests allows Burst at once, then one per interval": steps(
 			burst(smallBurst, 3, 2, time.Second),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,49 @@ func TestRedis(t *testing.T) {
 					t.Fatalf("remaining %d after the denial, want 4 (same counter, nothing charged)", got)
 				}
 			})
+			t.Run("a tier change keeps the requests spent", func(t *testing.T) {
+				r := newRedisStore(t, opts)
+				free := Limit{Key: []byte("tier-spent"), Requests: 2, Period: time.Hour}
+				premium := Limit{Key: []byte("tier-spent"), Requests: 4, Period: time.Hour}
+				mustTake(t, r, free)
+				mustTake(t, r, free)
+				if res := mustTake(t, r, free); res.Allowed {
+					t.Fatalf("third free request: %+v, want denied", res)
+				}
+				// 2 of 4 spent: premium allows exactly 2 more.
+				for _, want := range []int64{1, 0} {
+					if res := mustTake(t, r, premium); !res.Allowed || res.Statuses[0].Remaining != want {
+						t.Fatalf("premium after 2 free: %+v, want allowed with %d remaining", res, want)
+					}
+				}
+				if res := mustTake(t, r, premium); res.Allowed {
+					t.Fatalf("fifth request: %+v, want denied", res)
+				}
+				// 4 spent are more than the free tier's 2: full, for one
+				// free interval (30m).
+				res := mustTake(t, r, free)
+				if st := res.Statuses[0]; res.Allowed || st.RetryAfter > 30*time.Minute || st.RetryAfter < 29*time.Minute {
+					t.Fatalf("free after 4 premium: %+v, want denied, retry after about 30m", res)
+				}
+			})
+			t.Run("a counter stored as a bare TAT counts at the request's interval", func(t *testing.T) {
+				// Earlier versions stored the TAT alone: a rolling upgrade
+				// reads their counters as charged at this request's interval.
+				r := newRedisStore(t, opts)
+				l := Limit{Key: []byte("bare-tat"), Requests: 4, Period: time.Hour} // one every 15m
+				ctx := context.Background()
+				now, err := r.client.Time(ctx).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				bare := now.Add(30 * time.Minute).UnixMicro() // 2 of 4 spent
+				if err := r.client.Set(ctx, r.redisKey(l.Key), bare, time.Hour).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if res := mustTake(t, r, l); !res.Allowed || res.Statuses[0].Remaining != 1 {
+					t.Fatalf("take over a bare TAT 30m ahead: %+v, want allowed with 1 remaining", res)
+				}
+			})
 			t.Run("the longest window counts exactly", func(t *testing.T) {
 				r := newRedisStore(t, opts)
 				// The window is maxWindow: a drained counter's TAT is 85 years
@@ -161,11 +205,19 @@ func TestRedis(t *testing.T) {
 				// still be exact integers.
 				l := Limit{Key: []byte("longest"), Requests: 1, Burst: 1000, Period: 744 * time.Hour}
 				tat := func() int64 {
-					v, err := r.client.Get(context.Background(), r.redisKey(l.Key)).Int64()
+					v, err := r.client.Get(context.Background(), r.redisKey(l.Key)).Result()
 					if err != nil {
 						t.Fatal(err)
 					}
-					return v
+					tat, interval, ok := strings.Cut(v, ":")
+					if want := fmt.Sprint((744 * time.Hour).Microseconds()); !ok || interval != want {
+						t.Fatalf("counter %q, want TAT:%s", v, want)
+					}
+					n, err := strconv.ParseInt(tat, 10, 64)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return n
 				}
 				var first int64
 				for want := int64(999); want >= 0; want-- {

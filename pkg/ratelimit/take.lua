@@ -1,13 +1,17 @@
 -- take.lua: decide and charge the limits of one decision, all-or-nothing.
 --
 -- KEYS[i]  counter keys, all in one hash slot; a counter holds its TAT
---          (theoretical arrival time) in microseconds of the server clock.
+--          (theoretical arrival time) in microseconds of the server clock
+--          and the emission interval it was charged at, as "TAT:interval"
+--          (a bare "TAT", as earlier versions wrote, is read as charged
+--          at this request's interval).
 -- ARGV[1]  "1" to charge when every limit allows, "0" to only report.
 -- ARGV[2i], ARGV[2i+1]  emission interval and window of KEYS[i], in
 --          microseconds (see gcra.go).
 -- Returns {allowed, now, tat_1, ..., tat_n}: allowed is 1 or 0, now the
 -- server time in microseconds, tat_i the TAT of KEYS[i] before this request,
--- clamped to [now, now + window_i].
+-- in terms of interval_i (a tier change keeps the requests spent, not the
+-- time: see gcra.go), clamped to [now, now + window_i].
 
 -- Redis >= 5 replicates the script's effects (the SETs), not the script,
 -- so writing after the non-deterministic TIME is allowed; Redis 3.2 and 4
@@ -31,8 +35,25 @@ for i = 1, #KEYS do
     end
   end
   if tat == nil then
-    -- GET returns false for a missing key; tonumber(false) is nil.
-    tat = tonumber(redis.call('GET', KEYS[i])) or now
+    -- GET returns false for a missing key.
+    local v = redis.call('GET', KEYS[i])
+    if v then
+      local sep = string.find(v, ':', 1, true)
+      if sep then
+        tat = tonumber(string.sub(v, 1, sep - 1))
+        local charged = tonumber(string.sub(v, sep + 1))
+        if tat and charged and charged > 0 and charged ~= interval and tat > now then
+          -- The same requests still to refill, at this interval
+          -- (gcra.rescale). Lua's numbers are doubles: the requests are
+          -- counted first, so that a whole number of them stays whole,
+          -- and a rounding error below a microsecond does not lose one.
+          tat = now + math.floor((tat - now) / charged * interval + 0.001)
+        end
+      else
+        tat = tonumber(v)
+      end
+    end
+    tat = tat or now
   end
   if tat < now then
     tat = now
@@ -53,7 +74,7 @@ if allowed == 1 and ARGV[1] == '1' then
     -- The key expires when the counter is full again: then it equals a
     -- missing key.
     local ttl = math.ceil((next_tat[i] - now) / 1000)
-    redis.call('SET', KEYS[i], string.format('%d', next_tat[i]), 'PX', ttl)
+    redis.call('SET', KEYS[i], string.format('%d:%d', next_tat[i], tonumber(ARGV[2 * i])), 'PX', ttl)
   end
 end
 return result

@@ -172,6 +172,32 @@ func TestRedisTiersAreLimitsNotCounters(t *testing.T) {
 	}
 }
 
+// TestRedisTierChangeKeepsTheRequestsSpent: SPEC "a tier changes the limit,
+// not the counter". A user who spent the free tier's 2 and then sends a
+// premium token has 2 of the premium tier's 4 left, on any replica; back on
+// the free tier, the 4 spent leave none.
+func TestRedisTierChangeKeepsTheRequestsSpent(t *testing.T) {
+	redis := redistest.StartServer(t)
+	hs, key := replicas(t, 2, quotaPolicy(2, 4, 1000), withRedis(redis.Addr, nil, "local"), patientStore)
+	defer noFallback(t, hs)
+	free := key.Mint(t, jwttest.Claims("uma", issuer, "", time.Now(), time.Hour))
+	premium := key.Mint(t, map[string]any{"sub": "uma", "iss": issuer, "plan": "premium", "exp": time.Now().Add(time.Hour).Unix()})
+	path := "/api/users/uma/tasks"
+	for _, step := range []struct {
+		token   string
+		n       int
+		allowed int
+	}{
+		{free, 3, 2},    // the free tier's 2
+		{premium, 4, 2}, // 2 of premium's 4 are spent
+		{free, 1, 0},    // 4 spent: the free tier is full
+	} {
+		if counts := spread(t, hs, step.n, path, step.token); counts[200] != step.allowed || counts[429] != step.n-step.allowed {
+			t.Fatalf("%v, want %d of %d allowed, the rest rate-limited", counts, step.allowed, step.n)
+		}
+	}
+}
+
 func TestRedisDeniedRequestsConsumeNothing(t *testing.T) {
 	redis := redistest.StartServer(t)
 	// per-user 3, per-ip 5: alice's fourth request is denied by per-user
