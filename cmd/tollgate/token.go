@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate-dev/tollgate/pkg/devkey"
+	"github.com/tollgate-dev/tollgate/pkg/jwt"
 )
 
 // Defaults of `tollgate token`: they fit config/samples, whose policy uses
@@ -76,6 +77,11 @@ func runToken(cmd *cobra.Command, o *tokenOptions) error {
 	extra, err := devkey.ParseClaims(o.claims)
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	// An unknown --alg is a usage error (exit 2) whether or not the key
+	// file exists yet, and no key is generated for it.
+	if _, err := jwt.ParseAlgorithm(o.alg); err != nil {
+		return flagNames{cmd.Flags()}.errorf("alg", o.alg, "%v", err)
 	}
 	key, err := ensureKey(cmd, o.keyFile, o.alg)
 	if err != nil {

@@ -205,6 +205,8 @@ func TestTokenErrors(t *testing.T) {
 		"serve-jwks reports a bad address":     {[]string{"token", "serve-jwks", "--key", edKey, "--addr", "256.0.0.1:1"}, 1, "serve-jwks"},
 		"token takes no argument":              {[]string{"token", "--key", edKey, "--sub", "a", "extra"}, 2, "unknown command"},
 		"keygen takes an algorithm it knows":   {[]string{"token", "keygen", "--key", filepath.Join(dir, "x.json"), "--alg", "HS1"}, 2, "unknown algorithm"},
+		"token takes an algorithm it knows":    {[]string{"token", "--key", filepath.Join(dir, "new.json"), "--sub", "a", "--alg", "HS1"}, 2, `--alg "HS1": `},
+		"token never makes an alg none key":    {[]string{"token", "--key", filepath.Join(dir, "none.json"), "--sub", "a", "--alg", "none"}, 2, "never allowed"},
 		"an unknown token flag is a usage one": {[]string{"token", "--nope"}, 2, "unknown flag: --nope"},
 		"a negative --ttl":                     {[]string{"token", "--key", edKey, "--sub", "a", "--ttl", "-5m"}, 2, `--ttl "-5m0s": must not be negative`},
 		"a subcommand typo is suggested":       {[]string{"token", "keygn"}, 2, `did you mean "keygen"?`},
