@@ -230,6 +230,14 @@ func TestValidateJSON(t *testing.T) {
 				{File: "nope.yaml", Message: "no such file or directory", Severity: "error"},
 			}},
 		},
+		"a key setting error names its field and line, as every other error": {
+			args: []string{"testdata/validate/jwks-not-json.yaml"},
+			code: 1,
+			want: result{Policies: 1, Errors: 1, Problems: []problem{
+				{File: "testdata/validate/jwks-not-json.yaml", Line: 6, Object: "shop/bad-jwks", Field: "spec.jwt", Severity: "error",
+					Message: "token: invalid settings: inline jwks: decode jwks: invalid character 'o' in literal null (expecting 'u')"},
+			}},
+		},
 		"only a warning": {
 			args: []string{dir},
 			code: 1,

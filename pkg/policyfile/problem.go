@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/tollgate-dev/tollgate/pkg/policy/compiler"
+	"github.com/tollgate-dev/tollgate/pkg/policyset"
 )
 
 // A Problem is one error found while loading policy files.
@@ -43,7 +44,8 @@ func (p Problem) String() string {
 }
 
 // problemsOf returns the problems that err, about object of file, holds:
-// one per mistake of a DecodeError or of the compiler, else one.
+// one per mistake of a DecodeError or of the compiler, else one (with
+// its field for a policyset.KeyError).
 func problemsOf(file, object string, err error) []Problem {
 	var de *DecodeError
 	if errors.As(err, &de) {
@@ -59,6 +61,10 @@ func problemsOf(file, object string, err error) []Problem {
 			out[i] = Problem{File: file, Object: object, Field: fe.Field, Message: fe.ErrorBody()}
 		}
 		return out
+	}
+	var ke *policyset.KeyError
+	if errors.As(err, &ke) {
+		return []Problem{{File: file, Object: object, Field: ke.Field, Message: ke.Err.Error()}}
 	}
 	return []Problem{{File: file, Object: object, Message: err.Error()}}
 }

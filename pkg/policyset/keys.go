@@ -85,6 +85,18 @@ func configKey(c *jwt.Config) string {
 	return string(js)
 }
 
+// A KeyError is a policy's key configuration error: its jwt settings
+// compiled, but no verifier could be made of them (an inline JWKS that
+// does not parse, for one). Field is the field path the error is about.
+type KeyError struct {
+	Field string
+	Err   error
+}
+
+func (e *KeyError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
 // newVersionLocked makes the version of it compiled as p, with its token
 // verifier and key source.
 func (s *Set) newVersionLocked(it *item, p *policy.Policy) (*version, error) {
@@ -102,7 +114,7 @@ func (s *Set) newVersionLocked(it *item, p *policy.Policy) (*version, error) {
 	if sv == nil {
 		ver, err := s.opts.Keys.Verifier(p.JWT.Config)
 		if err != nil {
-			return nil, fmt.Errorf("spec.jwt: %w", err)
+			return nil, &KeyError{Field: "spec.jwt", Err: err}
 		}
 		sv = &sharedVerifier{v: ver, cfg: p.JWT.Config}
 		s.verifiers[key] = sv
