@@ -181,6 +181,7 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 		{"max-inflight-checks", f.maxInflightChecks, 1},
 		{"max-request-bytes", f.maxRequestBytes, 4 << 10},
 		{"max-connections", f.maxConnections, 0},
+		{"xff-trusted-hops", f.trustedHops, 0},
 	} {
 		if x.val < x.min {
 			return server.Options{}, n.errorf(x.flag, x.val, "must be >= %d", x.min)

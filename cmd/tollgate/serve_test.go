@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestServeFlagErrors(t *testing.T) {
@@ -32,6 +34,8 @@ func TestServeFlagErrors(t *testing.T) {
 		"no check may be in flight":                   {args: []string{"--max-inflight-checks", "0"}, want: "--max-inflight-checks"},
 		"a receive limit too small for any check":     {env: map[string]string{"TOLLGATE_MAX_REQUEST_BYTES": "100"}, want: "TOLLGATE_MAX_REQUEST_BYTES"},
 		"a negative connection limit":                 {args: []string{"--max-connections", "-1"}, want: "--max-connections"},
+		"a negative count of trusted proxies":         {args: []string{"--xff-trusted-hops", "-1"}, want: `--xff-trusted-hops "-1": must be >= 0`},
+		"trusted proxies from the environment":        {env: map[string]string{"TOLLGATE_XFF_TRUSTED_HOPS": "-2"}, want: `TOLLGATE_XFF_TRUSTED_HOPS "-2": must be >= 0`},
 		"a negative shutdown delay":                   {env: map[string]string{"TOLLGATE_SHUTDOWN_DELAY": "-1s"}, want: "TOLLGATE_SHUTDOWN_DELAY"},
 		"the command line wins over the env":          {env: map[string]string{"TOLLGATE_DEFAULT_ACTION": "allow"}, args: []string{"--default-action", "never"}, want: `"never"`},
 	}
@@ -40,7 +44,11 @@ func TestServeFlagErrors(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			code, _, stderr := runCommand(t, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--metrics-addr", "", "--health-addr", ""}, tc.args...)...)
+			// A flag error ends serve before it serves; a server that
+			// starts anyway is stopped, and the test fails on its exit code.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			code, _, stderr := runCommandContext(t, ctx, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--metrics-addr", "", "--health-addr", ""}, tc.args...)...)
 			if code != 2 || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want 2 mentioning %s", code, stderr, tc.want)
 			}

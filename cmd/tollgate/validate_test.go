@@ -14,12 +14,19 @@ import (
 // stderr (with the error message main prints), as the process would.
 func runCommand(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return runCommandContext(t, context.Background(), args...)
+}
+
+// runCommandContext is runCommand under ctx: a server that starts when it
+// should not stops when ctx ends, so that its test fails instead of hanging.
+func runCommandContext(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := newRootCommand()
 	var stdout, stderr bytes.Buffer
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
 	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
+	err := cmd.ExecuteContext(ctx)
 	return exitCode(err, &stderr), stdout.String(), stderr.String()
 }
 
