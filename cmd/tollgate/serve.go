@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -209,6 +210,9 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 		if (f.redisAddr == "") == (len(f.redisClusterAddrs) == 0) {
 			return server.Options{}, usageError("%s redis needs exactly one of %s and %s", n.of("quota-store"), n.of("redis-addr"), n.of("redis-cluster-addrs"))
 		}
+		if err := checkRedisAddrs(n, f.redisAddr, f.redisClusterAddrs); err != nil {
+			return server.Options{}, err
+		}
 	default:
 		return server.Options{}, n.errorf("quota-store", f.quotaStore, "want memory or redis")
 	}
@@ -248,6 +252,29 @@ func (f *serveFlags) options(n flagNames) (server.Options, error) {
 		ShutdownGrace:       f.shutdownGrace,
 		Logger:              log,
 	}, nil
+}
+
+// checkRedisAddrs fails when --redis-addr or a --redis-cluster-addrs seed
+// is not host:port, a typo that would otherwise only show as a store that
+// never comes up.
+func checkRedisAddrs(n flagNames, addr string, cluster []string) error {
+	check := func(flag, a string) error {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return n.errorf(flag, a, "want host:port")
+		}
+		return nil
+	}
+	if addr != "" {
+		if err := check("redis-addr", addr); err != nil {
+			return err
+		}
+	}
+	for _, a := range cluster {
+		if err := check("redis-cluster-addrs", a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkPolicyPaths fails when a path of the flag does not exist, naming
