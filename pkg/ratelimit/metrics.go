@@ -21,15 +21,18 @@ func newUpGauge() prometheus.Gauge {
 	})
 }
 
-// RegisterUp registers tollgate_quota_store_up, set to 1, on reg: the gauge
-// of a store that cannot go down (Memory), so that dashboards and alerts
-// work whatever the store. Resilient registers its own.
+// RegisterUp registers the quota store metrics of a store that cannot go
+// down (Memory) on reg: tollgate_quota_store_up set to 1, and the
+// latency, errors and breaker metrics at zero (a memory store's calls are
+// not timed: they take well under a microsecond), so that dashboards,
+// alerts and scrapes find the same names whatever the store. Resilient
+// registers its own.
 func RegisterUp(reg prometheus.Registerer) error {
-	up := newUpGauge()
-	up.Set(1)
-	if err := reg.Register(up); err != nil {
-		return fmt.Errorf("ratelimit: register quota store metrics: %w", err)
+	m, err := newMetrics(reg)
+	if err != nil {
+		return err
 	}
+	m.up.Set(1)
 	return nil
 }
 

@@ -422,3 +422,23 @@ func TestResilientWaitsAtMostItsBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestRegisterUpHasEveryStoreMetric: with the memory store, a scrape finds
+// the same quota store metrics as with Redis (SPEC Observability: quota
+// store latency and errors), up at 1 and the rest at zero.
+func TestRegisterUpHasEveryStoreMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := RegisterUp(reg); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"tollgate_quota_store_up":              1,
+		"tollgate_quota_store_errors_total":    0,
+		"tollgate_quota_store_latency_seconds": 0,
+		"tollgate_quota_store_breaker_state":   0,
+	} {
+		if got := metricValue(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
