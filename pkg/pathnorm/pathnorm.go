@@ -32,12 +32,18 @@
 // escapes are uppercased, and raw bytes that RFC 3986 does not allow in a
 // path (space, `"`, "<", ">", "[", "]", "^", "`", "{", "|", "}" and every
 // byte >= 0x80) are percent-encoded, so that "/café" and "/caf%C3%A9" have
-// one normal form. These never change which segments a path has. No UTF-8
-// validation is done: encoded bytes are opaque and never decoded.
+// one normal form. These never change which segments a path has. Encoded
+// bytes are opaque: they are never decoded, and need not be valid UTF-8
+// ("%E9" is kept), except for the overlong forms below.
 //
 // Both reject what upstreams resolve in different ways: encoded "/" and
 // "\", raw "\", NUL, control characters, invalid escapes and dot segments
-// with a ";" parameter. See the Err values.
+// with a ";" parameter. Both also reject the encodings that exist to
+// smuggle a dot or a separator past a check, which a lenient backend
+// reads as ASCII: overlong UTF-8, raw or encoded ("%C0%AE" is an overlong
+// ".", "%C0%AF" an overlong "/"), and a double-encoded ".", "/" or "\"
+// ("%252e", "%252F", "%255c"); resolving cannot tell which reading the
+// backend takes. See the Err values.
 //
 // The path ends at the first "?" or "#": a "#" before any "?" starts the
 // fragment, and a "?" after it is part of the fragment, not a query.
@@ -91,6 +97,17 @@ var (
 	// first (nginx, path.Clean) and "/a/b/" when dot segments are resolved
 	// first (RFC 3986, WHATWG).
 	ErrAmbiguousDotSegment = errors.New("pathnorm: dot-dot segment after an empty segment")
+	// ErrOverlongUTF8 reports an overlong UTF-8 sequence, raw or
+	// percent-encoded in any case: a 0xC0 or 0xC1 byte ("%C0%AE" is an
+	// overlong ".", "%C0%AF" an overlong "/"), 0xE0 followed by 0x80-0x9F,
+	// or 0xF0 followed by 0x80-0x8F. Such sequences are never valid UTF-8
+	// and exist to smuggle ASCII past a check: a lenient decoder in a
+	// backend reads them as a dot or a separator.
+	ErrOverlongUTF8 = errors.New("pathnorm: overlong UTF-8 encoding")
+	// ErrDoubleEncoded reports "%25" followed by the escape of ".", "/" or
+	// "\\" ("%252e", "%252F", "%255c", any case): a backend that decodes
+	// twice reads a dot segment or a separator.
+	ErrDoubleEncoded = errors.New("pathnorm: double-encoded dot, slash or backslash")
 )
 
 // Strict returns the path of raw, a request-target in origin form as Envoy
@@ -235,9 +252,11 @@ func clean(raw string, resolve bool) (string, error) {
 // "/", to b, and reports whether seg held a percent-encoded unreserved
 // character.
 func (b *lazybuf) appendSegment(seg string) (encodedUnreserved bool, err error) {
+	var p2, p1 byte // the two bytes of seg before c, decoded
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
-		if c == '%' {
+		escaped := c == '%'
+		if escaped {
 			if i+2 >= len(seg) {
 				return false, ErrInvalidEscape
 			}
@@ -247,34 +266,60 @@ func (b *lazybuf) appendSegment(seg string) (encodedUnreserved bool, err error) 
 				return false, ErrInvalidEscape
 			}
 			i += 2
-			switch v := hi<<4 | lo; {
-			case v == '/':
+			switch c = hi<<4 | lo; c {
+			case '/':
 				return false, ErrEncodedSlash
-			case v == '\\':
+			case '\\':
 				return false, ErrEncodedBackslash
-			case v == 0:
+			case 0:
 				return false, ErrNUL
-			case unreserved(v):
-				encodedUnreserved = true
-				b.append(v)
-			default:
-				b.appendEscaped(v)
 			}
-			continue
+		} else {
+			if c == '\\' {
+				return false, ErrBackslash
+			}
+			if err := checkControl(c); err != nil {
+				return false, err
+			}
 		}
-		if c == '\\' {
-			return false, ErrBackslash
-		}
-		if err := checkControl(c); err != nil {
+		if err := smuggled(p2, p1, c); err != nil {
 			return false, err
 		}
-		if plain(c) {
+		p2, p1 = p1, c
+		switch {
+		case escaped && unreserved(c):
+			encodedUnreserved = true
 			b.append(c)
-		} else {
+		case escaped || !plain(c):
 			b.appendEscaped(c)
+		default:
+			b.append(c)
 		}
 	}
 	return encodedUnreserved, nil
+}
+
+// smuggled returns the error for c, a decoded byte of a segment that
+// follows the decoded bytes p2 and p1 there, when c completes an encoding
+// that exists to smuggle ASCII past a check: an overlong UTF-8 sequence
+// (a lenient decoder reads "%C0%AE" as ".") or a double-encoded ".", "/"
+// or "\\" (a backend that decodes twice reads "%252e" as "."). A decoded
+// "%" always comes from "%25": a raw "%" starts an escape. Valid UTF-8
+// and other invalid bytes (Latin-1 "%E9") are not its business.
+func smuggled(p2, p1, c byte) error {
+	switch {
+	case c == 0xC0 || c == 0xC1,
+		p1 == 0xE0 && 0x80 <= c && c <= 0x9F,
+		p1 == 0xF0 && 0x80 <= c && c <= 0x8F:
+		return ErrOverlongUTF8
+	case p2 == '%':
+		hi, ok1 := unhex(p1)
+		lo, ok2 := unhex(c)
+		if v := hi<<4 | lo; ok1 && ok2 && (v == '.' || v == '/' || v == '\\') {
+			return ErrDoubleEncoded
+		}
+	}
+	return nil
 }
 
 // isNormal reports whether p, which starts with "/", has only raw pchar

@@ -71,18 +71,35 @@ var pathCases = map[string]pathCase{
 	"rejects a dot after a good prefix": resolved("/api/users/alice/./tasks", ErrDotSegment, "/api/users/alice/tasks"),
 
 	// Encoded dots.
-	"resolves %2e%2e":                         resolved("/a/%2e%2e/admin", ErrDotSegment, "/admin"),
-	"resolves %2E%2E":                         resolved("/a/%2E%2E/admin", ErrDotSegment, "/admin"),
-	"resolves .%2e":                           resolved("/a/.%2e/admin", ErrDotSegment, "/admin"),
-	"resolves %2e.":                           resolved("/a/%2e./admin", ErrDotSegment, "/admin"),
-	"resolves %2E.":                           resolved("/api/users/alice/%2E./bob/tasks", ErrDotSegment, "/api/users/bob/tasks"),
-	"resolves %2e":                            resolved("/a/%2e/b", ErrDotSegment, "/a/b"),
-	"resolves a trailing %2e%2e":              resolved("/a/b/%2e%2e", ErrDotSegment, "/a/"),
-	"stops %2e%2e traversal at the root":      resolved("/%2e%2e/%2e%2e/etc", ErrDotSegment, "/etc"),
-	"does not decode %252e twice":             same("/a/%252e%252e/admin", "/a/%252e%252e/admin"),
-	"does not decode %252F twice":             same("/a%252Fb", "/a%252Fb"),
-	"uppercases only the escape in %252f":     same("/a%252f", "/a%252f"),
-	"does not decode an encoded escape twice": resolved("/%25%32%65", ErrEncodedUnreserved, "/%252e"),
+	"resolves %2e%2e":                    resolved("/a/%2e%2e/admin", ErrDotSegment, "/admin"),
+	"resolves %2E%2E":                    resolved("/a/%2E%2E/admin", ErrDotSegment, "/admin"),
+	"resolves .%2e":                      resolved("/a/.%2e/admin", ErrDotSegment, "/admin"),
+	"resolves %2e.":                      resolved("/a/%2e./admin", ErrDotSegment, "/admin"),
+	"resolves %2E.":                      resolved("/api/users/alice/%2E./bob/tasks", ErrDotSegment, "/api/users/bob/tasks"),
+	"resolves %2e":                       resolved("/a/%2e/b", ErrDotSegment, "/a/b"),
+	"resolves a trailing %2e%2e":         resolved("/a/b/%2e%2e", ErrDotSegment, "/a/"),
+	"stops %2e%2e traversal at the root": resolved("/%2e%2e/%2e%2e/etc", ErrDotSegment, "/etc"),
+
+	// Double-encoded dots and separators: a backend that decodes twice
+	// reads a dot segment, a "/" or a "\\" where tollgate reads "%2e".
+	"rejects %252e%252e":                      sameErr("/a/%252e%252e/admin", ErrDoubleEncoded),
+	"rejects %252E%252E":                      sameErr("/a/%252E%252E/admin", ErrDoubleEncoded),
+	"rejects a lone %252e":                    sameErr("/a/%252e/b", ErrDoubleEncoded),
+	"rejects %252e inside a segment":          sameErr("/a/x%252Ey", ErrDoubleEncoded),
+	"rejects %252f":                           sameErr("/a%252fb", ErrDoubleEncoded),
+	"rejects %252F":                           sameErr("/a%252Fb", ErrDoubleEncoded),
+	"rejects %252F used for traversal":        sameErr("/a/..%252F..%252Fadmin", ErrDoubleEncoded),
+	"rejects %255c":                           sameErr("/a%255cb", ErrDoubleEncoded),
+	"rejects %255C":                           sameErr("/a/..%255C..%255Cadmin", ErrDoubleEncoded),
+	"rejects an encoded escape of a dot":      sameErr("/%25%32%65", ErrDoubleEncoded),
+	"rejects an encoded escape of a slash":    sameErr("/a%25%32f", ErrDoubleEncoded),
+	"rejects %25%252e":                        sameErr("/a/%25%252e", ErrDoubleEncoded),
+	"rejects a double-encoded dot-dot param":  sameErr("/a/%252e%252e;/admin", ErrDoubleEncoded),
+	"keeps %25 before other hex digits":       same("/a%2541", "/a%2541"),
+	"keeps %25 before a digit and a non-hex":  same("/50%252x", "/50%252x"),
+	"keeps %25 before an escape of a dot":     resolved("/100%25%2e", ErrEncodedUnreserved, "/100%25."),
+	"keeps %25 at the end of a segment":       same("/a%252/e", "/a%252/e"),
+	"keeps %25 and a dot in the next segment": same("/a%25/2e", "/a%25/2e"),
 
 	// Empty segments: merged after dot segments are resolved (RFC 3986
 	// order), and a ".." that would remove one is ambiguous.
@@ -163,9 +180,37 @@ var pathCases = map[string]pathCase{
 	"keeps an encoded semicolon":      same("/a%3bb", "/a%3Bb"),
 	"uppercases an encoded non-ASCII": same("/caf%c3%a9", "/caf%C3%A9"),
 
+	// Overlong UTF-8: never valid, and read as ASCII ("%C0%AE" as ".",
+	// "%C0%AF" as "/") by lenient decoders. Encoded or raw, any case.
+	"rejects an overlong dot-dot %C0%AE":            sameErr("/a/%C0%AE%C0%AE/admin", ErrOverlongUTF8),
+	"rejects an overlong dot-dot %c0%ae":            sameErr("/a/%c0%ae%c0%ae/admin", ErrOverlongUTF8),
+	"rejects an overlong dot in mixed case":         sameErr("/a/%c0%AE/b", ErrOverlongUTF8),
+	"rejects an overlong slash %C0%AF":              sameErr("/a/..%C0%AF..%C0%AFadmin", ErrOverlongUTF8),
+	"rejects an overlong backslash %C1%9C":          sameErr("/a/..%c1%9c..%c1%9cadmin", ErrOverlongUTF8),
+	"rejects an overlong NUL %C0%80":                sameErr("/a%C0%80", ErrOverlongUTF8),
+	"rejects a lone %C0":                            sameErr("/a%C0", ErrOverlongUTF8),
+	"rejects %C1 before an ASCII byte":              sameErr("/a%C1x", ErrOverlongUTF8),
+	"rejects a 3-byte overlong dot %E0%80%AE":       sameErr("/a/%E0%80%AE%E0%80%AE/admin", ErrOverlongUTF8),
+	"rejects a 3-byte overlong slash %e0%80%af":     sameErr("/a%e0%80%afb", ErrOverlongUTF8),
+	"rejects the last 3-byte overlong %E0%9F%BF":    sameErr("/%E0%9F%BF", ErrOverlongUTF8),
+	"rejects a 4-byte overlong dot %F0%80%80%AE":    sameErr("/a/%F0%80%80%AE/b", ErrOverlongUTF8),
+	"rejects the last 4-byte overlong %f0%8f%bf%bf": sameErr("/%f0%8f%bf%bf", ErrOverlongUTF8),
+	"rejects a raw overlong dot-dot":                sameErr("/\xc0\xae\xc0\xae/\xc0\xaf", ErrOverlongUTF8),
+	"rejects a raw lead byte before an escape":      sameErr("/a\xe0%80%ae", ErrOverlongUTF8),
+	"rejects an escaped lead byte before raw":       sameErr("/a%F0\x80\x80\xae", ErrOverlongUTF8),
+	"keeps the euro sign %E2%82%AC":                 same("/%e2%82%ac", "/%E2%82%AC"),
+	"keeps the first 3-byte form after E0":          same("/%E0%A0%80", "/%E0%A0%80"),
+	"keeps a 4-byte emoji %F0%9F%98%80":             same("/%f0%9f%98%80", "/%F0%9F%98%80"),
+	"keeps the first 4-byte form after F0":          same("/%F0%90%80%80", "/%F0%90%80%80"),
+	"keeps the first 2-byte form %C2%80":            same("/%C2%80", "/%C2%80"),
+	"keeps a Latin-1 byte %E9":                      same("/caf%e9", "/caf%E9"),
+	"keeps %E0 before an ASCII byte":                same("/%E0a%80", "/%E0a%80"),
+	"keeps %E0 at the end of a segment":             same("/%E0/%80", "/%E0/%80"),
+	"keeps %F0 before a 3-byte range continuation":  same("/%F0%90", "/%F0%90"),
+
 	// Raw bytes outside RFC 3986 pchar.
 	"escapes raw UTF-8":              same("/café", "/caf%C3%A9"),
-	"escapes invalid UTF-8":          same("/\xc0\xae\xc0\xae/\xc0\xaf", "/%C0%AE%C0%AE/%C0%AF"),
+	"escapes invalid UTF-8":          same("/\xff\xe9/\xe0", "/%FF%E9/%E0"),
 	"escapes a raw space":            same("/a b", "/a%20b"),
 	"escapes raw unsafe punctuation": same("/{a}|^`\"<>[]", "/%7Ba%7D%7C%5E%60%22%3C%3E%5B%5D"),
 
@@ -431,7 +476,7 @@ func isSentinel(err error) bool {
 	for _, s := range []error{
 		ErrTooLong, ErrNotAbsolute, ErrInvalidEscape, ErrEncodedSlash, ErrEncodedBackslash,
 		ErrBackslash, ErrNUL, ErrControlChar, ErrDotSegmentParam, ErrDotSegment, ErrEmptySegment,
-		ErrEncodedUnreserved, ErrAmbiguousDotSegment,
+		ErrEncodedUnreserved, ErrAmbiguousDotSegment, ErrOverlongUTF8, ErrDoubleEncoded,
 	} {
 		if errors.Is(err, s) {
 			return true
@@ -463,6 +508,17 @@ func checkNormalForm(t *testing.T, in, out string) {
 		if n := len(seg) - len(trimmed); (n == 1 || n == 2) &&
 			(trimmed == "" || strings.HasPrefix(trimmed, ";") || strings.HasPrefix(trimmed, "%3B")) {
 			t.Fatalf("Normalize(%q) = %q, has the dot segment %q", in, out, seg)
+		}
+	}
+	if upper := strings.ToUpper(out); strings.Contains(upper, "%252E") || strings.Contains(upper, "%252F") || strings.Contains(upper, "%255C") {
+		t.Fatalf("Normalize(%q) = %q, has a double-encoded dot or separator", in, out)
+	}
+	for _, seg := range segs {
+		b := []byte(mustUnescape(t, seg))
+		for i, c := range b {
+			if c == 0xC0 || c == 0xC1 || i > 0 && (b[i-1] == 0xE0 && c&0xE0 == 0x80 || b[i-1] == 0xF0 && c&0xF0 == 0x80) {
+				t.Fatalf("Normalize(%q) = %q, has overlong UTF-8 in %q", in, out, seg)
+			}
 		}
 	}
 	for i := 0; i < len(out); i++ {
