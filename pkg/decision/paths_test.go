@@ -67,6 +67,20 @@ func TestDecidePathForms(t *testing.T) {
 		"a dot-dot with a parameter":                 {"/api/users/bob/..;/alice/tasks", 400, 400},
 		"an encoded dot-dot with a parameter":        {"/api/users/bob/%2e%2e%3b/alice/tasks", 400, 400},
 		"a lower-case reserved escape is a spelling": {"/api/users/alice/tasks/a%3ab", 200, 200},
+		// Encodings that a lenient backend reads as a dot or a separator:
+		// alice's tasks to tollgate, bob's to such a backend.
+		"an overlong dot-dot out of own tasks": {"/api/users/alice/tasks/%C0%AE%C0%AE/%C0%AE%C0%AE/bob/tasks", 400, 400},
+		"a lower-case overlong dot-dot":        {"/api/users/alice/tasks/%c0%ae%c0%ae/%c0%ae%c0%ae/bob/tasks", 400, 400},
+		"an overlong slash":                    {"/api/users/alice/tasks/..%C0%AF..%C0%AFbob%C0%AFtasks", 400, 400},
+		"a 3-byte overlong dot-dot":            {"/api/users/alice/tasks/%E0%80%AE%E0%80%AE/%E0%80%AE%E0%80%AE/bob/tasks", 400, 400},
+		"a 4-byte overlong dot-dot":            {"/api/users/alice/tasks/%F0%80%80%AE%F0%80%80%AE/x", 400, 400},
+		"a raw overlong dot-dot":               {"/api/users/alice/tasks/\xc0\xae\xc0\xae/\xc0\xae\xc0\xae/bob/tasks", 400, 400},
+		"a double-encoded dot-dot":             {"/api/users/alice/tasks/%252e%252e/%252E%252E/bob/tasks", 400, 400},
+		"a double-encoded slash":               {"/api/users/alice/tasks/..%252f..%252Fbob%252ftasks", 400, 400},
+		"a double-encoded backslash":           {"/api/users/alice/tasks/..%255c..%255Cbob%255ctasks", 400, 400},
+		"an encoded percent is a percent":      {"/api/users/alice/tasks/100%25", 200, 200},
+		"valid UTF-8 is a name":                {"/api/users/alice/tasks/caf%C3%A9/%E2%82%AC/%F0%9F%98%80", 200, 200},
+		"a Latin-1 byte is a name":             {"/api/users/alice/tasks/caf%E9", 200, 200},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
