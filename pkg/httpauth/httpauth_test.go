@@ -1,7 +1,9 @@
 package httpauth_test
 
 import (
+	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -230,6 +232,73 @@ func TestRequestHeaderNames(t *testing.T) {
 	for name := range req.Headers {
 		if name != strings.ToLower(name) {
 			t.Errorf("header name %q is not lower case", name)
+		}
+	}
+}
+
+// engineDecider is a decision.Engine as a Decider, as the server wires it.
+type engineDecider struct{ *decision.Engine }
+
+func (e engineDecider) Decide(ctx context.Context, req *decision.Request, d *decision.Decision) {
+	e.DecideInto(ctx, req, d)
+}
+
+// TestHandlerChecksThePath checks that a forward-auth request goes through
+// the decision core's path check in every mode and path mode: encodings
+// that a lenient backend reads as a dot or a separator (overlong UTF-8,
+// double encoding) are the 400 of a path not allowed, even where every
+// path is allowed.
+func TestHandlerChecksThePath(t *testing.T) {
+	paths := map[string][2]int{ // strict, normalizing
+		"/api/users/alice/tasks":                {200, 200},
+		"/files/100%25":                         {200, 200},
+		"/files/caf%C3%A9/%E2%82%AC":            {200, 200},
+		"/files/caf%E9":                         {200, 200},
+		"/files/%2e%2e/admin":                   {400, 200},
+		"/files/%C0%AE%C0%AE/admin":             {400, 400},
+		"/files/%c0%ae%c0%ae/admin":             {400, 400},
+		"/files/..%C0%AFadmin":                  {400, 400},
+		"/files/%E0%80%AE%E0%80%AE/admin":       {400, 400},
+		"/files/%F0%80%80%AE%F0%80%80%AE/admin": {400, 400},
+		"/files/%252e%252e/admin":               {400, 400},
+		"/files/..%252F..%252Fadmin":            {400, 400},
+		"/files/..%255c..%255cadmin?x=1":        {400, 400},
+	}
+	for i, normalize := range []bool{false, true} {
+		h := func(mode httpauth.Mode) *httpauth.Handler {
+			e := decision.NewEngine(decision.Options{DefaultAllow: true, NormalizePaths: normalize})
+			return httpauth.NewHandler(engineDecider{e}, httpauth.Options{Mode: mode})
+		}
+		for path, wants := range paths {
+			want := wants[i]
+			for _, m := range []struct {
+				mode httpauth.Mode
+				req  func() *http.Request
+			}{
+				{httpauth.Forwarded, func() *http.Request {
+					r := httptest.NewRequest("GET", "/auth", nil)
+					r.Header.Set("X-Forwarded-Method", "GET")
+					r.Header.Set("X-Forwarded-Host", "api.example.com")
+					r.Header.Set("X-Forwarded-Uri", path)
+					return r
+				}},
+				{httpauth.Original, func() *http.Request {
+					r := httptest.NewRequest("GET", "/auth", nil)
+					r.Header.Set("X-Original-Method", "GET")
+					r.Header.Set("X-Original-URI", path)
+					return r
+				}},
+				{httpauth.RequestLine, func() *http.Request { return httptest.NewRequest("GET", path, nil) }},
+			} {
+				w := httptest.NewRecorder()
+				h(m.mode).ServeHTTP(w, m.req())
+				if w.Code != want {
+					t.Errorf("normalize=%v %s %q: %d %s, want %d", normalize, m.mode, path, w.Code, w.Body.String(), want)
+				}
+				if body := `{"error":"bad_request","message":"the request path is not allowed"}`; want == 400 && w.Body.String() != body {
+					t.Errorf("normalize=%v %s %q: body %s, want %s", normalize, m.mode, path, w.Body.String(), body)
+				}
+			}
 		}
 	}
 }
