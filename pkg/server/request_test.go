@@ -265,6 +265,8 @@ func TestRequestSecurity(t *testing.T) {
 		{class: "paths", name: "an encoded NUL", req: getReq("/api/users/alice%00/tasks", alice), status: 400},
 		{class: "paths", name: "an invalid escape", req: getReq("/api/users/alice%zz/tasks", alice), status: 400},
 		{class: "paths", name: "a dot-dot with a parameter", req: getReq("/api/users/bob/..;/alice/tasks", alice), status: 400},
+		{class: "paths", name: "an overlong dot-dot out of own tasks", req: getReq("/api/users/alice/tasks/%C0%AE%C0%AE/%c0%ae%c0%ae/bob/tasks", alice), status: 400},
+		{class: "paths", name: "a double-encoded dot-dot out of own tasks", req: getReq("/api/users/alice/tasks/%252e%252e/%252E%252E/bob/tasks", alice), status: 400},
 		{class: "paths", name: "a query names the owner", req: getReq("/api/files?owner=alice", alice), status: 200},
 		{class: "paths", name: "a fragment is no query", req: getReq("/api/files#?owner=alice", alice), status: 403},
 		{class: "paths", name: "a query inside a fragment is no query", req: getReq("/api/files?x=1#&owner=alice", alice), status: 403},
