@@ -282,8 +282,10 @@ func (b *lazybuf) appendSegment(seg string) (encodedUnreserved bool, err error) 
 				return false, err
 			}
 		}
-		if err := smuggled(p2, p1, c); err != nil {
-			return false, err
+		if c >= 0x80 || p2 == '%' { // what smuggled looks for, without a call
+			if err := smuggled(p2, p1, c); err != nil {
+				return false, err
+			}
 		}
 		p2, p1 = p1, c
 		switch {
