@@ -120,7 +120,7 @@ func TestHelmRejectsBadValues(t *testing.T) {
 		},
 		"an unknown quota store": {
 			args: []string{"--set", "quotaStore=etcd"},
-			want: `at '/quotaStore': value must be one of 'memory', 'redis'`,
+			want: `at '/quotaStore': value must be one of '', 'memory', 'redis'`,
 		},
 		"an unknown default action": {
 			args: []string{"--set", "defaultAction=maybe"},
@@ -142,6 +142,14 @@ func TestHelmRejectsBadValues(t *testing.T) {
 			args: []string{"--set", "quotaStore=redis", "--set", "redis.addr=redis"},
 			want: `at '/redis/addr'`,
 		},
+		"redis.addr and redis.address that differ": {
+			args: []string{"--set", "redis.addr=r:6379", "--set", "redis.address=s:6379"},
+			want: `redis.addr and redis.address`,
+		},
+		"a replicaCount that is a string": {
+			args: []string{"--set-string", "replicaCount=many"},
+			want: `at '/replicaCount': got string, want integer`,
+		},
 		"the Redis store without an address": {
 			args: []string{"--set", "quotaStore=redis"},
 			want: `quotaStore=redis needs exactly one of redis.addr and redis.clusterAddrs`,
@@ -151,7 +159,7 @@ func TestHelmRejectsBadValues(t *testing.T) {
 			want: `quotaStore=redis needs exactly one of redis.addr and redis.clusterAddrs`,
 		},
 		"a Redis address with the memory store": {
-			args: []string{"--set", "redis.addr=r:6379"},
+			args: []string{"--set", "quotaStore=memory", "--set", "redis.addr=r:6379"},
 			want: `redis.addr.* is set but quotaStore is memory`,
 		},
 		"leader election as a string": {

@@ -65,16 +65,45 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+tollgate.replicas is replicaCount (helm create's name) when set, else
+replicas.
+*/}}
+{{- define "tollgate.replicas" -}}
+{{- if hasKey .Values "replicaCount" }}{{ .Values.replicaCount }}{{ else }}{{ .Values.replicas }}{{ end }}
+{{- end }}
+
+{{/* tollgate.redisAddr is redis.addr, or its spelled-out alias redis.address. */}}
+{{- define "tollgate.redisAddr" -}}
+{{- $r := .Values.redis }}
+{{- if and $r.addr $r.address (ne $r.addr $r.address) }}
+{{- fail "redis.addr and redis.address are the same value: set one" }}
+{{- end }}
+{{- $r.addr | default $r.address | default "" }}
+{{- end }}
+
+{{/*
+tollgate.quotaStore is quotaStore, or when that is empty: redis when a
+Redis address or cluster is set, else memory.
+*/}}
+{{- define "tollgate.quotaStore" -}}
+{{- if .Values.quotaStore }}{{ .Values.quotaStore }}
+{{- else if or (include "tollgate.redisAddr" .) .Values.redis.clusterAddrs }}redis
+{{- else }}memory
+{{- end }}
+{{- end }}
+
+{{/*
 tollgate.validate fails the render on combinations the schema cannot
 express, naming the values to change.
 */}}
 {{- define "tollgate.validate" -}}
 {{- $r := .Values.redis }}
-{{- if eq .Values.quotaStore "redis" }}
-{{- if eq (empty $r.addr) (empty $r.clusterAddrs) }}
+{{- $addr := include "tollgate.redisAddr" . }}
+{{- if eq (include "tollgate.quotaStore" .) "redis" }}
+{{- if eq (empty $addr) (empty $r.clusterAddrs) }}
 {{- fail "quotaStore=redis needs exactly one of redis.addr and redis.clusterAddrs" }}
 {{- end }}
-{{- else if or $r.addr $r.clusterAddrs $r.passwordSecret.name }}
+{{- else if or $addr $r.clusterAddrs $r.passwordSecret.name }}
 {{- fail "redis.addr, redis.clusterAddrs or redis.passwordSecret.name is set but quotaStore is memory: set quotaStore=redis" }}
 {{- end }}
 {{- end }}
@@ -92,8 +121,8 @@ values they equal config/manager's (test/packaging checks it).
 - --health-addr=:8081
 - --forward-auth={{ .Values.forwardAuth }}
 - --default-action={{ .Values.defaultAction }}
-- --quota-store={{ .Values.quotaStore }}
-{{- with .Values.redis.addr }}
+- --quota-store={{ include "tollgate.quotaStore" . }}
+{{- with include "tollgate.redisAddr" . }}
 - {{ printf "--redis-addr=%s" . | quote }}
 {{- end }}
 {{- with .Values.redis.clusterAddrs }}
