@@ -1,0 +1,60 @@
+package controller_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tollgate-dev/tollgate/api/v1alpha1"
+	"github.com/tollgate-dev/tollgate/pkg/jwt/jwttest"
+)
+
+// TestJWKSUnavailableKeepsLastGoodVersion: an edit to a jwksURI that
+// cannot be fetched makes the policy Ready=False JWKSUnavailable with a
+// message naming the URL; its last good version keeps verifying tokens and
+// another policy is untouched. Once the key set can be fetched, the new
+// version serves and the policy is Accepted.
+func TestJWKSUnavailableKeepsLastGoodVersion(t *testing.T) {
+	env, ns, in := scene(t, "jwks")
+	hostA, hostB := "a."+ns+".example.test", "b."+ns+".example.test"
+	oldKey, newKey := jwttest.NewEd25519(t), jwttest.NewEd25519(t)
+
+	var up atomic.Bool
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(newKey.JWKS()))
+	}))
+	t.Cleanup(jwks.Close)
+
+	create(t, env.Client, policy(ns, "a", hostA, oldKey, private()))
+	create(t, env.Client, policy(ns, "b", hostB, oldKey, private()))
+	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, hostA, "/api/x", token(t, oldKey, "alice"), 200)
+
+	edit(t, env.Client, ns, "a", func(ap *v1alpha1.AuthPolicy) {
+		ap.Spec.JWT = &v1alpha1.JWT{Issuer: issuer, JWKSURI: jwks.URL + "/jwks"}
+	})
+	cond := waitStatus(t, env.Client, ns, "a", metav1.ConditionFalse, v1alpha1.ReasonJWKSUnavailable, jwks.URL)
+	t.Logf("Ready=%s %s: %s", cond.Status, cond.Reason, cond.Message)
+	if got := in.check(hostA, "GET", "/api/x", token(t, oldKey, "alice")); got != 200 {
+		t.Errorf("a's last good version: a token of its key answered %d, want 200", got)
+	}
+	if got := in.check(hostB, "GET", "/api/x", token(t, oldKey, "bob")); got != 200 {
+		t.Errorf("b, untouched: %d, want 200", got)
+	}
+	if r := ready(t, env.Client, ns, "b"); r == nil || r.Reason != v1alpha1.ReasonAccepted {
+		t.Errorf("b's Ready: %+v, want Accepted", r)
+	}
+
+	up.Store(true)
+	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, hostA, "/api/x", token(t, newKey, "alice"), 200)
+	in.expect(enforcedWithin, hostA, "/api/x", token(t, oldKey, "alice"), 401)
+}
