@@ -15,12 +15,14 @@ const (
 	ServiceHost = ServiceName + "." + Namespace + ".svc.cluster.local"
 )
 
-// Service port names. Istio selects a port's protocol by its name's prefix
-// (grpc-, http-), so the names are part of the contract, not decoration.
+// Service port names, SPEC's "Service (grpc, http, metrics)". Istio selects
+// a port's protocol by its name (grpc, http, or a grpc-/http- prefix) or by
+// its appProtocol, which the Service sets on every port (metrics: http), so
+// the names are part of the contract, not decoration.
 const (
-	PortGRPC    = "grpc-authz"   // Envoy ext_authz v3 gRPC (serve --grpc-addr)
-	PortHTTP    = "http-authz"   // HTTP forward-auth (serve --http-addr)
-	PortMetrics = "http-metrics" // Prometheus /metrics (serve --metrics-addr)
+	PortGRPC    = "grpc"    // Envoy ext_authz v3 gRPC (serve --grpc-addr)
+	PortHTTP    = "http"    // HTTP forward-auth (serve --http-addr)
+	PortMetrics = "metrics" // Prometheus /metrics (serve --metrics-addr)
 )
 
 // A Port is one port of the tollgate Service.

@@ -196,7 +196,7 @@ func samplePolicy(t *testing.T, ns string) *v1alpha1.AuthPolicy {
 // TestHelmInstallNotes: the notes `helm install` prints hold an Istio
 // extension provider and an Envoy ext_authz filter and cluster that parse
 // strictly into Istio's and Envoy's own types and name the installed
-// Service at its grpc-authz port.
+// Service at its grpc port.
 func TestHelmInstallNotes(t *testing.T) {
 	_, out := installChart(t)
 	_, notes, ok := strings.Cut(out, "\nNOTES:\n")

@@ -1,10 +1,13 @@
 package packaging_test
 
 import (
+	"maps"
 	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // TestChartValuesReachTheContainer: each value SPEC names for the chart
@@ -51,5 +54,26 @@ func TestChartValuesReachTheContainer(t *testing.T) {
 				t.Errorf("--set %v: image %s, want %s", tc.set, c.Image, tc.image)
 			}
 		})
+	}
+}
+
+// TestServicePortNames: SPEC names the Service's ports grpc, http and
+// metrics; the chart's and config/default's Service use those names, on
+// the ports the serve flags bind by default.
+func TestServicePortNames(t *testing.T) {
+	want := map[string]int32{"grpc": 50051, "http": 5001, "metrics": 8080}
+	for name, objs := range map[string][]*unstructured.Unstructured{
+		"chart":          renderChart(t),
+		"config/default": renderKustomize(t),
+	} {
+		var svc corev1.Service
+		typed(t, find(t, objs, "Service", release), &svc)
+		got := map[string]int32{}
+		for _, p := range svc.Spec.Ports {
+			got[p.Name] = p.Port
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: Service ports %v, want %v", name, got, want)
+		}
 	}
 }

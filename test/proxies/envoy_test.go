@@ -55,7 +55,7 @@ func TestEnvoyBootstraps(t *testing.T) {
 		file  string
 		check func(t *testing.T, ex *envoyExample)
 	}{
-		"gRPC ext_authz to the grpc-authz port, with a per-route policy": {
+		"gRPC ext_authz to the grpc port, with a per-route policy": {
 			file: "config/envoy/envoy.yaml",
 			check: func(t *testing.T, ex *envoyExample) {
 				g := ex.authz.GetGrpcService()
@@ -92,7 +92,7 @@ func TestEnvoyBootstraps(t *testing.T) {
 				}
 			},
 		},
-		"HTTP ext_authz for --forward-auth request, to the http-authz port": {
+		"HTTP ext_authz for --forward-auth request, to the http port": {
 			file: "config/envoy/envoy-http.yaml",
 			check: func(t *testing.T, ex *envoyExample) {
 				h := ex.authz.GetHttpService()
