@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
@@ -57,4 +58,30 @@ func TestJWKSUnavailableKeepsLastGoodVersion(t *testing.T) {
 	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 	in.expect(enforcedWithin, hostA, "/api/x", token(t, newKey, "alice"), 200)
 	in.expect(enforcedWithin, hostA, "/api/x", token(t, oldKey, "alice"), 401)
+}
+
+// TestSecretNotFoundEditKeepsLastGoodVersion: an edit whose secretRef names
+// a Secret that does not exist makes the policy Ready=False SecretNotFound
+// naming the Secret, while its last good version keeps serving; creating
+// the Secret applies the edit within 2 s.
+func TestSecretNotFoundEditKeepsLastGoodVersion(t *testing.T) {
+	env, ns, in := scene(t, "secretedit")
+	host := ns + ".example.test"
+	key, hs := jwttest.NewEd25519(t), jwttest.NewHS256(t)
+
+	create(t, env.Client, policy(ns, "a", host, key, private()))
+	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+	in.expect(enforcedWithin, host, "/api/x", token(t, key, "alice"), 200)
+
+	edit(t, env.Client, ns, "a", func(ap *v1alpha1.AuthPolicy) {
+		ap.Spec.JWT = &v1alpha1.JWT{Issuer: issuer, SecretRef: &v1alpha1.SecretKeyRef{Name: "later", Key: "k"}, Algorithms: []string{"HS256"}}
+	})
+	waitStatus(t, env.Client, ns, "a", metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound, ns+"/later")
+	if got := in.check(host, "GET", "/api/x", token(t, key, "alice")); got != 200 {
+		t.Errorf("the last good version: %d, want 200", got)
+	}
+
+	create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"}, Data: map[string][]byte{"k": hs.Secret()}})
+	in.expect(enforcedWithin, host, "/api/x", token(t, hs, "alice"), 200)
+	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 }
