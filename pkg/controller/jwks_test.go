@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -84,4 +85,36 @@ func TestSecretNotFoundEditKeepsLastGoodVersion(t *testing.T) {
 	create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"}, Data: map[string][]byte{"k": hs.Secret()}})
 	in.expect(enforcedWithin, host, "/api/x", token(t, hs, "alice"), 200)
 	waitStatus(t, env.Client, ns, "a", metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+}
+
+// TestSameSecondOwnerIsTheFirstCreated: two policies naming one host,
+// created in the same second (creationTimestamp's resolution) by two
+// namespaces: the first created owns the host, whatever the namespaces'
+// names, and the second is Conflict naming it.
+func TestSameSecondOwnerIsTheFirstCreated(t *testing.T) {
+	env := kube(t)
+	// evil's namespace sorts before shop's: a name order would pick evil.
+	shop, evil := env.Namespace(t, "zshop"), env.Namespace(t, "aevil")
+	cleanup(t, env.Client, shop, evil)
+	in := start(t, asTollgate(t, env), config{})
+	key := jwttest.NewEd25519(t)
+	for attempt := 0; ; attempt++ {
+		host := fmt.Sprintf("a%d.%s.example.test", attempt, shop)
+		first := policy(shop, fmt.Sprintf("tasks-%d", attempt), host, key, private())
+		second := grabPolicy(evil, fmt.Sprintf("grab-%d", attempt), host)
+		create(t, env.Client, first)
+		create(t, env.Client, second)
+		if !first.CreationTimestamp.Equal(&second.CreationTimestamp) {
+			remove(t, env.Client, second)
+			remove(t, env.Client, first)
+			if attempt == 5 {
+				t.Fatal("no two creations in the same second in 6 attempts")
+			}
+			continue
+		}
+		waitStatus(t, env.Client, shop, first.Name, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
+		waitStatus(t, env.Client, evil, second.Name, metav1.ConditionFalse, v1alpha1.ReasonConflict, "namespace "+shop)
+		in.expect(enforcedWithin, host, "/api/users/bob/tasks", "", 401)
+		return
+	}
 }

@@ -88,7 +88,16 @@ type age struct {
 	file    bool
 	origin  Origin
 	created int64 // creationTimestamp in Unix nanoseconds; 0 when unset
-	key     string
+	// Objects created in the same second tie on created (it has whole
+	// seconds). conflicted and seen break the tie, set when the Set first
+	// sees the object and kept for its life: an object whose stored status
+	// was already Conflict is the newer (a restart lists objects in name
+	// order, and the status says how the tie was decided); then the one
+	// seen first (the watch delivers objects in the order they were
+	// created).
+	conflicted bool
+	seen       uint64
+	key        string
 }
 
 func ageOf(obj *v1alpha1.AuthPolicy, o Origin, key string) age {
@@ -117,8 +126,15 @@ func (a *age) less(b *age) bool {
 		case a.origin.Doc != b.origin.Doc:
 			return a.origin.Doc < b.origin.Doc
 		}
-	} else if a.created != b.created {
-		return a.created < b.created
+	} else {
+		switch {
+		case a.created != b.created:
+			return a.created < b.created
+		case a.conflicted != b.conflicted:
+			return b.conflicted
+		case a.seen != b.seen:
+			return a.seen < b.seen
+		}
 	}
 	return a.key < b.key
 }

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
 	"github.com/tollgate-dev/tollgate/api/v1alpha1"
 	"github.com/tollgate-dev/tollgate/pkg/decision"
 	"github.com/tollgate-dev/tollgate/pkg/jwt"
@@ -117,6 +119,7 @@ type Set struct {
 	// verifiers are the verifiers of held versions, by configKey.
 	verifiers map[string]*sharedVerifier
 	queue     itemQueue // policies to re-decide, oldest first
+	arrivals  uint64    // Kubernetes objects first seen, for age.seen
 	events    []event   // status changes not yet delivered
 	// delivering is true while a goroutine delivers events.
 	delivering bool
@@ -197,7 +200,8 @@ func idOf(namespace, name string, o Origin) itemID {
 // Apply compiles obj (when its spec changed) and makes it the policy's
 // current version; a policy that fails to compile or conflicts keeps serving
 // its last good version, if any. Age for conflicts and host ownership comes
-// from obj.CreationTimestamp (ties broken by namespace/name). Returns the
+// from obj.CreationTimestamp (a tie, within its second, by the order the
+// Set first saw the objects; see age). Returns the
 // policy's status after the change.
 func (s *Set) Apply(obj *v1alpha1.AuthPolicy) Status {
 	return s.ApplyFrom(obj, Origin{})
@@ -208,7 +212,11 @@ func (s *Set) Apply(obj *v1alpha1.AuthPolicy) Status {
 func (s *Set) ApplyFrom(obj *v1alpha1.AuthPolicy, o Origin) Status {
 	ns, name := namespaceOf(obj.Namespace), obj.Name
 	s.mu.Lock()
-	it := s.itemLocked(ns, name, ageOf(obj, o, ns+"/"+name))
+	a := ageOf(obj, o, ns+"/"+name)
+	if !a.file {
+		s.firstSeenLocked(&a, idOf(obj.Namespace, name, o), obj)
+	}
+	it := s.itemLocked(ns, name, a)
 	it.gen = obj.Generation
 	if d, ok := digestOf(&obj.Spec); !ok || d != it.spec {
 		it.spec = d
@@ -339,6 +347,20 @@ func namespaceOf(ns string) string {
 		return "default"
 	}
 	return ns
+}
+
+// firstSeenLocked sets a's tie-breakers (see age): those of the object's
+// item when it holds the same object (the same creationTimestamp), else
+// the next arrival and whether obj's stored status is Conflict.
+func (s *Set) firstSeenLocked(a *age, id itemID, obj *v1alpha1.AuthPolicy) {
+	if it := s.items[id]; it != nil && it.age.created == a.created && it.age.seen != 0 {
+		a.conflicted, a.seen = it.age.conflicted, it.age.seen
+		return
+	}
+	s.arrivals++
+	a.seen = s.arrivals
+	c := meta.FindStatusCondition(obj.Status.Conditions, v1alpha1.ConditionReady)
+	a.conflicted = c != nil && c.Reason == v1alpha1.ReasonConflict
 }
 
 // itemLocked returns the item for ns/name from the source of age a,

@@ -819,9 +819,10 @@ func TestHostOwnershipThroughWildcards(t *testing.T) {
 // TestHostOwnershipMatchesTheRule applies and deletes random policies
 // with random ages, hosts and wildcards in three namespaces, and after
 // every change compares the set with the rule computed the slow way: a
-// host name is owned by the namespace of the oldest policy whose host
-// matcher covers it; a policy naming a matcher owned by another namespace
-// is Conflict; a request is decided by the owning namespace's policies.
+// host name is owned by the namespace of the oldest policy (of the same
+// age, the first applied) whose host matcher covers it; a policy naming a
+// matcher owned by another namespace is Conflict; a request is decided by
+// the owning namespace's policies.
 func TestHostOwnershipMatchesTheRule(t *testing.T) {
 	for seed := range uint64(5) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) { hostOwnershipMatchesTheRule(t, seed) })
@@ -844,6 +845,7 @@ func hostOwnershipMatchesTheRule(t *testing.T, seed uint64) {
 	type pol struct {
 		ns, name string
 		age      int
+		seen     int // the step that applied it: a tie on age goes to the first applied
 		hosts    []string
 	}
 	rng := rand.New(rand.NewPCG(seed, 2))
@@ -858,7 +860,7 @@ func hostOwnershipMatchesTheRule(t *testing.T, seed uint64) {
 			h.set.Delete(ns, name)
 			delete(live, key)
 		} else {
-			p := pol{ns: ns, name: name, age: rng.IntN(50)}
+			p := pol{ns: ns, name: name, age: rng.IntN(50), seen: step}
 			for range 1 + rng.IntN(2) {
 				if m := matchers[rng.IntN(len(matchers))]; !slices.Contains(p.hosts, m) {
 					p.hosts = append(p.hosts, m)
@@ -872,7 +874,7 @@ func hostOwnershipMatchesTheRule(t *testing.T, seed uint64) {
 			if a.age != b.age {
 				return a.age < b.age
 			}
-			return a.ns+"/"+a.name < b.ns+"/"+b.name
+			return a.seen < b.seen
 		}
 		// owner returns the namespace of the oldest policy naming a
 		// matcher that covers host.
