@@ -146,6 +146,10 @@ func TestHelmRejectsBadValues(t *testing.T) {
 			args: []string{"--set", "redis.addr=r:6379", "--set", "redis.address=s:6379"},
 			want: `redis.addr and redis.address`,
 		},
+		"redis.cluster with both redis.addr and redis.clusterAddrs": {
+			args: []string{"--set", "redis.cluster=true", "--set", "redis.addr=r:6379", "--set", "redis.clusterAddrs={a:6379}"},
+			want: `redis.cluster: set the seed nodes in one of redis.addr and redis.clusterAddrs`,
+		},
 		"a replicaCount that is a string": {
 			args: []string{"--set-string", "replicaCount=many"},
 			want: `at '/replicaCount': got string, want integer`,

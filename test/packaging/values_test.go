@@ -23,16 +23,18 @@ func TestChartValuesReachTheContainer(t *testing.T) {
 		replicas int32    // when not 0
 		image    string   // when not ""
 	}{
-		"redis.addr alone":           {set: []string{"redis.addr=redis:6379"}, args: []string{"--quota-store=redis", "--redis-addr=redis:6379"}},
-		"redis.address alone":        {set: []string{"redis.address=redis:6379"}, args: []string{"--quota-store=redis", "--redis-addr=redis:6379"}},
-		"redis.clusterAddrs alone":   {set: []string{"redis.clusterAddrs={a:6379,b:6379}"}, args: []string{"--quota-store=redis", "--redis-cluster-addrs=a:6379,b:6379"}},
-		"a Redis password Secret":    {set: []string{"redis.addr=redis:6379", "redis.passwordSecret.name=redis-auth"}, args: []string{"--quota-store=redis", "--redis-password-file=/etc/tollgate/redis/password"}},
-		"memory by default":          {args: []string{"--quota-store=memory"}},
-		"replicas":                   {set: []string{"replicas=5"}, replicas: 5},
-		"replicaCount (helm create)": {set: []string{"replicaCount=4"}, replicas: 4},
-		"image":                      {set: []string{"image.repository=registry.test/tg", "image.tag=v9"}, image: "registry.test/tg:v9"},
-		"log level":                  {set: []string{"logLevel=debug"}, args: []string{"--log-level=debug"}},
-		"default action":             {set: []string{"defaultAction=allow"}, args: []string{"--default-action=allow"}},
+		"redis.addr alone":              {set: []string{"redis.addr=redis:6379"}, args: []string{"--quota-store=redis", "--redis-addr=redis:6379"}},
+		"redis.address alone":           {set: []string{"redis.address=redis:6379"}, args: []string{"--quota-store=redis", "--redis-addr=redis:6379"}},
+		"redis.clusterAddrs alone":      {set: []string{"redis.clusterAddrs={a:6379,b:6379}"}, args: []string{"--quota-store=redis", "--redis-cluster-addrs=a:6379,b:6379"}},
+		"redis.clusterAddresses alone":  {set: []string{"redis.clusterAddresses={a:6379,b:6379}"}, args: []string{"--quota-store=redis", "--redis-cluster-addrs=a:6379,b:6379"}},
+		"redis.cluster with redis.addr": {set: []string{"redis.cluster=true", "redis.addr=seed:6379"}, args: []string{"--quota-store=redis", "--redis-cluster-addrs=seed:6379"}},
+		"a Redis password Secret":       {set: []string{"redis.addr=redis:6379", "redis.passwordSecret.name=redis-auth"}, args: []string{"--quota-store=redis", "--redis-password-file=/etc/tollgate/redis/password"}},
+		"memory by default":             {args: []string{"--quota-store=memory"}},
+		"replicas":                      {set: []string{"replicas=5"}, replicas: 5},
+		"replicaCount (helm create)":    {set: []string{"replicaCount=4"}, replicas: 4},
+		"image":                         {set: []string{"image.repository=registry.test/tg", "image.tag=v9"}, image: "registry.test/tg:v9"},
+		"log level":                     {set: []string{"logLevel=debug"}, args: []string{"--log-level=debug"}},
+		"default action":                {set: []string{"defaultAction=allow"}, args: []string{"--default-action=allow"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var flags []string

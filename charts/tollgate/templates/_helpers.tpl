@@ -72,13 +72,37 @@ replicas.
 {{- if hasKey .Values "replicaCount" }}{{ .Values.replicaCount }}{{ else }}{{ .Values.replicas }}{{ end }}
 {{- end }}
 
-{{/* tollgate.redisAddr is redis.addr, or its spelled-out alias redis.address. */}}
-{{- define "tollgate.redisAddr" -}}
+{{/*
+tollgate.redisServer is the one Redis server's host:port: redis.addr, or
+its spelled-out alias redis.address ("" with redis.cluster, where it is
+a seed node).
+*/}}
+{{- define "tollgate.redisServer" -}}
 {{- $r := .Values.redis }}
 {{- if and $r.addr $r.address (ne $r.addr $r.address) }}
 {{- fail "redis.addr and redis.address are the same value: set one" }}
 {{- end }}
+{{- if not $r.cluster }}
 {{- $r.addr | default $r.address | default "" }}
+{{- end }}
+{{- end }}
+
+{{/*
+tollgate.redisCluster is the Redis Cluster's seed nodes, comma-separated:
+redis.clusterAddrs (or redis.clusterAddresses), or with redis.cluster
+true, redis.addr.
+*/}}
+{{- define "tollgate.redisCluster" -}}
+{{- $r := .Values.redis }}
+{{- $seeds := concat ($r.clusterAddrs | default list) ($r.clusterAddresses | default list) }}
+{{- if $r.cluster }}
+{{- $addr := $r.addr | default $r.address | default "" }}
+{{- if and $addr $seeds }}
+{{- fail "redis.cluster: set the seed nodes in one of redis.addr and redis.clusterAddrs" }}
+{{- end }}
+{{- if $addr }}{{ $seeds = list $addr }}{{ end }}
+{{- end }}
+{{- join "," (uniq $seeds) }}
 {{- end }}
 
 {{/*
@@ -87,7 +111,7 @@ Redis address or cluster is set, else memory.
 */}}
 {{- define "tollgate.quotaStore" -}}
 {{- if .Values.quotaStore }}{{ .Values.quotaStore }}
-{{- else if or (include "tollgate.redisAddr" .) .Values.redis.clusterAddrs }}redis
+{{- else if or (include "tollgate.redisServer" .) (include "tollgate.redisCluster" .) }}redis
 {{- else }}memory
 {{- end }}
 {{- end }}
@@ -98,12 +122,13 @@ express, naming the values to change.
 */}}
 {{- define "tollgate.validate" -}}
 {{- $r := .Values.redis }}
-{{- $addr := include "tollgate.redisAddr" . }}
+{{- $addr := include "tollgate.redisServer" . }}
+{{- $seeds := include "tollgate.redisCluster" . }}
 {{- if eq (include "tollgate.quotaStore" .) "redis" }}
-{{- if eq (empty $addr) (empty $r.clusterAddrs) }}
+{{- if eq (empty $addr) (empty $seeds) }}
 {{- fail "quotaStore=redis needs exactly one of redis.addr and redis.clusterAddrs" }}
 {{- end }}
-{{- else if or $addr $r.clusterAddrs $r.passwordSecret.name }}
+{{- else if or $addr $seeds $r.passwordSecret.name }}
 {{- fail "redis.addr, redis.clusterAddrs or redis.passwordSecret.name is set but quotaStore is memory: set quotaStore=redis" }}
 {{- end }}
 {{- end }}
@@ -122,11 +147,11 @@ values they equal config/manager's (test/packaging checks it).
 - --forward-auth={{ .Values.forwardAuth }}
 - --default-action={{ .Values.defaultAction }}
 - --quota-store={{ include "tollgate.quotaStore" . }}
-{{- with include "tollgate.redisAddr" . }}
+{{- with include "tollgate.redisServer" . }}
 - {{ printf "--redis-addr=%s" . | quote }}
 {{- end }}
-{{- with .Values.redis.clusterAddrs }}
-- {{ printf "--redis-cluster-addrs=%s" (join "," .) | quote }}
+{{- with include "tollgate.redisCluster" . }}
+- {{ printf "--redis-cluster-addrs=%s" . | quote }}
 {{- end }}
 {{- if .Values.redis.passwordSecret.name }}
 - --redis-password-file={{ include "tollgate.redisPasswordDir" . }}/password
