@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -65,7 +66,8 @@ type line struct {
 const maxRequestIDLen = 128
 
 // requestID returns the id of req: the proxy's (Envoy's request.http.id),
-// else the x-request-id header; at most maxRequestIDLen bytes.
+// else the x-request-id header; at most maxRequestIDLen bytes; a new one
+// when neither is there, so that every decision line has one.
 func requestID(req *decision.Request) string {
 	id := req.ID
 	if id == "" {
@@ -74,7 +76,12 @@ func requestID(req *decision.Request) string {
 	return clipID(id)
 }
 
+// clipID bounds id to maxRequestIDLen bytes, or makes one up when it is
+// empty: "tg-" and 16 random base32 characters.
 func clipID(id string) string {
+	if id == "" {
+		return "tg-" + rand.Text()[:16]
+	}
 	if len(id) > maxRequestIDLen {
 		return id[:maxRequestIDLen]
 	}
@@ -88,9 +95,7 @@ func (o observed) logDecision(ctx context.Context, level slog.Level, msg string,
 	path, _, _ = strings.Cut(path, "#")
 	attrs := make([]slog.Attr, 0, 14)
 	attrs = append(attrs, slog.String("transport", o.transport))
-	if id := requestID(req); id != "" {
-		attrs = append(attrs, slog.String("request_id", id))
-	}
+	attrs = append(attrs, slog.String("request_id", requestID(req)))
 	attrs = append(attrs, slog.String("policy", l.policy), slog.String("rule", l.rule), slog.String("reason", l.reason),
 		slog.Int("status", l.status), slog.String("sub", l.sub))
 	if l.limit != nil {
@@ -145,7 +150,7 @@ func (s *Server) httpAuthHandler() http.Handler {
 				return
 			}
 			s.log.Info("deny", "transport", o.transport, "request_id", clipID(r.Header.Get("X-Request-Id")),
-				"reason", d.Reason, "status", d.Status, "message", d.Message, "forwardAuth", s.opts.ForwardAuth.String(), "source", r.RemoteAddr)
+				"policy", "", "rule", "", "reason", d.Reason, "status", d.Status, "message", d.Message, "forwardAuth", s.opts.ForwardAuth.String(), "sub", "", "source", r.RemoteAddr)
 		},
 	})
 }

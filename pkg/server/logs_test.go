@@ -154,3 +154,40 @@ func TestDenyLogFlood(t *testing.T) {
 		t.Error("an allow was logged at info")
 	}
 }
+
+// TestDenyLineWithoutRequestIDGetsOne: SPEC "Every deny is logged at info
+// with request id": a request that carries no id (no Envoy
+// request.http.id, no x-request-id) still gets one in its deny line, a new
+// one per request; a forwarding-header reject line carries the same fields
+// as a decision's.
+func TestDenyLineWithoutRequestIDGetsOne(t *testing.T) {
+	var logs testlog.Buffer
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 1)}, withLogger(t, &logs, slog.LevelInfo))
+	h.check(checkRequest("/api/users/alice/tasks", "", nil, nil))
+	h.httpOutcome("/api/users/alice/tasks", "", nil)
+	h.httpOutcome("/api/users/alice/tasks", "", map[string]string{"X-Original-Uri": "/api/admin"})
+
+	var denies []map[string]any
+	h.waitFor("three deny lines", func() bool {
+		denies = denies[:0]
+		for _, r := range records(t, logs.String()) {
+			if r["msg"] == "deny" {
+				denies = append(denies, r)
+			}
+		}
+		return len(denies) == 3
+	})
+	seen := map[string]bool{}
+	for _, r := range denies {
+		id, _ := r["request_id"].(string)
+		if id == "" || seen[id] {
+			t.Errorf("request_id = %q (empty or repeated): %v", id, r)
+		}
+		seen[id] = true
+		for _, k := range []string{"policy", "rule", "reason", "sub"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("%s absent: %v", k, r)
+			}
+		}
+	}
+}
