@@ -100,8 +100,9 @@ type Decision struct {
 	// when none did.
 	Policy string
 	Rule   string
-	// Subject is the verified token's "sub", for logs; empty when no token
-	// was verified.
+	// Subject is the "sub" of the token whose signature verified (also when
+	// its claims, exp, iss, aud..., refused it), for logs; empty when none
+	// did.
 	Subject string
 	// Limit is the limit that denied the request (reason rate_limited),
 	// for logs and metrics: its Name and what it counts By. Nil otherwise.
@@ -155,7 +156,7 @@ type DryRunDecision struct {
 	// Status is 200 when the policy would allow, else the deny status.
 	Status int
 	Reason string
-	// Subject is the verified token's "sub"; empty when none was verified.
+	// Subject is as Decision.Subject.
 	Subject string
 	// Limit is the limit that would deny the request; nil otherwise.
 	Limit *policy.Limit

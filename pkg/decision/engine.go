@@ -67,6 +67,9 @@ type evaluation struct {
 	entry    *entry
 	rule     *policy.Rule
 	identity *token.Identity
+	// refusedSub is the "sub" of an authentic token refused for its
+	// claims (expired, wrong audience...), for the deny log line.
+	refusedSub string
 	// limit is the limit that denied the request 429; nil otherwise.
 	limit *policy.Limit
 	// message replaces the denial's message (and body) when set: a 429
@@ -134,6 +137,8 @@ func (e *Engine) DecideInto(ctx context.Context, req *Request, d *Decision) {
 	}
 	if ev.identity != nil {
 		d.Subject = ev.identity.Subject
+	} else {
+		d.Subject = ev.refusedSub
 	}
 	d.Limit = ev.limit
 }
@@ -322,6 +327,8 @@ func (e *Engine) dryRun(ctx context.Context, ev *evaluation, dry *entry) DryRunD
 	}
 	if dv.identity != nil {
 		out.Subject = dv.identity.Subject
+	} else {
+		out.Subject = dv.refusedSub
 	}
 	out.Limit = dv.limit
 	if ev.req.Explain {
@@ -342,6 +349,7 @@ func (e *Engine) authenticate(ctx context.Context, ev *evaluation) *Decision {
 	id, err := ev.entry.verifier.Verify(ctx, raw)
 	if err != nil {
 		reason := token.ReasonOf(err)
+		ev.refusedSub = token.SubjectOf(err)
 		ev.step("token", "deny", string(reason))
 		return unauthenticated(reason)
 	}

@@ -40,7 +40,10 @@ func Reasons() []Reason { return token.Reasons() }
 type Error struct {
 	Reason Reason
 	Detail string // fixed, human-readable description; never token content
-	Err    error  // optional cause, for errors.Is / errors.As
+	// Subject is the token's "sub" when its signature verified and only its
+	// claims (exp, nbf, iat, iss, aud) did not: for the deny log line.
+	Subject string
+	Err     error // optional cause, for errors.Is / errors.As
 }
 
 // Error implements error.
@@ -57,6 +60,9 @@ func (e *Error) Error() string {
 
 // TokenReason returns Reason, for token.ReasonOf.
 func (e *Error) TokenReason() Reason { return e.Reason }
+
+// TokenSubject returns Subject, for token.SubjectOf.
+func (e *Error) TokenSubject() string { return e.Subject }
 
 var _ token.ReasonError = (*Error)(nil)
 

@@ -133,6 +133,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, *Error) {
 	}
 	id, exp, ferr := v.checkClaims(t.claims, now)
 	if ferr != nil {
+		// The signature verified: the token is authentic, only not
+		// acceptable, so its user may be named in the deny line.
+		ferr.Subject = claimSubject(t.claims)
 		return nil, ferr
 	}
 	if c := v.m.cache; c != nil && now.UnixNano() < exp {
@@ -289,4 +292,15 @@ func containsAny(have, want []string) bool {
 		}
 	}
 	return false
+}
+
+// claimSubject returns the "sub" among claims when it is a string.
+func claimSubject(claims []member) string {
+	for _, c := range claims {
+		if string(c.name) == "sub" {
+			s, _ := token.JSONString(c.value)
+			return s
+		}
+	}
+	return ""
 }

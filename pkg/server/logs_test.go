@@ -191,3 +191,33 @@ func TestDenyLineWithoutRequestIDGetsOne(t *testing.T) {
 		}
 	}
 }
+
+// TestDenyLineNamesTheSubOfAnAuthenticToken: SPEC "every deny is logged
+// ... with the user's sub": a token whose signature verifies but whose
+// claims do not (expired, wrong audience) names its user in the deny line;
+// a token whose signature fails names nobody.
+func TestDenyLineNamesTheSubOfAnAuthenticToken(t *testing.T) {
+	var logs testlog.Buffer
+	h := start(t, map[string]string{"tasks.yaml": policyYAML("tasks-api", "$JWKS", 100)}, withLogger(t, &logs, slog.LevelInfo))
+	expired := h.token("eve", map[string]any{"exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-2 * time.Hour).Unix()})
+	forged := h.token("mallory", nil)
+	forged = forged[:strings.LastIndexByte(forged, '.')+1] + "AAAA"
+	h.check(checkRequest("/api/users/eve/tasks", expired, map[string]string{"x-request-id": "expired"}, nil))
+	h.check(checkRequest("/api/users/mallory/tasks", forged, map[string]string{"x-request-id": "forged"}, nil))
+
+	want := map[string][2]string{"expired": {"expired", "eve"}, "forged": {"bad_signature", ""}}
+	got := map[string]map[string]any{}
+	h.waitFor("two deny lines", func() bool {
+		for _, r := range records(t, logs.String()) {
+			if id, _ := r["request_id"].(string); r["msg"] == "deny" {
+				got[id] = r
+			}
+		}
+		return len(got) >= 2
+	})
+	for id, w := range want {
+		if r := got[id]; r["reason"] != w[0] || r["sub"] != w[1] {
+			t.Errorf("%s: reason %v sub %q, want %s and %q (%v)", id, r["reason"], r["sub"], w[0], w[1], r)
+		}
+	}
+}

@@ -70,6 +70,17 @@ type ReasonError interface {
 	TokenReason() Reason
 }
 
+// SubjectOf returns the "sub" of the authentic token that err (or an error
+// it wraps) refused, or "" when there is none (its signature did not
+// verify, or it was never checked).
+func SubjectOf(err error) string {
+	var se interface{ TokenSubject() string }
+	if errors.As(err, &se) {
+		return se.TokenSubject()
+	}
+	return ""
+}
+
 // ReasonOf returns the Reason that err (or an error it wraps) carries, or
 // "" when none does.
 func ReasonOf(err error) Reason {
